@@ -1,0 +1,1 @@
+//! gram-gpu: wgpu/WGSL batched scoring (see issue 4).

@@ -1,0 +1,1 @@
+//! gram-host: the `gram` CLI, file I/O, CPU backend and metrics (see issue 3).

@@ -1,0 +1,267 @@
+//! Candidate precomputation: factor a candidate tuple (the k−1 non-anchor vectors of a column of
+//! the volume matrix) once, then get vol(anchor, candidate) for many anchors from k−1 dot
+//! products, with an a-posteriori error bound that says when to recompute on the exact path.
+//!
+//! With M = [m1 … m_{k−1}] = QR, vol(a, M) = vol(M) · ‖a − QQᵀa‖ and
+//! ‖a − QQᵀa‖² = ‖a‖² − ‖Qᵀa‖², Qᵀa = R⁻ᵀ Mᵀa. The candidate stores W = R⁻ᵀ (pivoted, with the
+//! equilibration folded in) computed in double-double, so a pair costs (k−1)(k)/2 multiply-adds
+//! after the dot products `Mᵀa` — which a GEMM can supply for a whole batch.
+//!
+//! The subtraction ‖a‖² − ‖Qᵀa‖² cancels when a lies nearly in span(M): an absolute error δ in
+//! the dot products becomes a relative error ~δ‖a‖/r² in the volume. [`Candidate::pair_volume`]
+//! bounds that from the caller's stated dot-product accuracy, so callers keep the fast path for
+//! the (vast majority of) well-conditioned pairs and send the rest to [`crate::volume`].
+
+use crate::dd::Dd;
+use crate::ldl::{Scaled, ldl_pivoted, sqrt_det};
+use crate::volume::{dd_zero_tol, scaled_gram};
+use crate::{Element, GramError, MAX_K};
+
+const M_MAX: usize = MAX_K - 1;
+const TRI: usize = M_MAX * (M_MAX + 1) / 2;
+const U: f64 = f64::EPSILON / 2.0;
+
+/// A factored candidate tuple of `m = k − 1` vectors (0 ≤ m ≤ 15), in fixed storage (~1.1 KiB).
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    m: u8,
+    dim: usize,
+    /// Pivot order: row i of W reads dots `perm[0..=i]`.
+    perm: [u8; M_MAX],
+    /// Packed lower triangle of W: row i holds W[i][0..=i].
+    w: [f64; TRI],
+    /// wn[i] = Σ_a |W[i][a]|·‖m_perm[a]‖: how W amplifies dot-product errors.
+    wn: [f64; M_MAX],
+    volume: Scaled,
+    /// vol(M) = 0 (dependent vectors, a zero vector, or k > n): every pair volume is exactly 0.
+    degenerate: bool,
+    /// W not representable in f64 (only for f64 inputs of extreme magnitude): no fast path.
+    fast_path: bool,
+}
+
+/// A pair volume from the fast path and a bound on its relative error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairVolume {
+    /// The volume; meaningless when `rel_err_bound` is infinite.
+    pub volume: f64,
+    /// First-order bound on |computed − exact| / exact, from the stated dot-product accuracy,
+    /// the rounding of W, and the cancellation in ‖a‖² − ‖Qᵀa‖²; `+inf` when the cancellation
+    /// leaves no correct digit or an input was not finite. `0` when the volume is exactly 0.
+    pub rel_err_bound: f64,
+}
+
+impl Candidate {
+    /// Factor the candidate tuple `vectors` (k − 1 of them, each of length n). `anchor_dim` is
+    /// n; it is checked here so that k > n gives a degenerate (all-zero) candidate.
+    ///
+    /// Errors: `TooManyVectors` (more than 15), `DimensionMismatch`, `EmptyInput` (n = 0),
+    /// `NonFinite`.
+    pub fn new<T: Element>(vectors: &[&[T]], anchor_dim: usize) -> Result<Candidate, GramError> {
+        if vectors.len() > M_MAX {
+            return Err(GramError::TooManyVectors {
+                k: vectors.len() + 1,
+            });
+        }
+        if anchor_dim == 0 {
+            return Err(GramError::EmptyInput);
+        }
+        let mut c = Candidate {
+            m: vectors.len() as u8,
+            dim: anchor_dim,
+            perm: [0; M_MAX],
+            w: [0.0; TRI],
+            wn: [0.0; M_MAX],
+            volume: Scaled::ONE,
+            degenerate: false,
+            fast_path: true,
+        };
+        let m = vectors.len();
+        if m == 0 {
+            return Ok(c);
+        }
+        for v in vectors {
+            if v.len() != anchor_dim {
+                return Err(GramError::DimensionMismatch {
+                    expected: anchor_dim,
+                    found: v.len(),
+                });
+            }
+        }
+        let sg = scaled_gram(vectors)?;
+        if sg.trivially_zero || m + 1 > anchor_dim {
+            c.degenerate = true;
+            c.volume = Scaled::ZERO;
+            return Ok(c);
+        }
+        let f = ldl_pivoted(sg.g, m, dd_zero_tol(anchor_dim, m));
+        if f.rank < m {
+            c.degenerate = true;
+            c.volume = Scaled::ZERO;
+            return Ok(c);
+        }
+        let e: i64 = sg.exps[..m].iter().map(|&e| e as i64).sum();
+        c.volume = sqrt_det(&f).shift(e);
+
+        // X = L⁻¹ by forward substitution in double-double, row by row.
+        let l = &f.lu;
+        let mut x = [[Dd::ZERO; M_MAX]; M_MAX];
+        for i in 0..m {
+            x[i][i] = Dd::ONE;
+            for a in 0..i {
+                // X[i][a] = −Σ_{t=a}^{i−1} L[i][t]·X[t][a]
+                let mut s = Dd::ZERO;
+                for t in a..i {
+                    s = s.add(l[i][t].mul(x[t][a]));
+                }
+                x[i][a] = s.neg();
+            }
+        }
+        for i in 0..m {
+            c.perm[i] = f.perm[i] as u8;
+            let inv_sqrt_d = 1.0 / libm::sqrt(f.pivot(i).to_f64());
+            let row = i * (i + 1) / 2;
+            let mut wn = 0.0;
+            for a in 0..=i {
+                let j = f.perm[a];
+                // Undo the power-of-two equilibration of vector j: d̂_j = 2^-e_j · d_j.
+                let w = libm::scalbn(x[i][a].to_f64() * inv_sqrt_d, -sg.exps[j]);
+                // ‖m_j‖ = sqrt(Ĝ_jj)·2^e_j
+                let norm = libm::scalbn(libm::sqrt(sg.g[j][j].to_f64()), sg.exps[j]);
+                c.w[row + a] = w;
+                wn += libm::fabs(w) * norm;
+            }
+            c.wn[i] = wn;
+            c.fast_path &= wn.is_finite();
+        }
+        Ok(c)
+    }
+
+    /// Number of vectors in the tuple (k − 1).
+    pub fn len(&self) -> usize {
+        self.m as usize
+    }
+
+    /// True for the empty tuple (k = 1: the "volume" of an anchor alone is its norm).
+    pub fn is_empty(&self) -> bool {
+        self.m == 0
+    }
+
+    /// Vector length n the candidate was built for.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The candidate tuple's own volume vol(m1, …, m_{k−1}); `+inf` beyond `f64::MAX`.
+    pub fn volume(&self) -> f64 {
+        self.volume.to_f64()
+    }
+
+    /// True when every pair volume with this candidate is exactly zero.
+    pub fn is_degenerate(&self) -> bool {
+        self.degenerate
+    }
+
+    /// vol(a, m1, …, m_{k−1}) from `anchor_norm_sq = ‖a‖²` and `dots[j] = a·m_j` (in the
+    /// candidate's vector order), where the caller guarantees
+    /// `|dots[j] error| ≤ dot_rel_err·‖a‖·‖m_j‖` and `|‖a‖² error| ≤ dot_rel_err·‖a‖²`
+    /// (e.g. `(n/8 + 4)·2^-53` for [`crate::dot::dot_f64`], about `√n·2^-24` for an f32 GEMM).
+    /// Non-finite inputs give `rel_err_bound = +inf`, never NaN.
+    #[inline]
+    pub fn pair_volume(&self, anchor_norm_sq: f64, dots: &[f64], dot_rel_err: f64) -> PairVolume {
+        debug_assert!(dots.len() >= self.m as usize);
+        if self.degenerate || anchor_norm_sq == 0.0 {
+            return PairVolume {
+                volume: 0.0,
+                rel_err_bound: 0.0,
+            };
+        }
+        let m = self.m as usize;
+        let a_norm = libm::sqrt(anchor_norm_sq);
+        let dc_scale = (dot_rel_err + (m as f64 + 1.0) * U) * a_norm;
+        let mut cc = 0.0f64;
+        let mut err = 0.0f64;
+        for i in 0..m {
+            let row = &self.w[i * (i + 1) / 2..][..=i];
+            let mut ci = 0.0;
+            for (w, &j) in row.iter().zip(&self.perm[..=i]) {
+                ci += w * dots[j as usize];
+            }
+            let dci = dc_scale * self.wn[i];
+            cc += ci * ci;
+            err += (2.0 * libm::fabs(ci) + dci) * dci;
+        }
+        let r2 = anchor_norm_sq - cc;
+        err += dot_rel_err * anchor_norm_sq + 2.0 * U * (anchor_norm_sq + cc);
+        // `!(r2 > err)` also catches NaN from non-finite inputs.
+        if !(r2 > err) || !self.fast_path || !err.is_finite() {
+            let v = if r2 > 0.0 && r2.is_finite() {
+                self.volume.mul(libm::sqrt(r2)).to_f64()
+            } else {
+                0.0
+            };
+            return PairVolume {
+                volume: v,
+                rel_err_bound: f64::INFINITY,
+            };
+        }
+        PairVolume {
+            volume: self.volume.mul(libm::sqrt(r2)).to_f64(),
+            rel_err_bound: 0.5 * err / r2 + (2 * m + 4) as f64 * U,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume;
+
+    #[test]
+    fn pair_volume_matches_the_exact_path() {
+        let a = [0.3f32, -1.2, 0.8, 2.0, 0.1];
+        let m1 = [1.0f32, 0.5, -0.25, 0.0, 3.0];
+        let m2 = [-0.7f32, 0.2, 1.5, 1.0, -0.4];
+        let c = Candidate::new(&[&m1[..], &m2], 5).unwrap();
+        let dot = |x: &[f32], y: &[f32]| -> f64 {
+            x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum()
+        };
+        let p = c.pair_volume(dot(&a, &a), &[dot(&a, &m1), dot(&a, &m2)], 1e-15);
+        let exact = volume(&[&a[..], &m1, &m2]).unwrap();
+        assert!((p.volume - exact).abs() <= 1e-13 * exact, "{p:?} vs {exact}");
+        assert!(p.rel_err_bound < 1e-12);
+        assert!((c.volume() - volume(&[&m1[..], &m2]).unwrap()).abs() < 1e-14);
+    }
+
+    #[test]
+    fn anchor_in_the_span_is_flagged() {
+        let m1 = [1.0f32, 0.0, 0.0];
+        let m2 = [0.0f32, 1.0, 0.0];
+        let a = [0.6f32, 0.8, 0.0];
+        let c = Candidate::new(&[&m1[..], &m2], 3).unwrap();
+        let p = c.pair_volume(1.0, &[0.6, 0.8], 1e-8);
+        assert_eq!(p.rel_err_bound, f64::INFINITY);
+        assert_eq!(volume(&[&a[..], &m1, &m2]).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn non_finite_dots_never_give_nan() {
+        let m1 = [1.0f32, 0.0, 0.0];
+        let c = Candidate::new(&[&m1[..]], 3).unwrap();
+        let p = c.pair_volume(1.0, &[f64::NAN], 1e-8);
+        assert!(!p.volume.is_nan());
+        assert_eq!(p.rel_err_bound, f64::INFINITY);
+        let p = c.pair_volume(f64::INFINITY, &[f64::INFINITY], 1e-8);
+        assert!(!p.volume.is_nan());
+        assert_eq!(p.rel_err_bound, f64::INFINITY);
+    }
+
+    #[test]
+    fn degenerate_candidates_give_exact_zero() {
+        let m1 = [1.0f32, 2.0];
+        let c = Candidate::new(&[&m1[..], &m1], 2).unwrap();
+        assert!(c.is_degenerate());
+        assert_eq!(c.pair_volume(5.0, &[1.0, 1.0], 1e-8).volume, 0.0);
+        let c = Candidate::new(&[&m1[..], &[0.0, 1.0]], 2).unwrap(); // k = 3 > n = 2
+        assert!(c.is_degenerate());
+    }
+}

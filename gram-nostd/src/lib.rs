@@ -1,0 +1,48 @@
+//! # gram-nostd — the volume math of GRAM, without std and without a heap
+//!
+//! GRAM (Cicchetti et al., ICLR 2025) scores how well k modality embeddings of one sample agree
+//! by the volume of the parallelotope they span: with A = [v1 … vk], **vol = sqrt(det AᵀA)**.
+//! Small volume = aligned. This crate is the single source of truth for that number; the CPU,
+//! GPU and training backends of the workspace are tested for parity against it.
+//!
+//! - [`volume`], [`log_volume`], [`gram_determinant`]: from the vectors (f32 or f64), accurate
+//!   to about 1e-10 relative down to normalised volumes of 1e-8, never NaN, exactly 0 for
+//!   k > n or a zero vector, no overflow at any magnitude.
+//! - [`GramFactor`]: from a Gram matrix the caller already has: equilibrated, pivoted LDLᵀ in
+//!   f64, determinant, volume and a condition number.
+//! - [`Candidate`], [`score_row`]: factor a candidate tuple once, then score many anchors
+//!   from k−1 dot products each, with an a-posteriori error bound and an exact fallback.
+//! - [`gram_loss`]: the symmetric contrastive loss over −V/τ with label smoothing, and its
+//!   gradient; [`rank_of`], [`summarize_ranks`]: retrieval metrics.
+//! - [`naive`]: the published float32 recipe, for comparisons.
+//!
+//! Nothing allocates: inputs are slices, outputs go to caller-provided buffers, and all k×k
+//! work lives in fixed 16×16 arrays (a [`Candidate`] is ~1.1 KiB). Every fallible function
+//! returns [`GramError`]; none panics on any input.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+mod candidate;
+pub mod dd;
+pub mod dot;
+mod element;
+mod error;
+mod gram;
+mod ldl;
+mod loss;
+pub mod naive;
+mod rank;
+mod score;
+mod volume;
+
+pub use candidate::{Candidate, PairVolume};
+pub use element::{Element, max_abs_checked, pow2_scale};
+pub use error::GramError;
+pub use gram::GramFactor;
+pub use loss::{LossParts, gram_loss};
+pub use rank::{RankSummary, rank_of, recall_at_k, summarize_ranks};
+pub use score::{FAST_PATH_TOLERANCE, ScoreStats, candidate_at, dot_f64_rel_err, score_row, to_f32};
+pub use volume::{gram_determinant, log_volume, volume};
+
+/// Largest number of vectors (modalities, anchor included) in one volume.
+pub const MAX_K: usize = 16;

@@ -1,0 +1,48 @@
+//! The published float32 recipe, for comparison only: Gram matrix from f32 dot products,
+//! determinant by LU with partial pivoting in f32 (as `torch.det`), then `sqrt(|det|)`.
+//!
+//! It is here so benchmarks and accuracy tables measure against the real thing. It loses all
+//! digits near collinearity, overflows or underflows at large or tiny norms, and returns
+//! rounding noise instead of 0 for dependent sets. Do not use it to score.
+
+/// `sqrt(|det(AᵀA)|)` in f32. `vectors` must be 1..=16 slices of equal length (else 0).
+pub fn volume_f32(vectors: &[&[f32]]) -> f32 {
+    let k = vectors.len();
+    if k == 0 || k > crate::MAX_K || vectors.iter().any(|v| v.len() != vectors[0].len()) {
+        return 0.0;
+    }
+    let mut g = [[0.0f32; crate::MAX_K]; crate::MAX_K];
+    for i in 0..k {
+        for j in 0..=i {
+            let d: f32 = vectors[i].iter().zip(vectors[j]).map(|(a, b)| a * b).sum();
+            g[i][j] = d;
+            g[j][i] = d;
+        }
+    }
+    libm::sqrtf(libm::fabsf(det_f32(&mut g, k)))
+}
+
+/// Determinant of the leading k×k block by Gaussian elimination with partial pivoting, in f32.
+pub fn det_f32(a: &mut [[f32; crate::MAX_K]; crate::MAX_K], k: usize) -> f32 {
+    let mut det = 1.0f32;
+    for c in 0..k {
+        let p = (c..k)
+            .max_by(|&x, &y| libm::fabsf(a[x][c]).total_cmp(&libm::fabsf(a[y][c])))
+            .unwrap_or(c);
+        if a[p][c] == 0.0 {
+            return 0.0;
+        }
+        if p != c {
+            a.swap(p, c);
+            det = -det;
+        }
+        det *= a[c][c];
+        for r in c + 1..k {
+            let f = a[r][c] / a[c][c];
+            for t in c..k {
+                a[r][t] -= f * a[c][t];
+            }
+        }
+    }
+    det
+}

@@ -1,0 +1,171 @@
+//! One anchor against many candidates: the kernel the CPU and GPU backends parallelise.
+
+use crate::candidate::Candidate;
+use crate::dot::dot_f64;
+use crate::element::max_abs_checked;
+use crate::volume::volume;
+use crate::{Element, GramError, MAX_K};
+
+/// Pairs whose fast-path error bound exceeds this are recomputed on the exact path. Well below
+/// f32 rounding (6e-8), so the f32 output is as good as the exact path's.
+pub const FAST_PATH_TOLERANCE: f64 = 1e-8;
+
+/// What [`score_row`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScoreStats {
+    /// Pairs recomputed on the exact path because the fast path's error bound was too large.
+    pub exact_recomputes: usize,
+}
+
+/// Error bound of [`dot_f64`] relative to ‖a‖‖b‖ for vectors of length n.
+#[inline]
+pub fn dot_f64_rel_err(n: usize) -> f64 {
+    (n as f64 / 8.0 + 4.0) * f64::EPSILON / 2.0
+}
+
+/// Fill `out[j] = vol(anchor, modalities[0][j], …, modalities[k−2][j])` for every candidate j.
+///
+/// `modalities[t]` is a row-major `[N2, n]` matrix (row j belongs to candidate j) and
+/// `candidates[j]` must be `Candidate::new` of row j of each modality. Dot products are formed
+/// in f64; pairs whose a-posteriori bound exceeds [`FAST_PATH_TOLERANCE`] are recomputed with
+/// [`volume`], so every output has the accuracy of the exact path rounded to f32.
+///
+/// Errors: `EmptyInput` (no candidates or n = 0), `DimensionMismatch`, `TooManyVectors`,
+/// `NonFinite` (anchor), `OutOfRange` (a volume above `f32::MAX`). On error `out` may be
+/// partly written.
+pub fn score_row<T: Element>(
+    anchor: &[T],
+    modalities: &[&[T]],
+    candidates: &[Candidate],
+    out: &mut [f32],
+) -> Result<ScoreStats, GramError> {
+    let n = anchor.len();
+    let n2 = candidates.len();
+    if n == 0 || n2 == 0 {
+        return Err(GramError::EmptyInput);
+    }
+    let m = modalities.len();
+    if m + 1 > MAX_K {
+        return Err(GramError::TooManyVectors { k: m + 1 });
+    }
+    if out.len() != n2 {
+        return Err(GramError::DimensionMismatch {
+            expected: n2,
+            found: out.len(),
+        });
+    }
+    for t in modalities {
+        if t.len() != n2 * n {
+            return Err(GramError::DimensionMismatch {
+                expected: n2 * n,
+                found: t.len(),
+            });
+        }
+    }
+    if let Some(c) = candidates.iter().find(|c| c.len() != m || c.dim() != n) {
+        return Err(GramError::DimensionMismatch {
+            expected: m,
+            found: c.len(),
+        });
+    }
+    max_abs_checked(anchor)?;
+    let eta = dot_f64_rel_err(n);
+    let norm_sq = dot_f64(anchor, 1.0, anchor, 1.0);
+    let mut stats = ScoreStats::default();
+    let mut dots = [0.0f64; MAX_K];
+    let mut rows: [&[T]; MAX_K] = [anchor; MAX_K];
+    for (j, (c, o)) in candidates.iter().zip(out.iter_mut()).enumerate() {
+        for (t, modality) in modalities.iter().enumerate() {
+            rows[t + 1] = &modality[j * n..(j + 1) * n];
+            dots[t] = dot_f64(anchor, 1.0, rows[t + 1], 1.0);
+        }
+        let p = c.pair_volume(norm_sq, &dots[..m], eta);
+        let v = if p.rel_err_bound <= FAST_PATH_TOLERANCE {
+            p.volume
+        } else {
+            stats.exact_recomputes += 1;
+            volume(&rows[..m + 1])?
+        };
+        *o = to_f32(v)?;
+    }
+    Ok(stats)
+}
+
+/// Round a volume to f32, refusing values beyond f32's range instead of returning `inf`.
+#[inline]
+pub fn to_f32(v: f64) -> Result<f32, GramError> {
+    let f = v as f32;
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err(GramError::OutOfRange)
+    }
+}
+
+/// Factor candidate j of `modalities` (row j of each `[N2, n]` matrix) for [`score_row`].
+pub fn candidate_at<T: Element>(
+    modalities: &[&[T]],
+    n: usize,
+    j: usize,
+) -> Result<Candidate, GramError> {
+    let mut rows: [&[T]; MAX_K] = [&[]; MAX_K];
+    if modalities.len() >= MAX_K {
+        return Err(GramError::TooManyVectors {
+            k: modalities.len() + 1,
+        });
+    }
+    for (t, modality) in modalities.iter().enumerate() {
+        rows[t] = modality
+            .get(j * n..(j + 1) * n)
+            .ok_or(GramError::DimensionMismatch {
+                expected: (j + 1) * n,
+                found: modality.len(),
+            })?;
+    }
+    Candidate::new(&rows[..modalities.len()], n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_matches_volume_and_recomputes_the_collinear_pair() {
+        let n = 4;
+        let anchor = [1.0f32, 0.0, 0.0, 0.0];
+        // Candidate 0 is nearly collinear with the anchor, candidate 1 is not.
+        let m0 = [1.0f32, 1e-5, 0.0, 0.0, /**/ 0.0, 1.0, 0.0, 0.0];
+        let m1 = [1.0f32, 0.0, 1e-5, 0.0, /**/ 0.0, 0.0, 1.0, 1.0];
+        let mods = [&m0[..], &m1[..]];
+        let cands = [
+            candidate_at(&mods, n, 0).unwrap(),
+            candidate_at(&mods, n, 1).unwrap(),
+        ];
+        let mut out = [0.0f32; 2];
+        let stats = score_row(&anchor, &mods, &cands, &mut out).unwrap();
+        assert_eq!(stats.exact_recomputes, 1);
+        let v0 = volume(&[&anchor[..], &m0[..4], &m1[..4]]).unwrap();
+        let v1 = volume(&[&anchor[..], &m0[4..], &m1[4..]]).unwrap();
+        assert_eq!(out[0], v0 as f32);
+        assert!(((out[1] as f64) - v1).abs() <= 1e-7 * v1);
+    }
+
+    #[test]
+    fn shape_errors() {
+        let mut out = [0.0f32; 1];
+        let m0 = [1.0f32, 0.0];
+        let c = [candidate_at(&[&m0[..]], 2, 0).unwrap()];
+        assert_eq!(
+            score_row(&[1.0f32, 0.0, 0.0], &[&m0[..]], &c, &mut out),
+            Err(GramError::DimensionMismatch {
+                expected: 3,
+                found: 2
+            })
+        );
+        assert_eq!(
+            score_row(&[f32::INFINITY, 0.0], &[&m0[..]], &c, &mut out),
+            Err(GramError::NonFinite)
+        );
+        assert!(candidate_at(&[&m0[..]], 2, 1).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! gram-train: Candle training (see issue 5).
