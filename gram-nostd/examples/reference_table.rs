@@ -24,7 +24,9 @@ fn main() {
         let (n1, n2) = (case.exact.rows, case.exact.cols);
         let n = case.anchor.cols;
         let mods: Vec<&[f32]> = case.modalities.iter().map(|m| m.data.as_slice()).collect();
-        let cands: Vec<_> = (0..n2).map(|j| candidate_at(&mods, n, j).unwrap()).collect();
+        let cands: Vec<_> = (0..n2)
+            .map(|j| candidate_at(&mods, n, j).unwrap())
+            .collect();
         let mut row = vec![0.0f32; n2];
         let (mut ours, mut scored, mut naive_err) = (0.0f64, 0.0f64, 0.0f64);
         for i in 0..n1 {
@@ -37,10 +39,18 @@ fn main() {
                 let nv = naive::volume_f32(&t) as f64;
                 // NaN/inf poison the maximum on purpose.
                 let e = reference::error(nv, exact);
-                naive_err = if e.is_nan() || naive_err.is_nan() { f64::NAN } else { naive_err.max(e) };
+                naive_err = if e.is_nan() || naive_err.is_nan() {
+                    f64::NAN
+                } else {
+                    naive_err.max(e)
+                };
             }
         }
-        let kind = if case.exact.data.iter().all(|&x| x == 0.0) { "abs" } else { "rel" };
+        let kind = if case.exact.data.iter().all(|&x| x == 0.0) {
+            "abs"
+        } else {
+            "rel"
+        };
         println!(
             "| {} | {} | {} | {} {kind} | {} {kind} | {} {kind} |",
             case.name,

@@ -13,7 +13,7 @@
 //! the (vast majority of) well-conditioned pairs and send the rest to [`crate::volume`].
 
 use crate::dd::Dd;
-use crate::ldl::{Scaled, ldl_pivoted, sqrt_det};
+use crate::ldl::{Scaled, Square, ldl_pivoted, sqrt_det};
 use crate::volume::{dd_zero_tol, scaled_gram};
 use crate::{Element, GramError, MAX_K};
 
@@ -87,48 +87,52 @@ impl Candidate {
                 });
             }
         }
-        let sg = scaled_gram(vectors)?;
+        let mut gram: Square<Dd> = [[Dd::ZERO; MAX_K]; MAX_K];
+        let sg = scaled_gram(vectors, &mut gram)?;
         if sg.trivially_zero || m + 1 > anchor_dim {
             c.degenerate = true;
             c.volume = Scaled::ZERO;
             return Ok(c);
         }
-        let f = ldl_pivoted(sg.g, m, dd_zero_tol(anchor_dim, m));
+        // Norms before the factorisation overwrites the diagonal: ‖m_j‖ = sqrt(Ĝ_jj)·2^e_j.
+        let mut norms = [0.0f64; M_MAX];
+        for (j, nj) in norms.iter_mut().enumerate().take(m) {
+            *nj = libm::scalbn(libm::sqrt(gram[j][j].to_f64()), sg.exps[j]);
+        }
+        let f = ldl_pivoted(&mut gram, m, dd_zero_tol(anchor_dim, m));
         if f.rank < m {
             c.degenerate = true;
             c.volume = Scaled::ZERO;
             return Ok(c);
         }
         let e: i64 = sg.exps[..m].iter().map(|&e| e as i64).sum();
-        c.volume = sqrt_det(&f).shift(e);
+        c.volume = sqrt_det(&gram, &f).shift(e);
 
-        // X = L⁻¹ by forward substitution in double-double, row by row.
-        let l = &f.lu;
-        let mut x = [[Dd::ZERO; M_MAX]; M_MAX];
+        // X = L⁻¹ by forward substitution in double-double, written into the (mirrored, no
+        // longer needed) strict upper triangle: X[i][a] lives at g[a][i] for a < i.
+        let g = &mut gram;
         for i in 0..m {
-            x[i][i] = Dd::ONE;
             for a in 0..i {
-                // X[i][a] = −Σ_{t=a}^{i−1} L[i][t]·X[t][a]
-                let mut s = Dd::ZERO;
-                for t in a..i {
-                    s = s.add(l[i][t].mul(x[t][a]));
+                // X[i][a] = −(L[i][a] + Σ_{t=a+1}^{i−1} L[i][t]·X[t][a])
+                let mut s = g[i][a];
+                for t in a + 1..i {
+                    s = s.add(g[i][t].mul(g[a][t]));
                 }
-                x[i][a] = s.neg();
+                g[a][i] = s.neg();
             }
         }
         for i in 0..m {
             c.perm[i] = f.perm[i] as u8;
-            let inv_sqrt_d = 1.0 / libm::sqrt(f.pivot(i).to_f64());
+            let inv_sqrt_d = 1.0 / libm::sqrt(f.pivot(g, i).to_f64());
             let row = i * (i + 1) / 2;
             let mut wn = 0.0;
             for a in 0..=i {
                 let j = f.perm[a];
+                let x = if a == i { 1.0 } else { g[a][i].to_f64() };
                 // Undo the power-of-two equilibration of vector j: d̂_j = 2^-e_j · d_j.
-                let w = libm::scalbn(x[i][a].to_f64() * inv_sqrt_d, -sg.exps[j]);
-                // ‖m_j‖ = sqrt(Ĝ_jj)·2^e_j
-                let norm = libm::scalbn(libm::sqrt(sg.g[j][j].to_f64()), sg.exps[j]);
+                let w = libm::scalbn(x * inv_sqrt_d, -sg.exps[j]);
                 c.w[row + a] = w;
-                wn += libm::fabs(w) * norm;
+                wn += libm::fabs(w) * norms[j];
             }
             c.wn[i] = wn;
             c.fast_path &= wn.is_finite();
@@ -227,7 +231,10 @@ mod tests {
         };
         let p = c.pair_volume(dot(&a, &a), &[dot(&a, &m1), dot(&a, &m2)], 1e-15);
         let exact = volume(&[&a[..], &m1, &m2]).unwrap();
-        assert!((p.volume - exact).abs() <= 1e-13 * exact, "{p:?} vs {exact}");
+        assert!(
+            (p.volume - exact).abs() <= 1e-13 * exact,
+            "{p:?} vs {exact}"
+        );
         assert!(p.rel_err_bound < 1e-12);
         assert!((c.volume() - volume(&[&m1[..], &m2]).unwrap()).abs() < 1e-14);
     }

@@ -28,7 +28,11 @@ impl fmt::Display for GramError {
         match self {
             GramError::EmptyInput => write!(f, "empty input"),
             GramError::TooManyVectors { k } => {
-                write!(f, "{k} vectors given; at most {} are supported", crate::MAX_K)
+                write!(
+                    f,
+                    "{k} vectors given; at most {} are supported",
+                    crate::MAX_K
+                )
             }
             GramError::DimensionMismatch { expected, found } => {
                 write!(f, "dimension mismatch: expected {expected}, found {found}")

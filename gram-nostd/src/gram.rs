@@ -12,7 +12,8 @@ use crate::{GramError, MAX_K};
 /// [`crate::volume`], which does not depend on κ(Ĝ) this way.
 #[derive(Clone, Debug)]
 pub struct GramFactor {
-    ldl: Ldl<f64>,
+    lu: Square<f64>,
+    ldl: Ldl,
     /// Π sqrt(G_ii) — the equilibration removed from the determinant.
     diag_sqrt: Scaled,
     zero: bool,
@@ -63,9 +64,11 @@ impl GramFactor {
             }
             a[i][i] = if zero { 0.0 } else { 1.0 };
         }
+        // Pivots below k·2^-52 of the unit diagonal are f64 rounding noise.
+        let ldl = ldl_pivoted(&mut a, k, k as f64 * f64::EPSILON);
         Ok(GramFactor {
-            // Pivots below k·2^-52 of the unit diagonal are f64 rounding noise.
-            ldl: ldl_pivoted(a, k, k as f64 * f64::EPSILON),
+            lu: a,
+            ldl,
             diag_sqrt,
             zero,
         })
@@ -75,7 +78,7 @@ impl GramFactor {
         if self.zero {
             return Scaled::ZERO;
         }
-        let s = sqrt_det(&self.ldl);
+        let s = sqrt_det(&self.lu, &self.ldl);
         Scaled {
             mant: s.mant * self.diag_sqrt.mant,
             exp2: s.exp2 + self.diag_sqrt.exp2,
@@ -113,7 +116,7 @@ impl GramFactor {
             return f64::INFINITY;
         }
         // Rebuild Ĝ⁻¹ = P L⁻ᵀ D⁻¹ L⁻¹ Pᵀ column by column; the 1-norm is permutation invariant.
-        let l = &self.ldl.lu;
+        let l = &self.lu;
         let mut norm_inv = 0.0f64;
         let mut norm_g = 0.0f64;
         for c in 0..k {
@@ -174,7 +177,11 @@ mod tests {
         assert!((f.determinant().unwrap() - 32.0).abs() < 1e-12);
         assert!((f.volume().unwrap() - 32f64.sqrt()).abs() < 1e-12);
         let expected = (4.0 / 3.0) * (4.0 / 3.0) / (8.0 / 9.0);
-        assert!((f.condition() - expected).abs() < 1e-12, "{}", f.condition());
+        assert!(
+            (f.condition() - expected).abs() < 1e-12,
+            "{}",
+            f.condition()
+        );
     }
 
     #[test]

@@ -56,34 +56,34 @@ impl Field for Dd {
 /// A k×k matrix in fixed storage (no heap); only the leading k×k block is used.
 pub type Square<F> = [[F; MAX_K]; MAX_K];
 
-/// Result of [`ldl_pivoted`]: `Pᵀ A P = L D Lᵀ` where row/column `j` of the permuted matrix is
-/// row/column `perm[j]` of `A`.
-#[derive(Clone, Debug)]
-pub struct Ldl<F> {
+/// Pivoting record of [`ldl_pivoted`]: `Pᵀ A P = L D Lᵀ` where row/column `j` of the permuted
+/// matrix is row/column `perm[j]` of `A`. The factors themselves overwrite the matrix: the unit
+/// lower triangle of L below the diagonal, D on the diagonal, in pivot order.
+#[derive(Clone, Copy, Debug)]
+pub struct Ldl {
     pub k: usize,
-    /// Unit lower triangle below the diagonal; `d` on the diagonal, in pivot order.
-    pub lu: Square<F>,
     pub perm: [usize; MAX_K],
     /// Number of pivots that came out positive. When `rank < k` the matrix is singular to
     /// working precision and pivots `rank..k` are reported as zero.
     pub rank: usize,
 }
 
-impl<F: Field> Ldl<F> {
-    /// The j-th pivot (in pivot order); zero beyond `rank`.
+impl Ldl {
+    /// The j-th pivot (in pivot order) of the factored matrix `lu`; zero beyond `rank`.
     #[inline]
-    pub fn pivot(&self, j: usize) -> F {
-        if j < self.rank { self.lu[j][j] } else { F::ZERO }
+    pub fn pivot<F: Field>(&self, lu: &Square<F>, j: usize) -> F {
+        if j < self.rank { lu[j][j] } else { F::ZERO }
     }
 }
 
-/// Factor the symmetric matrix whose lower triangle is in `a[..k][..k]`, choosing at each step
-/// the largest remaining diagonal (complete pivoting restricted to the diagonal, which is the
+/// Factor, in place, the symmetric matrix whose lower triangle is in `a[..k][..k]`, choosing at
+/// each step the largest remaining diagonal (complete pivoting restricted to the diagonal, the
 /// stable choice for semidefinite matrices: |l_ij| ≤ 1). The factorisation stops at the first
 /// pivot ≤ `zero_tol · max_i a_ii`: such a pivot is below the rounding error of the working
 /// precision (callers pass that bound), so the determinant is reported as exactly zero rather
-/// than as rounding noise of either sign.
-pub fn ldl_pivoted<F: Field>(mut a: Square<F>, k: usize, zero_tol: f64) -> Ldl<F> {
+/// than as rounding noise of either sign. In place because a 16×16 double-double matrix is
+/// 4 KiB: copies of it dominate the stack of an embedded caller.
+pub fn ldl_pivoted<F: Field>(a: &mut Square<F>, k: usize, zero_tol: f64) -> Ldl {
     debug_assert!(k <= MAX_K);
     let mut perm = [0usize; MAX_K];
     for (i, p) in perm.iter_mut().enumerate() {
@@ -130,18 +130,12 @@ pub fn ldl_pivoted<F: Field>(mut a: Square<F>, k: usize, zero_tol: f64) -> Ldl<F
                 a[c][i] = a[i][c];
             }
         }
-        // Keep row j's upper part consistent with L for later swaps (it is not read again
-        // except through the mirrored lower triangle).
+        // Mirror column j of L into row j, so later row/column swaps keep L consistent.
         for c in j + 1..k {
             a[j][c] = a[c][j];
         }
     }
-    Ldl {
-        k,
-        lu: a,
-        perm,
-        rank,
-    }
+    Ldl { k, perm, rank }
 }
 
 /// A positive value as `mant · 2^exp2` so that products of many pivots neither overflow nor
@@ -201,13 +195,13 @@ impl Scaled {
 }
 
 /// `sqrt(Π pivots)` of a factorisation, as a [`Scaled`]; zero when `rank < k`.
-pub fn sqrt_det<F: Field>(f: &Ldl<F>) -> Scaled {
+pub fn sqrt_det<F: Field>(lu: &Square<F>, f: &Ldl) -> Scaled {
     if f.rank < f.k {
         return Scaled::ZERO;
     }
     let mut v = Scaled::ONE;
     for j in 0..f.k {
-        v = v.mul(libm::sqrt(f.pivot(j).to_f64()));
+        v = v.mul(libm::sqrt(f.pivot(lu, j).to_f64()));
     }
     v
 }
@@ -223,12 +217,12 @@ mod tests {
         a[0][0] = 4.0;
         a[1][0] = 2.0;
         a[1][1] = 3.0;
-        let f = ldl_pivoted(a, 2, 0.0);
+        let f = ldl_pivoted(&mut a, 2, 0.0);
         assert_eq!(f.rank, 2);
-        assert_eq!(f.pivot(0), 4.0);
-        assert_eq!(f.pivot(1), 2.0);
-        assert_eq!(f.lu[1][0], 0.5);
-        assert!((sqrt_det(&f).to_f64() - 8f64.sqrt()).abs() < 1e-15);
+        assert_eq!(f.pivot(&a, 0), 4.0);
+        assert_eq!(f.pivot(&a, 1), 2.0);
+        assert_eq!(a[1][0], 0.5);
+        assert!((sqrt_det(&a, &f).to_f64() - 8f64.sqrt()).abs() < 1e-15);
     }
 
     #[test]
@@ -237,10 +231,10 @@ mod tests {
         a[0][0] = 1.0;
         a[1][0] = 1.0;
         a[1][1] = 9.0;
-        let f = ldl_pivoted(a, 2, 0.0);
+        let f = ldl_pivoted(&mut a, 2, 0.0);
         assert_eq!(f.perm[0], 1);
-        assert_eq!(f.pivot(0), 9.0);
-        assert!((f.pivot(1) - (1.0 - 1.0 / 9.0)).abs() < 1e-15);
+        assert_eq!(f.pivot(&a, 0), 9.0);
+        assert!((f.pivot(&a, 1) - (1.0 - 1.0 / 9.0)).abs() < 1e-15);
     }
 
     #[test]
@@ -251,9 +245,9 @@ mod tests {
                 a[i][j] = 2.0;
             }
         }
-        let f = ldl_pivoted(a, 3, 0.0);
+        let f = ldl_pivoted(&mut a, 3, 0.0);
         assert_eq!(f.rank, 1);
-        assert_eq!(sqrt_det(&f), Scaled::ZERO);
+        assert_eq!(sqrt_det(&a, &f), Scaled::ZERO);
     }
 
     #[test]

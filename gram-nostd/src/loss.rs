@@ -50,9 +50,7 @@ pub fn gram_loss<T: Element>(
             found: g.len(),
         });
     }
-    if !(temperature > 0.0 && temperature.is_finite())
-        || !(0.0..=1.0).contains(&label_smoothing)
-    {
+    if !(temperature > 0.0 && temperature.is_finite()) || !(0.0..=1.0).contains(&label_smoothing) {
         return Err(GramError::InvalidParameter);
     }
     if volumes.iter().any(|v| !v.to_f64().is_finite()) {
@@ -69,24 +67,23 @@ pub fn gram_loss<T: Element>(
 
     // One direction: `line(i, t)` is the t-th logit of line i (a row or a column), and
     // `index(i, t)` its position in V.
-    let mut direction = |line: &dyn Fn(usize, usize) -> f64,
-                         index: &dyn Fn(usize, usize) -> usize|
-     -> f64 {
-        let mut total = 0.0;
-        for i in 0..b {
-            let max = (0..b).map(|t| line(i, t)).fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = (0..b).map(|t| libm::exp(line(i, t) - max)).sum();
-            let lse = max + libm::log(sum);
-            for t in 0..b {
-                let z = line(i, t);
-                total += target(i, t) * (lse - z);
-                if let Some(g) = grad.as_deref_mut() {
-                    g[index(i, t)] += grad_scale * (libm::exp(z - lse) - target(i, t));
+    let mut direction =
+        |line: &dyn Fn(usize, usize) -> f64, index: &dyn Fn(usize, usize) -> usize| -> f64 {
+            let mut total = 0.0;
+            for i in 0..b {
+                let max = (0..b).map(|t| line(i, t)).fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = (0..b).map(|t| libm::exp(line(i, t) - max)).sum();
+                let lse = max + libm::log(sum);
+                for t in 0..b {
+                    let z = line(i, t);
+                    total += target(i, t) * (lse - z);
+                    if let Some(g) = grad.as_deref_mut() {
+                        g[index(i, t)] += grad_scale * (libm::exp(z - lse) - target(i, t));
+                    }
                 }
             }
-        }
-        total / b as f64
-    };
+            total / b as f64
+        };
     let anchor_to_data = direction(&|i, t| logit(i, t), &|i, t| i * b + t);
     let data_to_anchor = direction(&|j, t| logit(t, j), &|j, t| t * b + j);
     Ok(LossParts {

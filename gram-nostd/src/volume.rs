@@ -15,10 +15,9 @@ use crate::element::{Element, max_abs_checked, pow2_scale};
 use crate::ldl::{Scaled, Square, ldl_pivoted, sqrt_det};
 use crate::{GramError, MAX_K};
 
-/// Scaled Gram matrix of `vectors` in double-double, with the exponents removed by equilibration.
-pub(crate) struct ScaledGram {
+/// What [`scaled_gram`] learned besides the matrix itself.
+pub(crate) struct GramInfo {
     pub k: usize,
-    pub g: Square<Dd>,
     /// Vector i was multiplied by `2^-exps[i]`.
     pub exps: [i32; MAX_K],
     /// Some vector is exactly zero, or k > n: the volume is exactly zero.
@@ -49,7 +48,12 @@ pub(crate) fn check_vectors<T: Element>(vectors: &[&[T]]) -> Result<(usize, usiz
     Ok((k, n))
 }
 
-pub(crate) fn scaled_gram<T: Element>(vectors: &[&[T]]) -> Result<ScaledGram, GramError> {
+/// Fill the lower triangle of `g` with the Gram matrix of the equilibrated `vectors` in
+/// double-double. The matrix is the caller's so that it is never copied (4 KiB).
+pub(crate) fn scaled_gram<T: Element>(
+    vectors: &[&[T]],
+    g: &mut Square<Dd>,
+) -> Result<GramInfo, GramError> {
     let (k, n) = check_vectors(vectors)?;
     let mut scales = [1.0f64; MAX_K];
     let mut exps = [0i32; MAX_K];
@@ -59,7 +63,6 @@ pub(crate) fn scaled_gram<T: Element>(vectors: &[&[T]]) -> Result<ScaledGram, Gr
         trivially_zero |= m == 0.0;
         (scales[i], exps[i]) = pow2_scale(m);
     }
-    let mut g: Square<Dd> = [[Dd::ZERO; MAX_K]; MAX_K];
     if !trivially_zero {
         for i in 0..k {
             for j in 0..=i {
@@ -67,9 +70,8 @@ pub(crate) fn scaled_gram<T: Element>(vectors: &[&[T]]) -> Result<ScaledGram, Gr
             }
         }
     }
-    Ok(ScaledGram {
+    Ok(GramInfo {
         k,
-        g,
         exps,
         trivially_zero,
     })
@@ -85,13 +87,14 @@ pub(crate) fn dd_zero_tol(n: usize, k: usize) -> f64 {
 }
 
 pub(crate) fn volume_scaled<T: Element>(vectors: &[&[T]]) -> Result<Scaled, GramError> {
-    let sg = scaled_gram(vectors)?;
-    if sg.trivially_zero {
+    let mut g: Square<Dd> = [[Dd::ZERO; MAX_K]; MAX_K];
+    let info = scaled_gram(vectors, &mut g)?;
+    if info.trivially_zero {
         return Ok(Scaled::ZERO);
     }
-    let f = ldl_pivoted(sg.g, sg.k, dd_zero_tol(vectors[0].len(), sg.k));
-    let e: i64 = sg.exps[..sg.k].iter().map(|&e| e as i64).sum();
-    Ok(sqrt_det(&f).shift(e))
+    let f = ldl_pivoted(&mut g, info.k, dd_zero_tol(vectors[0].len(), info.k));
+    let e: i64 = info.exps[..info.k].iter().map(|&e| e as i64).sum();
+    Ok(sqrt_det(&g, &f).shift(e))
 }
 
 /// Volume of the parallelotope spanned by `vectors` (k = 1..=16 vectors of length n):

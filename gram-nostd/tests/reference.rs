@@ -12,7 +12,11 @@ fn worst<F: Fn(&Case, usize, usize) -> f64>(case: &Case, f: F) -> (f64, f64) {
         for j in 0..case.exact.cols {
             let exact = case.exact.data[i * case.exact.cols + j];
             let got = f(case, i, j);
-            assert!(got.is_finite() && got >= 0.0, "{} ({i},{j}): {got}", case.name);
+            assert!(
+                got.is_finite() && got >= 0.0,
+                "{} ({i},{j}): {got}",
+                case.name
+            );
             if exact == 0.0 {
                 abs = abs.max(got.abs());
             } else {
@@ -44,7 +48,11 @@ fn exact_path_meets_the_contract_on_every_case() {
             let r: Vec<&[f64]> = t.iter().map(|v| v.as_slice()).collect();
             volume(&r).unwrap()
         });
-        assert!(rel64 <= case.tolerance(), "{} f64: rel {rel64:e}", case.name);
+        assert!(
+            rel64 <= case.tolerance(),
+            "{} f64: rel {rel64:e}",
+            case.name
+        );
     }
 }
 
@@ -112,13 +120,19 @@ fn loss_matches_the_reference_values() {
 #[test]
 fn scale_cases_overflow_the_naive_recipe_but_not_us() {
     for name in ["scale_1e+12", "scale_1e-12"] {
-        let case = reference::cases().into_iter().find(|c| c.name == name).unwrap();
+        let case = reference::cases()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap();
         let t = case.tuple(0, 0);
         let naive = gram_nostd::naive::volume_f32(&t);
         let ours = volume(&t).unwrap();
         let exact = case.exact.data[0];
         assert!(error(ours, exact) < 1e-12);
-        assert!(!naive.is_finite() || error(naive as f64, exact) > 0.5, "{name}: {naive}");
+        assert!(
+            !naive.is_finite() || error(naive as f64, exact) > 0.5,
+            "{name}: {naive}"
+        );
     }
     assert_eq!(volume::<f32>(&[]), Err(GramError::EmptyInput));
 }

@@ -53,7 +53,9 @@ pub fn cases() -> Vec<Case> {
         .into_iter()
         .map(|(name, m)| Case {
             anchor: load(&format!("{name}_anchor.npy")),
-            modalities: (0..m).map(|t| load(&format!("{name}_mod{t}.npy"))).collect(),
+            modalities: (0..m)
+                .map(|t| load(&format!("{name}_mod{t}.npy")))
+                .collect(),
             exact: load(&format!("{name}_exact.npy")),
             name,
         })
