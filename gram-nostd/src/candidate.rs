@@ -116,9 +116,9 @@ impl Candidate {
                 // X[i][a] = −(L[i][a] + Σ_{t=a+1}^{i−1} L[i][t]·X[t][a])
                 let mut s = g[i][a];
                 for t in a + 1..i {
-                    s = s.add(g[i][t].mul(g[a][t]));
+                    s = s + g[i][t] * g[a][t];
                 }
-                g[a][i] = s.neg();
+                g[a][i] = -s;
             }
         }
         for i in 0..m {

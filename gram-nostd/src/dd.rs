@@ -4,6 +4,8 @@
 //! has none for f64 and `libm::fma` is slow), so products use Dekker's split. Inputs must stay
 //! below 2^995 in magnitude for the split not to overflow; callers equilibrate by powers of two.
 
+use core::ops::{Add, Div, Mul, Neg, Sub};
+
 /// `s + e = a + b` exactly.
 #[inline(always)]
 pub fn two_sum(a: f64, b: f64) -> (f64, f64) {
@@ -63,49 +65,64 @@ impl Dd {
     pub fn to_f64(self) -> f64 {
         self.hi + self.lo
     }
+}
 
-    /// Relative error ≤ 2·2^-106 (accurate addition, Shewchuk/QD "ieee add").
+/// Relative error ≤ 2·2^-106 (accurate addition, Shewchuk/QD "ieee add").
+impl Add for Dd {
+    type Output = Dd;
     #[inline(always)]
-    pub fn add(self, y: Dd) -> Dd {
+    fn add(self, y: Dd) -> Dd {
         let (s, e) = two_sum(self.hi, y.hi);
         let (t, f) = two_sum(self.lo, y.lo);
         let (s, e) = fast_two_sum(s, e + t);
         let (s, e) = fast_two_sum(s, e + f);
         Dd { hi: s, lo: e }
     }
+}
 
+impl Neg for Dd {
+    type Output = Dd;
     #[inline(always)]
-    pub fn neg(self) -> Dd {
+    fn neg(self) -> Dd {
         Dd {
             hi: -self.hi,
             lo: -self.lo,
         }
     }
+}
 
+impl Sub for Dd {
+    type Output = Dd;
     #[inline(always)]
-    pub fn sub(self, y: Dd) -> Dd {
-        self.add(y.neg())
+    fn sub(self, y: Dd) -> Dd {
+        self + (-y)
     }
+}
 
-    /// Relative error ≤ 4·2^-106.
+/// Relative error ≤ 4·2^-106.
+impl Mul for Dd {
+    type Output = Dd;
     #[inline(always)]
-    pub fn mul(self, y: Dd) -> Dd {
+    fn mul(self, y: Dd) -> Dd {
         let (p, e) = two_prod(self.hi, y.hi);
         let e = e + (self.hi * y.lo + self.lo * y.hi);
         let (p, e) = fast_two_sum(p, e);
         Dd { hi: p, lo: e }
     }
+}
 
-    /// Long division with three quotient digits; relative error a few 2^-106. `y` must be nonzero.
+/// Long division with three quotient digits; relative error a few 2^-106. `y` must be nonzero.
+impl Div for Dd {
+    type Output = Dd;
     #[inline]
-    pub fn div(self, y: Dd) -> Dd {
+    fn div(self, y: Dd) -> Dd {
         let q1 = self.hi / y.hi;
-        let r = self.sub(y.mul(Dd::from_f64(q1)));
+        let r = self - y * Dd::from_f64(q1);
         let q2 = r.hi / y.hi;
-        let r = r.sub(y.mul(Dd::from_f64(q2)));
+        let r = r - y * Dd::from_f64(q2);
         let q3 = r.hi / y.hi;
         let (q1, q2) = fast_two_sum(q1, q2);
-        Dd { hi: q1, lo: q2 }.add(Dd::from_f64(q3))
+        Dd { hi: q1, lo: q2 } + Dd::from_f64(q3)
     }
 }
 
@@ -124,8 +141,8 @@ mod tests {
 
     #[test]
     fn division_recovers_one_third_to_double_double() {
-        let third = Dd::ONE.div(Dd::from_f64(3.0));
-        let back = third.mul(Dd::from_f64(3.0)).sub(Dd::ONE);
+        let third = Dd::ONE / Dd::from_f64(3.0);
+        let back = third * Dd::from_f64(3.0) - Dd::ONE;
         assert!(libm::fabs(back.to_f64()) < 1e-31, "{back:?}");
         // And the low word carries information a plain f64 does not.
         assert!(third.lo != 0.0);
@@ -134,7 +151,7 @@ mod tests {
     #[test]
     fn cancellation_keeps_the_low_word() {
         let x = Dd::from_sum(1.0, 1e-20);
-        let d = x.sub(Dd::ONE);
+        let d = x - Dd::ONE;
         assert!((d.to_f64() - 1e-20).abs() < 1e-35);
     }
 }

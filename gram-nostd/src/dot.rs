@@ -94,7 +94,7 @@ pub fn dot_dd<T: Element>(a: &[T], sa: f64, b: &[T], sb: f64) -> Dd {
     }
     let mut total = Dd::ZERO;
     for l in 0..L {
-        total = total.add(Dd::from_sum(s[l], c[l]));
+        total = total + Dd::from_sum(s[l], c[l]);
     }
     if T::EXACT_F64_PRODUCT {
         let f = sa * sb; // a power of two: exact

@@ -3,30 +3,18 @@
 
 use crate::MAX_K;
 use crate::dd::Dd;
+use core::ops::{Add, Div, Mul, Sub};
 
 /// The arithmetic the factorisation needs.
-pub trait Field: Copy {
+pub trait Field:
+    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
+{
     const ZERO: Self;
-    fn sub(self, y: Self) -> Self;
-    fn mul(self, y: Self) -> Self;
-    fn div(self, y: Self) -> Self;
     fn to_f64(self) -> f64;
 }
 
 impl Field for f64 {
     const ZERO: f64 = 0.0;
-    #[inline(always)]
-    fn sub(self, y: f64) -> f64 {
-        self - y
-    }
-    #[inline(always)]
-    fn mul(self, y: f64) -> f64 {
-        self * y
-    }
-    #[inline(always)]
-    fn div(self, y: f64) -> f64 {
-        self / y
-    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
@@ -35,18 +23,6 @@ impl Field for f64 {
 
 impl Field for Dd {
     const ZERO: Dd = Dd::ZERO;
-    #[inline(always)]
-    fn sub(self, y: Dd) -> Dd {
-        Dd::sub(self, y)
-    }
-    #[inline(always)]
-    fn mul(self, y: Dd) -> Dd {
-        Dd::mul(self, y)
-    }
-    #[inline(always)]
-    fn div(self, y: Dd) -> Dd {
-        Dd::div(self, y)
-    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         Dd::to_f64(self)
@@ -120,13 +96,13 @@ pub fn ldl_pivoted<F: Field>(a: &mut Square<F>, k: usize, zero_tol: f64) -> Ldl 
         rank += 1;
         // Column j of L and the Schur complement update of the trailing block.
         for i in j + 1..k {
-            a[i][j] = a[i][j].div(d);
+            a[i][j] = a[i][j] / d;
         }
         for i in j + 1..k {
             let lij = a[i][j];
             for c in j + 1..=i {
                 // a[i][c] -= l_ij · d · l_cj, with d·l_cj = a[j][c] (the unscaled row j).
-                a[i][c] = a[i][c].sub(lij.mul(a[j][c]));
+                a[i][c] = a[i][c] - lij * a[j][c];
                 a[c][i] = a[i][c];
             }
         }

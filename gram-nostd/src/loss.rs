@@ -50,7 +50,7 @@ pub fn gram_loss<T: Element>(
             found: g.len(),
         });
     }
-    if !(temperature > 0.0 && temperature.is_finite()) || !(0.0..=1.0).contains(&label_smoothing) {
+    if !(temperature > 0.0 && temperature.is_finite() && (0.0..=1.0).contains(&label_smoothing)) {
         return Err(GramError::InvalidParameter);
     }
     if volumes.iter().any(|v| !v.to_f64().is_finite()) {
