@@ -63,18 +63,19 @@ pub fn dot_dd<T: Element>(a: &[T], sa: f64, b: &[T], sb: f64) -> Dd {
     let (cb, rb) = b.as_chunks::<L>();
     if T::EXACT_F64_PRODUCT {
         // Products of f32 values are exact in f64 and never overflow: scale at the end.
-        let mut step = |l: usize, p: f64| {
-            let (t, e) = two_sum(s[l], p);
-            s[l] = t;
-            c[l] += e;
-        };
         for (x, y) in ca.iter().zip(cb) {
+            let p: [f64; L] = core::array::from_fn(|l| x[l].to_f64() * y[l].to_f64());
+            let t: [f64; L] = core::array::from_fn(|l| s[l] + p[l]);
+            let bb: [f64; L] = core::array::from_fn(|l| t[l] - s[l]);
             for l in 0..L {
-                step(l, x[l].to_f64() * y[l].to_f64());
+                c[l] += (s[l] - (t[l] - bb[l])) + (p[l] - bb[l]);
             }
+            s = t;
         }
         for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
-            step(l, x.to_f64() * y.to_f64());
+            let (t, e) = two_sum(s[l], x.to_f64() * y.to_f64());
+            s[l] = t;
+            c[l] += e;
         }
     } else {
         let mut step = |l: usize, x: f64, y: f64| {
