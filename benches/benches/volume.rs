@@ -42,7 +42,7 @@ fn single_volume(c: &mut Criterion) {
                 for (d, m) in dots.iter_mut().zip(&r[1..]) {
                     *d = dot_f64(a, 1.0, m, 1.0);
                 }
-                cand.pair_volume(dot_f64(a, 1.0, a, 1.0), &dots[..k - 1], eta)
+                cand.pair_volume(dot_f64(a, 1.0, a, 1.0), &dots[..k - 1], eta, eta)
             })
         });
         group.bench_with_input(BenchmarkId::new("naive_f32_gram_det", k), &refs, |b, r| {

@@ -167,11 +167,19 @@ impl Candidate {
 
     /// vol(a, m1, …, m_{k−1}) from `anchor_norm_sq = ‖a‖²` and `dots[j] = a·m_j` (in the
     /// candidate's vector order), where the caller guarantees
-    /// `|dots[j] error| ≤ dot_rel_err·‖a‖·‖m_j‖` and `|‖a‖² error| ≤ dot_rel_err·‖a‖²`
-    /// (e.g. `(n/8 + 4)·2^-53` for [`crate::dot::dot_f64`], about `√n·2^-24` for an f32 GEMM).
+    /// `|dots[j] error| ≤ dot_rel_err·‖a‖·‖m_j‖` (e.g. `(n/8 + 4)·2^-53` for
+    /// [`crate::dot::dot_f64`]; an f32 GEMM needs `γ_n = n·2^-24`, or its probabilistic
+    /// counterpart λ·√n·2^-24) and `|‖a‖² error| ≤ norm_rel_err·‖a‖²`. The two are separate
+    /// because callers typically get ‖a‖² far more accurately than the cross dot products.
     /// Non-finite inputs give `rel_err_bound = +inf`, never NaN.
     #[inline]
-    pub fn pair_volume(&self, anchor_norm_sq: f64, dots: &[f64], dot_rel_err: f64) -> PairVolume {
+    pub fn pair_volume(
+        &self,
+        anchor_norm_sq: f64,
+        dots: &[f64],
+        dot_rel_err: f64,
+        norm_rel_err: f64,
+    ) -> PairVolume {
         debug_assert!(dots.len() >= self.m as usize);
         if self.degenerate || anchor_norm_sq == 0.0 {
             return PairVolume {
@@ -195,7 +203,7 @@ impl Candidate {
             err += (2.0 * libm::fabs(ci) + dci) * dci;
         }
         let r2 = anchor_norm_sq - cc;
-        err += dot_rel_err * anchor_norm_sq + 2.0 * U * (anchor_norm_sq + cc);
+        err += norm_rel_err * anchor_norm_sq + 2.0 * U * (anchor_norm_sq + cc);
         // `!(r2 > err)` also catches NaN from non-finite inputs.
         if !(r2 > err) || !self.fast_path || !err.is_finite() {
             let v = if r2 > 0.0 && r2.is_finite() {
@@ -229,7 +237,7 @@ mod tests {
         let dot = |x: &[f32], y: &[f32]| -> f64 {
             x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum()
         };
-        let p = c.pair_volume(dot(&a, &a), &[dot(&a, &m1), dot(&a, &m2)], 1e-15);
+        let p = c.pair_volume(dot(&a, &a), &[dot(&a, &m1), dot(&a, &m2)], 1e-15, 1e-15);
         let exact = volume(&[&a[..], &m1, &m2]).unwrap();
         assert!(
             (p.volume - exact).abs() <= 1e-13 * exact,
@@ -245,7 +253,7 @@ mod tests {
         let m2 = [0.0f32, 1.0, 0.0];
         let a = [0.6f32, 0.8, 0.0];
         let c = Candidate::new(&[&m1[..], &m2], 3).unwrap();
-        let p = c.pair_volume(1.0, &[0.6, 0.8], 1e-8);
+        let p = c.pair_volume(1.0, &[0.6, 0.8], 1e-8, 1e-8);
         assert_eq!(p.rel_err_bound, f64::INFINITY);
         assert_eq!(volume(&[&a[..], &m1, &m2]).unwrap(), 0.0);
     }
@@ -254,10 +262,10 @@ mod tests {
     fn non_finite_dots_never_give_nan() {
         let m1 = [1.0f32, 0.0, 0.0];
         let c = Candidate::new(&[&m1[..]], 3).unwrap();
-        let p = c.pair_volume(1.0, &[f64::NAN], 1e-8);
+        let p = c.pair_volume(1.0, &[f64::NAN], 1e-8, 1e-8);
         assert!(!p.volume.is_nan());
         assert_eq!(p.rel_err_bound, f64::INFINITY);
-        let p = c.pair_volume(f64::INFINITY, &[f64::INFINITY], 1e-8);
+        let p = c.pair_volume(f64::INFINITY, &[f64::INFINITY], 1e-8, 1e-8);
         assert!(!p.volume.is_nan());
         assert_eq!(p.rel_err_bound, f64::INFINITY);
     }
@@ -267,7 +275,7 @@ mod tests {
         let m1 = [1.0f32, 2.0];
         let c = Candidate::new(&[&m1[..], &m1], 2).unwrap();
         assert!(c.is_degenerate());
-        assert_eq!(c.pair_volume(5.0, &[1.0, 1.0], 1e-8).volume, 0.0);
+        assert_eq!(c.pair_volume(5.0, &[1.0, 1.0], 1e-8, 1e-8).volume, 0.0);
         let c = Candidate::new(&[&m1[..], &[0.0, 1.0]], 2).unwrap(); // k = 3 > n = 2
         assert!(c.is_degenerate());
     }

@@ -42,7 +42,7 @@ pub use gram::GramFactor;
 pub use loss::{LossParts, gram_loss};
 pub use rank::{RankSummary, rank_of, recall_at_k, summarize_ranks};
 pub use score::{
-    FAST_PATH_TOLERANCE, ScoreStats, candidate_at, dot_f64_rel_err, score_row, to_f32,
+    FAST_PATH_TOLERANCE, ScoreStats, candidate_at, dot_f64_rel_err, score_pair, score_row, to_f32,
 };
 pub use volume::{gram_determinant, log_volume, volume};
 

@@ -69,26 +69,43 @@ pub fn score_row<T: Element>(
         });
     }
     max_abs_checked(anchor)?;
-    let eta = dot_f64_rel_err(n);
     let norm_sq = dot_f64(anchor, 1.0, anchor, 1.0);
     let mut stats = ScoreStats::default();
-    let mut dots = [0.0f64; MAX_K];
     let mut rows: [&[T]; MAX_K] = [anchor; MAX_K];
     for (j, (c, o)) in candidates.iter().zip(out.iter_mut()).enumerate() {
         for (t, modality) in modalities.iter().enumerate() {
             rows[t + 1] = &modality[j * n..(j + 1) * n];
-            dots[t] = dot_f64(anchor, 1.0, rows[t + 1], 1.0);
         }
-        let p = c.pair_volume(norm_sq, &dots[..m], eta);
-        let v = if p.rel_err_bound <= FAST_PATH_TOLERANCE {
-            p.volume
-        } else {
-            stats.exact_recomputes += 1;
-            volume(&rows[..m + 1])?
-        };
+        let (v, exact) = score_pair(&rows[..m + 1], norm_sq, c)?;
+        stats.exact_recomputes += exact as usize;
         *o = to_f32(v)?;
     }
     Ok(stats)
+}
+
+/// vol(rows[0], rows[1..]) where `candidate` is the factor of `rows[1..]` and
+/// `anchor_norm_sq = dot_f64(rows[0], rows[0])`: f64 dot products and the candidate's fast
+/// path, or [`volume`] when its bound exceeds [`FAST_PATH_TOLERANCE`]. Returns the volume and
+/// whether the exact path was taken. Shapes are the caller's responsibility (checked by
+/// [`score_row`]); the anchor must be finite.
+#[inline]
+pub fn score_pair<T: Element>(
+    rows: &[&[T]],
+    anchor_norm_sq: f64,
+    candidate: &Candidate,
+) -> Result<(f64, bool), GramError> {
+    let anchor = rows[0];
+    let eta = dot_f64_rel_err(anchor.len());
+    let mut dots = [0.0f64; MAX_K];
+    for (d, row) in dots.iter_mut().zip(&rows[1..]) {
+        *d = dot_f64(anchor, 1.0, row, 1.0);
+    }
+    let p = candidate.pair_volume(anchor_norm_sq, &dots[..rows.len() - 1], eta, eta);
+    if p.rel_err_bound <= FAST_PATH_TOLERANCE {
+        Ok((p.volume, false))
+    } else {
+        Ok((volume(rows)?, true))
+    }
 }
 
 /// Round a volume to f32, refusing values beyond f32's range instead of returning `inf`.
