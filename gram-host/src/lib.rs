@@ -1,1 +1,15 @@
-//! gram-host: the `gram` CLI, file I/O, CPU backend and metrics (see issue 3).
+//! # gram-host — the `gram` CLI and the CPU backend
+//!
+//! - [`input`]: .npy (f32/f64/f16) and safetensors embedding matrices, memory-mapped when
+//!   possible, validated (shape, finiteness) with errors that name the file.
+//! - [`cpu`]: [`cpu::Scorer`], the multi-threaded tiled volume matrix (f32 GEMM cross dots,
+//!   gram-nostd candidate factors, a-posteriori error bound, accurate fallback).
+//! - [`metrics`]: streaming retrieval ranks and R@k/MedR/MeanR in both directions.
+//! - [`output`]: atomic .npy and text output.
+//! - [`commands`]: what each `gram` subcommand does, callable without the binary.
+
+pub mod commands;
+pub mod cpu;
+pub mod input;
+pub mod metrics;
+pub mod output;

@@ -1,0 +1,175 @@
+//! Retrieval metrics over a square volume matrix, computed tile by tile (never materialising
+//! N×N): anchor→data ranks each anchor's own candidate among all candidates, data→anchor ranks
+//! each candidate's own anchor among all anchors. Smaller volume ranks first; ties count
+//! against the ground truth (see [`gram_nostd::rank_of`]).
+
+use crate::cpu::{CpuStats, Scorer};
+use gram_nostd::{GramError, RankSummary, rank_of, summarize_ranks, to_f32};
+use rayon::prelude::*;
+
+/// Both directions of a retrieval evaluation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retrieval {
+    pub anchor_to_data: RankSummary,
+    pub data_to_anchor: RankSummary,
+}
+
+/// 1-based ranks in both directions, from the volume matrix of `anchor` (row i belongs with
+/// candidate i; N1 must equal N2).
+pub fn ranks(
+    scorer: &Scorer,
+    anchor: &[f32],
+    dim: usize,
+) -> Result<(Vec<u32>, Vec<u32>, CpuStats), GramError> {
+    let n = scorer.candidates();
+    if anchor.len() != n * dim {
+        return Err(GramError::DimensionMismatch {
+            expected: n * dim,
+            found: anchor.len(),
+        });
+    }
+    // The ground-truth volumes come from the accurate path and replace the tile's diagonal, so
+    // every comparison with V[j][j] sees the same value.
+    let diag: Vec<f32> = (0..n)
+        .into_par_iter()
+        .map(|j| to_f32(scorer.pair_volume_accurate(&anchor[j * dim..(j + 1) * dim], j)?))
+        .collect::<Result<_, _>>()?;
+    struct Acc {
+        row_ranks: Vec<(usize, u32)>,
+        col_ahead: Vec<u32>,
+        error: Option<GramError>,
+    }
+    let init = || Acc {
+        row_ranks: Vec::new(),
+        col_ahead: vec![0; n],
+        error: None,
+    };
+    let (acc, stats) = scorer.fold_tiles(
+        anchor,
+        init,
+        |mut acc, row0, tile| {
+            for (r, row) in tile.chunks_exact_mut(n).enumerate() {
+                let i = row0 + r;
+                row[i] = diag[i];
+                match rank_of(row, i) {
+                    Ok(rank) => acc.row_ranks.push((i, rank as u32)),
+                    Err(e) => acc.error = Some(e),
+                }
+                for (j, (&v, ahead)) in row.iter().zip(acc.col_ahead.iter_mut()).enumerate() {
+                    *ahead += (j != i && v <= diag[j]) as u32;
+                }
+            }
+            acc
+        },
+        |mut a, b| {
+            a.row_ranks.extend(b.row_ranks);
+            for (x, y) in a.col_ahead.iter_mut().zip(b.col_ahead) {
+                *x += y;
+            }
+            a.error = a.error.or(b.error);
+            a
+        },
+    )?;
+    if let Some(e) = acc.error {
+        return Err(e);
+    }
+    let mut a2d = vec![0u32; n];
+    for (i, r) in acc.row_ranks {
+        a2d[i] = r;
+    }
+    let d2a = acc.col_ahead.iter().map(|&c| c + 1).collect();
+    Ok((a2d, d2a, stats))
+}
+
+/// R@1/5/10, MedR and MeanR in both directions.
+pub fn evaluate(
+    scorer: &Scorer,
+    anchor: &[f32],
+    dim: usize,
+) -> Result<(Retrieval, CpuStats), GramError> {
+    let (mut a2d, mut d2a, stats) = ranks(scorer, anchor, dim)?;
+    Ok((
+        Retrieval {
+            anchor_to_data: summarize_ranks(&mut a2d)?,
+            data_to_anchor: summarize_ranks(&mut d2a)?,
+        },
+        stats,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ranks by brute force from the full matrix, ties against the ground truth.
+    fn brute(v: &[f32], n: usize) -> (Vec<u32>, Vec<u32>) {
+        let a2d = (0..n)
+            .map(|i| {
+                1 + (0..n)
+                    .filter(|&j| j != i && v[i * n + j] <= v[i * n + i])
+                    .count() as u32
+            })
+            .collect();
+        let d2a = (0..n)
+            .map(|j| {
+                1 + (0..n)
+                    .filter(|&i| i != j && v[i * n + j] <= v[j * n + j])
+                    .count() as u32
+            })
+            .collect();
+        (a2d, d2a)
+    }
+
+    #[test]
+    fn hand_computed_case_with_ties() {
+        // d = 2, k = 2: vol(a, m) = |a × m|. Anchors and candidates chosen so that:
+        // anchor 0 = e1, candidates: c0 = e1 (vol 0), c1 = e2 (vol 1), c2 = (1,1) (vol 1)
+        // anchor 1 = e2: c0 → 1, c1 → 0, c2 → 1
+        // anchor 2 = (1,1): c0 → 1, c1 → 1, c2 → 0
+        let anchor = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let m = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let scorer = Scorer::new(&[&m], 3, 2).unwrap();
+        let (a2d, d2a, _) = ranks(&scorer, &anchor, 2).unwrap();
+        assert_eq!(a2d, vec![1, 1, 1]);
+        assert_eq!(d2a, vec![1, 1, 1]);
+        // Now make every volume equal: a row of ties ranks the truth last.
+        let anchor = [1.0f32, 0.0, 1.0, 0.0, 1.0, 0.0];
+        let m = [0.0f32, 1.0, 0.0, 1.0, 0.0, 1.0];
+        let scorer = Scorer::new(&[&m], 3, 2).unwrap();
+        let (a2d, d2a, _) = ranks(&scorer, &anchor, 2).unwrap();
+        assert_eq!(a2d, vec![3, 3, 3]);
+        assert_eq!(d2a, vec![3, 3, 3]);
+        let (r, _) = evaluate(&scorer, &anchor, 2).unwrap();
+        assert_eq!(r.anchor_to_data.r1, 0.0);
+        assert_eq!(r.anchor_to_data.medr, 3.0);
+    }
+
+    #[test]
+    fn streaming_ranks_equal_brute_force() {
+        let (n, d) = (150, 5);
+        let mut s = 7u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
+        };
+        let m0: Vec<f32> = (0..n * d).map(|_| next()).collect();
+        let m1: Vec<f32> = (0..n * d).map(|_| next()).collect();
+        // Anchors correlated with their own candidates so ranks are informative.
+        let anchor: Vec<f32> = (0..n * d).map(|x| m0[x] + m1[x] + 0.3 * next()).collect();
+        let scorer = Scorer::new(&[&m0, &m1], n, d).unwrap();
+        let mut v = vec![0.0f32; n * n];
+        scorer.volume_matrix(&anchor, &mut v).unwrap();
+        for j in 0..n {
+            v[j * n + j] = to_f32(
+                scorer
+                    .pair_volume_accurate(&anchor[j * d..(j + 1) * d], j)
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+        let (a2d, d2a, _) = ranks(&scorer, &anchor, d).unwrap();
+        assert_eq!((a2d, d2a), brute(&v, n));
+    }
+}

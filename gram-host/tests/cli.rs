@@ -1,0 +1,430 @@
+//! The real `gram` binary: contracts of DESIGN.md, accuracy through the binary on every
+//! reference case, and bad input → one `error:` line naming the file, exit 2, no output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gram(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gram"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn reference(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/reference")
+        .join(name);
+    p.to_str().unwrap().to_string()
+}
+
+/// Raw .npy bytes for any descr/shape (to build malformed and exotic files).
+fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut dict = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    let unpadded = 10 + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    dict.push('\n');
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h.extend_from_slice(data);
+    h
+}
+
+fn f32_npy(rows: usize, cols: usize, vals: &[f32]) -> Vec<u8> {
+    assert_eq!(vals.len(), rows * cols);
+    let data: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    npy_bytes("<f4", false, &format!("({rows}, {cols})"), &data)
+}
+
+fn pseudo(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
+        })
+        .collect()
+}
+
+fn read_npy_f32(p: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(p).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec().unwrap())
+}
+
+fn read_npy_f64(p: &str) -> (Vec<u64>, Vec<f64>) {
+    let bytes = std::fs::read(p).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec().unwrap())
+}
+
+#[test]
+fn score_meets_the_accuracy_contract_on_every_reference_case() {
+    let index: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(reference("index.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, m) in &index {
+        let out = dir.path().join(format!("{name}.npy"));
+        let anchor = reference(&format!("{name}_anchor.npy"));
+        let mut args = vec!["score".to_string(), "--anchor".into(), anchor];
+        for t in 0..m.as_u64().unwrap() {
+            args.push("--modality".into());
+            args.push(reference(&format!("{name}_mod{t}.npy")));
+        }
+        args.push("--out".into());
+        args.push(out.to_str().unwrap().into());
+        let o = gram(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let (shape, got) = read_npy_f32(&out);
+        let (eshape, exact) = read_npy_f64(&reference(&format!("{name}_exact.npy")));
+        assert_eq!(shape, eshape);
+        let tol = if name == "near_collinear_0.0001" || name == "near_collinear_1e-05" {
+            1e-3
+        } else {
+            1e-5
+        };
+        for (g, e) in got.iter().zip(&exact) {
+            let g = *g as f64;
+            if *e == 0.0 {
+                assert!(g.abs() <= 1e-6, "{name}: {g} for exact 0");
+            } else {
+                assert!((g - e).abs() <= tol * e, "{name}: {g} vs {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn loss_matches_the_reference_values_through_the_binary() {
+    let expected: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(reference("loss_expected.json")).unwrap()).unwrap();
+    for (setting, want) in &expected {
+        let mut parts = setting.split(',').map(|p| p.split('=').nth(1).unwrap());
+        let (tau, ls) = (parts.next().unwrap(), parts.next().unwrap());
+        let o = gram(&[
+            "loss",
+            "--anchor",
+            &reference("loss_anchor.npy"),
+            "--modality",
+            &reference("loss_mod0.npy"),
+            "--modality",
+            &reference("loss_mod1.npy"),
+            "--temperature",
+            tau,
+            "--label-smoothing",
+            ls,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let got = v["loss"].as_f64().unwrap();
+        assert!(
+            (got - want.as_f64().unwrap()).abs() <= 1e-6,
+            "{setting}: {got} vs {want}"
+        );
+        let mean =
+            0.5 * (v["anchor_to_data"].as_f64().unwrap() + v["data_to_anchor"].as_f64().unwrap());
+        assert!((mean - got).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn eval_json_on_a_hand_computed_case() {
+    // d = 2, k = 2: vol(a, m) = |a × m|. Anchor i = candidate i for i = 0, 1; anchor 2 = (1, 0)
+    // matches candidate 0 (vol 0) better than its own candidate (1,1) (vol 1), and ties with
+    // candidate 1 = (0,1) (vol 1): rank 3 of 3 (ties count against the truth).
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.npy");
+    let m = dir.path().join("m.npy");
+    std::fs::write(&a, f32_npy(3, 2, &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0])).unwrap();
+    std::fs::write(&m, f32_npy(3, 2, &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0])).unwrap();
+    let o = gram(&[
+        "eval",
+        "--anchor",
+        a.to_str().unwrap(),
+        "--modality",
+        m.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // anchor→data ranks: [2 (tie with anchor 2's... no: row 0 = (0, 1, 1)) → 1, row 1 = (1, 0, 1) → 1, row 2 = (0, 1, 1) → 3]
+    let a2d = &v["anchor_to_data"];
+    assert!((a2d["r1"].as_f64().unwrap() - 200.0 / 3.0).abs() < 1e-9);
+    assert_eq!(a2d["r5"].as_f64().unwrap(), 100.0);
+    assert_eq!(a2d["medr"].as_f64().unwrap(), 1.0);
+    assert!((a2d["meanr"].as_f64().unwrap() - 5.0 / 3.0).abs() < 1e-9);
+    // data→anchor: column 0 = (0, 1, 0): truth 0, anchor 2 ties → rank 2; column 1 = (1, 0, 1) → 1;
+    // column 2 = (1, 1, 1): every other anchor ties → rank 3.
+    let d2a = &v["data_to_anchor"];
+    assert!((d2a["r1"].as_f64().unwrap() - 100.0 / 3.0).abs() < 1e-9);
+    assert_eq!(d2a["medr"].as_f64().unwrap(), 2.0);
+    assert_eq!(d2a["meanr"].as_f64().unwrap(), 2.0);
+    for key in ["r1", "r5", "r10", "medr", "meanr"] {
+        assert!(v["data_to_anchor"][key].is_number(), "{key}");
+    }
+}
+
+#[test]
+fn other_input_formats_give_the_same_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (5, 8);
+    let a = pseudo(n * d, 11);
+    let m = pseudo(n * d, 12);
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    std::fs::write(p("a.npy"), f32_npy(n, d, &a)).unwrap();
+    std::fs::write(p("m.npy"), f32_npy(n, d, &m)).unwrap();
+    // float64, big-endian float32, float16-exact values, safetensors.
+    let a64: Vec<u8> = a.iter().flat_map(|v| (*v as f64).to_le_bytes()).collect();
+    std::fs::write(
+        p("a64.npy"),
+        npy_bytes("<f8", false, &format!("({n}, {d})"), &a64),
+    )
+    .unwrap();
+    let abe: Vec<u8> = a.iter().flat_map(|v| v.to_be_bytes()).collect();
+    std::fs::write(
+        p("abe.npy"),
+        npy_bytes(">f4", false, &format!("({n}, {d})"), &abe),
+    )
+    .unwrap();
+    let m_bytes: Vec<u8> = m.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, d], &m_bytes)
+        .unwrap();
+    safetensors::serialize_to_file([("video", view)], None, Path::new(&p("m.safetensors")))
+        .unwrap();
+
+    let run = |anchor: &str, modality: &str, out: &str| {
+        let o = gram(&[
+            "score",
+            "--anchor",
+            anchor,
+            "--modality",
+            modality,
+            "--out",
+            out,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read_npy_f32(Path::new(out)).1
+    };
+    let base = run(&p("a.npy"), &p("m.npy"), &p("v0.npy"));
+    assert_eq!(run(&p("a64.npy"), &p("m.npy"), &p("v1.npy")), base);
+    assert_eq!(run(&p("abe.npy"), &p("m.npy"), &p("v2.npy")), base);
+    assert_eq!(
+        run(
+            &p("a.npy"),
+            &format!("{}:video", p("m.safetensors")),
+            &p("v3.npy")
+        ),
+        base
+    );
+
+    let h: Vec<u8> = [0.5f32, -1.0, 2.0, 0.25]
+        .iter()
+        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+        .collect();
+    std::fs::write(p("h.npy"), npy_bytes("<f2", false, "(2, 2)", &h)).unwrap();
+    std::fs::write(p("h32.npy"), f32_npy(2, 2, &[0.5, -1.0, 2.0, 0.25])).unwrap();
+    std::fs::write(p("e.npy"), f32_npy(2, 2, &[1.0, 0.0, 0.0, 1.0])).unwrap();
+    assert_eq!(
+        run(&p("h.npy"), &p("e.npy"), &p("v4.npy")),
+        run(&p("h32.npy"), &p("e.npy"), &p("v5.npy"))
+    );
+}
+
+/// Run a failing command and check the contract: exit 2, one `error:` line mentioning
+/// `file` and `problem`, no output file.
+fn assert_refused(args: &[&str], out: &Path, file: &str, problem: &str) {
+    let o = gram(args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error:"), "{stderr}");
+    assert!(stderr.contains(file), "{stderr} should name {file}");
+    assert!(
+        stderr.to_lowercase().contains(&problem.to_lowercase()),
+        "{stderr} should say {problem}"
+    );
+    assert!(o.stdout.is_empty());
+    assert!(!out.exists(), "partial output left behind");
+    let dir = out.parent().unwrap();
+    let stray: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "temporary files left: {stray:?}");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let good = f32_npy(3, 4, &pseudo(12, 1));
+    std::fs::write(p("good.npy"), &good).unwrap();
+    std::fs::write(p("good2.npy"), f32_npy(3, 4, &pseudo(12, 2))).unwrap();
+    std::fs::write(p("truncated.npy"), &good[..good.len() - 5]).unwrap();
+    std::fs::write(p("text.npy"), "this is not a numpy file\n").unwrap();
+    std::fs::write(
+        p("int64.npy"),
+        npy_bytes("<i8", false, "(3, 4)", &[0u8; 96]),
+    )
+    .unwrap();
+    std::fs::write(p("oned.npy"), npy_bytes("<f4", false, "(12,)", &[0u8; 48])).unwrap();
+    std::fs::write(p("wide.npy"), f32_npy(3, 5, &pseudo(15, 3))).unwrap();
+    std::fs::write(p("rows.npy"), f32_npy(4, 4, &pseudo(16, 4))).unwrap();
+    let mut nan = pseudo(12, 5);
+    nan[6] = f32::NAN;
+    std::fs::write(p("nan.npy"), f32_npy(3, 4, &nan)).unwrap();
+    let mut inf = pseudo(12, 6);
+    inf[9] = f32::INFINITY;
+    std::fs::write(p("inf.npy"), f32_npy(3, 4, &inf)).unwrap();
+    std::fs::write(p("empty.npy"), npy_bytes("<f4", false, "(0, 4)", &[])).unwrap();
+    std::fs::write(
+        p("fortran.npy"),
+        npy_bytes("<f4", true, "(3, 4)", &good[128..]),
+    )
+    .unwrap();
+    let bytes: Vec<u8> = pseudo(12, 7).iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 4], &bytes).unwrap();
+    safetensors::serialize_to_file([("audio", view)], None, Path::new(&p("t.safetensors")))
+        .unwrap();
+
+    let out = dir.path().join("out.npy");
+    let o = out.to_str().unwrap();
+    let score = |anchor: &str, modality: &str| {
+        vec![
+            "score",
+            "--anchor",
+            anchor,
+            "--modality",
+            modality,
+            "--out",
+            o,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let cases: Vec<(Vec<String>, String, &str)> = vec![
+        (
+            score(&p("missing.npy"), &p("good.npy")),
+            p("missing.npy"),
+            "cannot open",
+        ),
+        (
+            score(&p("truncated.npy"), &p("good.npy")),
+            p("truncated.npy"),
+            "truncated",
+        ),
+        (
+            score(&p("good.npy"), &p("text.npy")),
+            p("text.npy"),
+            "not a valid .npy",
+        ),
+        (
+            score(&p("int64.npy"), &p("good.npy")),
+            p("int64.npy"),
+            "unsupported dtype",
+        ),
+        (score(&p("oned.npy"), &p("good.npy")), p("oned.npy"), "2-D"),
+        (
+            score(&p("good.npy"), &p("wide.npy")),
+            p("wide.npy"),
+            "dimension",
+        ),
+        (
+            score(&p("nan.npy"), &p("good.npy")),
+            p("nan.npy"),
+            "NaN at row 1",
+        ),
+        (
+            score(&p("good.npy"), &p("inf.npy")),
+            p("inf.npy"),
+            "infinity at row 2",
+        ),
+        (
+            score(&p("empty.npy"), &p("good.npy")),
+            p("empty.npy"),
+            "empty",
+        ),
+        (
+            score(&p("fortran.npy"), &p("good.npy")),
+            p("fortran.npy"),
+            "Fortran",
+        ),
+        (
+            score(&p("good.npy"), &format!("{}:video", p("t.safetensors"))),
+            p("t.safetensors"),
+            "no tensor named 'video'",
+        ),
+    ];
+    for (args, file, problem) in &cases {
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        assert_refused(&args, &out, file, problem);
+    }
+    // N2 mismatch between modalities.
+    assert_refused(
+        &[
+            "score",
+            "--anchor",
+            &p("good.npy"),
+            "--modality",
+            &p("good2.npy"),
+            "--modality",
+            &p("rows.npy"),
+            "--out",
+            o,
+        ],
+        &out,
+        &p("rows.npy"),
+        "rows",
+    );
+    // No modality at all (clap's own error, same contract).
+    assert_refused(
+        &["score", "--anchor", &p("good.npy"), "--out", o],
+        &out,
+        "--modality",
+        "required",
+    );
+    // Eval needs a square problem.
+    assert_refused(
+        &[
+            "eval",
+            "--anchor",
+            &p("rows.npy"),
+            "--modality",
+            &p("good.npy"),
+        ],
+        &out,
+        &p("rows.npy"),
+        "rows",
+    );
+    // An output directory that does not exist.
+    let nowhere = dir.path().join("no/such/dir/v.npy");
+    let o2 = gram(&[
+        "score",
+        "--anchor",
+        &p("good.npy"),
+        "--modality",
+        &p("good2.npy"),
+        "--out",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert_eq!(o2.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o2.stderr).starts_with("error:"));
+}
