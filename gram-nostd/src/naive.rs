@@ -11,15 +11,15 @@ pub fn volume_f32(vectors: &[&[f32]]) -> f32 {
     if k == 0 || k > crate::MAX_K || vectors.iter().any(|v| v.len() != vectors[0].len()) {
         return 0.0;
     }
-    let mut g = [[0.0f32; crate::MAX_K]; crate::MAX_K];
+    let mut g = [0.0f32; crate::MAX_K * crate::MAX_K];
     for i in 0..k {
         for j in 0..=i {
             let d = dot_f32(vectors[i], vectors[j]);
-            g[i][j] = d;
-            g[j][i] = d;
+            g[i * k + j] = d;
+            g[j * k + i] = d;
         }
     }
-    libm::sqrtf(libm::fabsf(det_f32(&mut g, k)))
+    libm::sqrtf(libm::fabsf(det_f32(&mut g[..k * k], k)))
 }
 
 /// f32 dot product with 8 independent accumulators, as a BLAS kernel would vectorise it (so
@@ -39,25 +39,30 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-/// Determinant of the leading k×k block by Gaussian elimination with partial pivoting, in f32.
-pub fn det_f32(a: &mut [[f32; crate::MAX_K]; crate::MAX_K], k: usize) -> f32 {
+/// Determinant of the row-major k×k matrix `a` (overwritten) by Gaussian elimination with
+/// partial pivoting, in f32.
+pub fn det_f32(a: &mut [f32], k: usize) -> f32 {
+    debug_assert!(a.len() >= k * k);
     let mut det = 1.0f32;
     for c in 0..k {
         let p = (c..k)
-            .max_by(|&x, &y| libm::fabsf(a[x][c]).total_cmp(&libm::fabsf(a[y][c])))
+            .max_by(|&x, &y| libm::fabsf(a[x * k + c]).total_cmp(&libm::fabsf(a[y * k + c])))
             .unwrap_or(c);
-        if a[p][c] == 0.0 {
+        if a[p * k + c] == 0.0 {
             return 0.0;
         }
         if p != c {
-            a.swap(p, c);
+            for t in 0..k {
+                a.swap(p * k + t, c * k + t);
+            }
             det = -det;
         }
-        det *= a[c][c];
+        let pivot = a[c * k + c];
+        det *= pivot;
         for r in c + 1..k {
-            let f = a[r][c] / a[c][c];
+            let f = a[r * k + c] / pivot;
             for t in c..k {
-                a[r][t] -= f * a[c][t];
+                a[r * k + t] -= f * a[c * k + t];
             }
         }
     }
