@@ -220,6 +220,8 @@ impl<'a> Scorer<'a> {
             .collect();
         let eta = gemm_dot_rel_err(d);
         let eta_norm = gram_nostd::dot_f64_rel_err(d);
+        // dots[t] is [cols, r]: candidate-major, so the inner loop over anchors reads one
+        // candidate's factor once and its dot products contiguously.
         let mut dots = vec![0.0f32; m * r * TILE_COLS];
         let mut stats = CpuStats::default();
         let mut pair_dots = [0.0f64; MAX_K];
@@ -228,21 +230,20 @@ impl<'a> Scorer<'a> {
             let cols = TILE_COLS.min(n2 - c0);
             for (t, modality) in self.modalities.iter().enumerate() {
                 let c = &mut dots[t * r * cols..(t + 1) * r * cols];
-                sgemm_abt(rows, &modality[c0 * d..(c0 + cols) * d], d, c);
+                sgemm_abt(&modality[c0 * d..(c0 + cols) * d], rows, d, c);
             }
-            for i in 0..r {
-                let anchor = &rows[i * d..(i + 1) * d];
-                for jj in 0..cols {
-                    let j = c0 + jj;
+            for jj in 0..cols {
+                let j = c0 + jj;
+                let cand = &self.candidates[j];
+                for i in 0..r {
                     for t in 0..m {
-                        pair_dots[t] = dots[t * r * cols + i * cols + jj] as f64;
+                        pair_dots[t] = dots[t * r * cols + jj * r + i] as f64;
                     }
-                    let cand = &self.candidates[j];
                     let p = cand.pair_volume(norms[i], &pair_dots[..m], eta, eta_norm);
                     let v = if p.rel_err_bound <= GEMM_PATH_TOLERANCE {
                         p.volume
                     } else {
-                        let k = self.pair_rows(anchor, j, &mut pair_rows);
+                        let k = self.pair_rows(&rows[i * d..(i + 1) * d], j, &mut pair_rows);
                         let (v, exact) = score_pair(&pair_rows[..k], norms[i], cand)?;
                         stats.f64_recomputes += 1;
                         stats.exact_recomputes += exact as usize;

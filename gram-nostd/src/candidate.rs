@@ -24,14 +24,17 @@ const U: f64 = f64::EPSILON / 2.0;
 /// A factored candidate tuple of `m = k − 1` vectors (0 ≤ m ≤ 15), in fixed storage (~1.1 KiB).
 #[derive(Clone, Debug)]
 pub struct Candidate {
+    // Hot fields first: for small k a pair touches only the first cache lines.
     m: u8,
-    dim: usize,
     /// Pivot order: row i of W reads dots `perm[0..=i]`.
     perm: [u8; M_MAX],
-    /// Packed lower triangle of W: row i holds W[i][0..=i].
-    w: [f64; TRI],
+    /// vol(M) as a plain f64 when it is a normal number (else 0 and `volume` is used).
+    volume_f64: f64,
     /// wn[i] = Σ_a |W[i][a]|·‖m_perm[a]‖: how W amplifies dot-product errors.
     wn: [f64; M_MAX],
+    /// Packed lower triangle of W: row i holds W[i][0..=i].
+    w: [f64; TRI],
+    dim: usize,
     volume: Scaled,
     /// vol(M) = 0 (dependent vectors, a zero vector, or k > n): every pair volume is exactly 0.
     degenerate: bool,
@@ -72,6 +75,7 @@ impl Candidate {
             w: [0.0; TRI],
             wn: [0.0; M_MAX],
             volume: Scaled::ONE,
+            volume_f64: 1.0,
             degenerate: false,
             fast_path: true,
         };
@@ -107,6 +111,8 @@ impl Candidate {
         }
         let e: i64 = sg.exps[..m].iter().map(|&e| e as i64).sum();
         c.volume = sqrt_det(&gram, &f).shift(e);
+        let v = c.volume.to_f64();
+        c.volume_f64 = if v.is_normal() { v } else { 0.0 };
 
         // X = L⁻¹ by forward substitution in double-double, written into the (mirrored, no
         // longer needed) strict upper triangle: X[i][a] lives at g[a][i] for a < i.
@@ -216,8 +222,16 @@ impl Candidate {
                 rel_err_bound: f64::INFINITY,
             };
         }
+        let r = libm::sqrt(r2);
+        let plain = self.volume_f64 * r;
+        // The plain product is exact to rounding unless it left the normal range.
+        let volume = if plain.is_normal() {
+            plain
+        } else {
+            self.volume.mul(r).to_f64()
+        };
         PairVolume {
-            volume: self.volume.mul(libm::sqrt(r2)).to_f64(),
+            volume,
             rel_err_bound: 0.5 * err / r2 + (2 * m + 4) as f64 * U,
         }
     }

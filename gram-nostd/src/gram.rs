@@ -16,6 +16,8 @@ pub struct GramFactor {
     ldl: Ldl,
     /// Π sqrt(G_ii) — the equilibration removed from the determinant.
     diag_sqrt: Scaled,
+    /// 1/sqrt(G_ii) (0 for a zero diagonal).
+    inv_sqrt: [f64; MAX_K],
     zero: bool,
 }
 
@@ -70,6 +72,7 @@ impl GramFactor {
             lu: a,
             ldl,
             diag_sqrt,
+            inv_sqrt,
             zero,
         })
     }
@@ -112,10 +115,9 @@ impl GramFactor {
     /// from the factors (k ≤ 16 makes the explicit inverse cheap); `+inf` when singular.
     pub fn condition(&self) -> f64 {
         let k = self.ldl.k;
-        if self.zero || self.ldl.rank < k {
+        if self.is_singular() {
             return f64::INFINITY;
         }
-        // Rebuild Ĝ⁻¹ = P L⁻ᵀ D⁻¹ L⁻¹ Pᵀ column by column; the 1-norm is permutation invariant.
         let l = &self.lu;
         let mut norm_inv = 0.0f64;
         let mut norm_g = 0.0f64;
@@ -132,29 +134,76 @@ impl GramFactor {
                 col += libm::fabs(s);
             }
             norm_g = norm_g.max(col);
-            // Solve L y = e_c, z = D⁻¹ y, Lᵀ x = z.
-            let mut x = [0.0f64; MAX_K];
-            x[c] = 1.0;
-            for r in c + 1..k {
-                let mut s = 0.0;
-                for t in c..r {
-                    s += l[r][t] * x[t];
-                }
-                x[r] = -s;
-            }
-            for (r, xr) in x.iter_mut().enumerate().take(k) {
-                *xr /= l[r][r];
-            }
-            for r in (0..k).rev() {
-                let mut s = x[r];
-                for t in r + 1..k {
-                    s -= l[t][r] * x[t];
-                }
-                x[r] = s;
-            }
+            let x = self.pivoted_inverse_column(c);
             norm_inv = norm_inv.max(x[..k].iter().map(|v| libm::fabs(*v)).sum());
         }
         norm_g * norm_inv
+    }
+
+    /// True when a pivot fell below f64 rounding (or a diagonal entry was zero): det G = 0.
+    pub fn is_singular(&self) -> bool {
+        self.zero || self.ldl.rank < self.ldl.k
+    }
+
+    /// Column c (pivot order) of (PᵀĜP)⁻¹ = L⁻ᵀ D⁻¹ L⁻¹; the factorisation must be regular.
+    fn pivoted_inverse_column(&self, c: usize) -> [f64; MAX_K] {
+        let (k, l) = (self.ldl.k, &self.lu);
+        // Solve L y = e_c, z = D⁻¹ y, Lᵀ x = z.
+        let mut x = [0.0f64; MAX_K];
+        x[c] = 1.0;
+        for r in c + 1..k {
+            let mut s = 0.0;
+            for t in c..r {
+                s += l[r][t] * x[t];
+            }
+            x[r] = -s;
+        }
+        for (r, xr) in x.iter_mut().enumerate().take(k) {
+            *xr /= l[r][r];
+        }
+        for r in (0..k).rev() {
+            let mut s = x[r];
+            for t in r + 1..k {
+                s -= l[t][r] * x[t];
+            }
+            x[r] = s;
+        }
+        x
+    }
+
+    /// `½·vol·G⁻¹ = ∂ sqrt(det G) / ∂G` (row-major k×k into `out`), the gradient a training
+    /// backend needs. Formed as ½·(vol/√(g_ii g_jj))·(Ĝ⁻¹)_ij so nothing overflows that the
+    /// result does not. Where G is singular to working precision (vol = 0) it writes zeros:
+    /// vol attains its global minimum there, so 0 is a valid (Clarke) subgradient, and the
+    /// published recipe's sqrt(|det|) would give NaN. `DimensionMismatch` if `out` is not k×k.
+    pub fn volume_gradient(&self, out: &mut [f64]) -> Result<(), GramError> {
+        let k = self.ldl.k;
+        if out.len() != k * k {
+            return Err(GramError::DimensionMismatch {
+                expected: k * k,
+                found: out.len(),
+            });
+        }
+        out.fill(0.0);
+        if self.is_singular() {
+            return Ok(());
+        }
+        // vol/√(g_ii g_jj) = sqrt(det Ĝ) · Π_t √g_tt / (√g_ii √g_jj): keep it scaled until the end.
+        let sqrt_det_hat = sqrt_det(&self.lu, &self.ldl);
+        let perm = &self.ldl.perm;
+        for c in 0..k {
+            let x = self.pivoted_inverse_column(c);
+            for r in 0..k {
+                let (i, j) = (perm[r], perm[c]);
+                let scale = Scaled {
+                    mant: sqrt_det_hat.mant * self.diag_sqrt.mant,
+                    exp2: sqrt_det_hat.exp2 + self.diag_sqrt.exp2,
+                }
+                .mul(self.inv_sqrt[i] * self.inv_sqrt[j]);
+                out[i * k + j] = 0.5 * x[r] * scale.to_f64();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -192,6 +241,37 @@ mod tests {
         assert!((f.volume().unwrap() / 1e300 - 1.0).abs() < 1e-15);
         assert_eq!(f.determinant(), Err(GramError::OutOfRange));
         assert!((f.log_volume() - 1e300f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn volume_gradient_matches_finite_differences() {
+        let g = [2.0, 0.3, -0.4, 0.3, 1.5, 0.2, -0.4, 0.2, 1.1];
+        let f = GramFactor::new(&g, 3).unwrap();
+        let mut grad = [0.0; 9];
+        f.volume_gradient(&mut grad).unwrap();
+        for idx in [0usize, 1, 4, 5, 8] {
+            let (i, j) = (idx / 3, idx % 3);
+            let h = 1e-6;
+            let bump = |d: f64| {
+                let mut p = g;
+                p[idx] += d;
+                if i != j {
+                    p[j * 3 + i] += d; // keep it symmetric: the derivative then counts both
+                }
+                GramFactor::new(&p, 3).unwrap().volume().unwrap()
+            };
+            let fd = (bump(h) - bump(-h)) / (2.0 * h);
+            let analytic = if i == j {
+                grad[idx]
+            } else {
+                grad[idx] + grad[j * 3 + i]
+            };
+            assert!((fd - analytic).abs() < 1e-8, "{idx}: {fd} vs {analytic}");
+        }
+        let singular = GramFactor::new(&[1.0, 1.0, 1.0, 1.0], 2).unwrap();
+        let mut g2 = [1.0; 4];
+        singular.volume_gradient(&mut g2).unwrap();
+        assert_eq!(g2, [0.0; 4]);
     }
 
     #[test]
