@@ -23,7 +23,11 @@ fn gram_error(e: gram_nostd::GramError) -> candle_core::Error {
 /// Volumes of `g` (contiguous, `pairs` blocks of k×k) in f64.
 fn volumes(g: &[f64], k: usize) -> Result<Vec<f64>> {
     g.par_chunks(k * k)
-        .map(|block| GramFactor::new(block, k).and_then(|f| f.volume()).map_err(gram_error))
+        .map(|block| {
+            GramFactor::new(block, k)
+                .and_then(|f| f.volume())
+                .map_err(gram_error)
+        })
         .collect()
 }
 
@@ -48,7 +52,7 @@ impl CustomOp1 for GramVolume {
                 let g: Vec<f64> = v[start..end].iter().map(|&x| x as f64).collect();
                 CpuStorage::F32(volumes(&g, k)?.into_iter().map(|x| x as f32).collect())
             }
-            other => candle_core::bail!("gram-volume: unsupported dtype {:?}", other.dtype()),
+            _ => candle_core::bail!("gram-volume: needs f32 or f64"),
         };
         Ok((out, out_shape))
     }
@@ -56,8 +60,16 @@ impl CustomOp1 for GramVolume {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let dims = arg.dims().to_vec();
         let k = dims[dims.len() - 1];
-        let g: Vec<f64> = arg.flatten_all()?.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.to_vec1()?;
-        let up: Vec<f64> = grad_res.flatten_all()?.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.to_vec1()?;
+        let g: Vec<f64> = arg
+            .flatten_all()?
+            .to_dtype(DType::F64)?
+            .to_device(&Device::Cpu)?
+            .to_vec1()?;
+        let up: Vec<f64> = grad_res
+            .flatten_all()?
+            .to_dtype(DType::F64)?
+            .to_device(&Device::Cpu)?
+            .to_vec1()?;
         let mut grad = vec![0.0f64; g.len()];
         grad.par_chunks_mut(k * k)
             .zip(g.par_chunks(k * k))
@@ -69,7 +81,9 @@ impl CustomOp1 for GramVolume {
                 out.iter_mut().for_each(|x| *x *= u);
                 Ok(())
             })?;
-        let grad = Tensor::from_vec(grad, dims, &Device::Cpu)?.to_dtype(arg.dtype())?.to_device(arg.device())?;
+        let grad = Tensor::from_vec(grad, dims, &Device::Cpu)?
+            .to_dtype(arg.dtype())?
+            .to_device(arg.device())?;
         Ok(Some(grad))
     }
 }
@@ -81,7 +95,10 @@ pub fn gram_volume(g: &Tensor) -> Result<Tensor> {
     if dev.is_cpu() {
         g.contiguous()?.apply_op1(GramVolume)
     } else {
-        g.to_device(&Device::Cpu)?.contiguous()?.apply_op1(GramVolume)?.to_device(&dev)
+        g.to_device(&Device::Cpu)?
+            .contiguous()?
+            .apply_op1(GramVolume)?
+            .to_device(&dev)
     }
 }
 
@@ -96,10 +113,17 @@ pub fn pair_gram(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
     for s in 0..k {
         for t in 0..k {
             let e = match (s, t) {
-                (0, 0) => anchor.sqr()?.sum(1)?.reshape((b1, 1))?.broadcast_as((b1, b2))?,
+                (0, 0) => anchor
+                    .sqr()?
+                    .sum(1)?
+                    .reshape((b1, 1))?
+                    .broadcast_as((b1, b2))?,
                 (0, t) => anchor.matmul(&vectors[t].t()?)?,
                 (s, 0) => anchor.matmul(&vectors[s].t()?)?,
-                (s, t) => (vectors[s] * vectors[t])?.sum(1)?.reshape((1, b2))?.broadcast_as((b1, b2))?,
+                (s, t) => (vectors[s] * vectors[t])?
+                    .sum(1)?
+                    .reshape((1, b2))?
+                    .broadcast_as((b1, b2))?,
             };
             entries.push(e);
         }

@@ -1,0 +1,117 @@
+//! Training losses, each readable on one screen: GRAM, DAM, and the two baselines
+//! (anchor-pairwise cosine InfoNCE, Symile). Embeddings are L2-normalised rows [B, D].
+
+use candle_core::{D, DType, Result, Tensor};
+use candle_nn::ops::log_softmax;
+use rand::Rng;
+
+/// Cross-entropy of each row of `logits` [B, B] against the diagonal, with PyTorch's label
+/// smoothing: (1 − ls)·(−log p_ii) + ls·mean_j(−log p_ij), averaged over rows.
+pub fn smoothed_diagonal_ce(logits: &Tensor, label_smoothing: f64) -> Result<Tensor> {
+    let b = logits.dim(0)?;
+    let logp = log_softmax(logits, D::Minus1)?;
+    let eye = Tensor::eye(b, logp.dtype(), logp.device())?;
+    let nll = (logp.mul(&eye)?.sum(1)? * -1.0)?;
+    let smooth = (logp.mean(1)? * -1.0)?;
+    ((nll * (1.0 - label_smoothing))? + (smooth * label_smoothing)?)?.mean(0)
+}
+
+/// The loss value and its two directions.
+pub struct Directions {
+    pub loss: Tensor,
+    pub anchor_to_data: Tensor,
+    pub data_to_anchor: Tensor,
+}
+
+/// GRAM: logits −V/τ; anchor_to_data = CE over rows, data_to_anchor = CE over columns; mean.
+pub fn gram_loss(volumes: &Tensor, inv_tau: &Tensor, label_smoothing: f64) -> Result<Directions> {
+    let logits = volumes.neg()?.broadcast_mul(inv_tau)?;
+    let anchor_to_data = smoothed_diagonal_ce(&logits, label_smoothing)?;
+    let data_to_anchor = smoothed_diagonal_ce(&logits.t()?, label_smoothing)?;
+    let loss = ((&anchor_to_data + &data_to_anchor)? * 0.5)?;
+    Ok(Directions {
+        loss,
+        anchor_to_data,
+        data_to_anchor,
+    })
+}
+
+/// Baseline: CLIP-style symmetric InfoNCE between the anchor and each modality, summed.
+pub fn pairwise_infonce(
+    anchor: &Tensor,
+    modalities: &[Tensor],
+    inv_tau: &Tensor,
+    label_smoothing: f64,
+) -> Result<Tensor> {
+    let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
+    for m in modalities {
+        let logits = anchor.matmul(&m.t()?)?.broadcast_mul(inv_tau)?;
+        let l = ((smoothed_diagonal_ce(&logits, label_smoothing)?
+            + smoothed_diagonal_ce(&logits.t()?, label_smoothing)?)?
+            * 0.5)?;
+        total = (total + l)?;
+    }
+    Ok(total)
+}
+
+/// Baseline: Symile (Saporta et al., 2024) with O(N) negatives. For each modality t, the
+/// multilinear inner product MIP(x_1,i, …, x_t,j, …) = (Π_{s≠t} x_s,i) · x_t,j scores the
+/// positive against the batch's other x_t; the loss is the mean CE over t.
+pub fn symile(all: &[Tensor], inv_tau: &Tensor, label_smoothing: f64) -> Result<Tensor> {
+    let mut total = Tensor::zeros((), all[0].dtype(), all[0].device())?;
+    for t in 0..all.len() {
+        let mut prod: Option<Tensor> = None;
+        for (s, x) in all.iter().enumerate() {
+            if s != t {
+                prod = Some(match prod {
+                    None => x.clone(),
+                    Some(p) => p.mul(x)?,
+                });
+            }
+        }
+        let logits = prod
+            .expect("k ≥ 2")
+            .matmul(&all[t].t()?)?
+            .broadcast_mul(inv_tau)?;
+        total = (total + smoothed_diagonal_ce(&logits, label_smoothing)?)?;
+    }
+    total / all.len() as f64
+}
+
+/// Hard negatives for DAM from the volume matrix (detached): for each anchor i a candidate
+/// j ≠ i drawn with probability softmax(−V[i, :]) (diagonal excluded), and for each candidate
+/// j an anchor i ≠ j drawn from softmax(−V[:, j]). Returns (anchor index, candidate index)
+/// pairs, B of each kind. Needs B ≥ 2.
+pub fn sample_hard_negatives(volumes: &[f64], b: usize, rng: &mut impl Rng) -> Vec<(usize, usize)> {
+    let mut draw = |weights: &mut dyn Iterator<Item = (usize, f64)>| -> usize {
+        let w: Vec<(usize, f64)> = weights.collect();
+        let max = w.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = w.iter().map(|x| (x.1 - max).exp()).sum();
+        let mut u = rng.random::<f64>() * total;
+        for &(idx, logit) in &w {
+            u -= (logit - max).exp();
+            if u <= 0.0 {
+                return idx;
+            }
+        }
+        w.last().expect("b ≥ 2").0
+    };
+    let mut pairs = Vec::with_capacity(2 * b);
+    for i in 0..b {
+        let j = draw(&mut (0..b).filter(|&j| j != i).map(|j| (j, -volumes[i * b + j])));
+        pairs.push((i, j));
+    }
+    for j in 0..b {
+        let i = draw(&mut (0..b).filter(|&i| i != j).map(|i| (i, -volumes[i * b + j])));
+        pairs.push((i, j));
+    }
+    pairs
+}
+
+/// Binary cross-entropy with logits, mean over the batch.
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    candle_nn::loss::binary_cross_entropy_with_logit(
+        logits,
+        &targets.to_dtype(DType::F32)?.to_dtype(logits.dtype())?,
+    )
+}

@@ -1,0 +1,232 @@
+//! `gram-train`: synthetic data, GRAM training, embedding, and the end-to-end demo.
+
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+use gram_train::synth::SynthConfig;
+use gram_train::train::{LossKind, TrainConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "gram-train",
+    version,
+    about = "Train GRAM models on Candle (CPU by default; --features cuda for GPUs)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Device: cpu, or cuda (needs a build with --features cuda).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Training samples (val and test: --n / 8 each, at least 64).
+    #[arg(long, default_value_t = 8192)]
+    n: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Size of the latent all modalities share.
+    #[arg(long, default_value_t = 4)]
+    shared: usize,
+    /// Size of each non-anchor modality's private factor (the anchor sees a mixture of them).
+    #[arg(long, default_value_t = 12)]
+    private: usize,
+    /// Size of each modality's own nuisance factor.
+    #[arg(long, default_value_t = 8)]
+    unique: usize,
+    /// Feature noise standard deviation.
+    #[arg(long, default_value_t = 0.5)]
+    noise: f64,
+    /// Hidden tanh layers of each modality's random feature map.
+    #[arg(long, default_value_t = 2)]
+    depth: usize,
+    /// Modality names (comma-separated); the first is the anchor.
+    #[arg(long, default_value = "text,video,audio", value_delimiter = ',')]
+    modalities: Vec<String>,
+    /// Feature size per modality (comma-separated, same order).
+    #[arg(long, default_value = "384,512,256", value_delimiter = ',')]
+    dims: Vec<usize>,
+}
+
+impl SynthArgs {
+    fn config(&self) -> SynthConfig {
+        let held_out = (self.n / 8).max(64);
+        SynthConfig {
+            anchor: self.modalities[0].clone(),
+            modalities: self.modalities.clone(),
+            dims: self.dims.clone(),
+            train: self.n,
+            val: held_out,
+            test: held_out,
+            shared: self.shared,
+            private: self.private,
+            unique: self.unique,
+            noise: self.noise,
+            depth: self.depth,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// TOML file with any TrainConfig fields; flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    loss: Option<LossKind>,
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    embed_dim: Option<usize>,
+    #[arg(long)]
+    dam_weight: Option<f64>,
+    #[arg(long)]
+    eval_every: Option<u64>,
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+}
+
+impl TrainArgs {
+    fn config(&self, base: TrainConfig) -> Result<TrainConfig, String> {
+        let mut c = match &self.config {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            None => base,
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $(if let Some(v) = self.$f { c.$f = v; })* };
+        }
+        set!(
+            loss,
+            steps,
+            batch_size,
+            lr,
+            seed,
+            embed_dim,
+            dam_weight,
+            eval_every,
+            checkpoint_every
+        );
+        Ok(c)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic feature dataset (DESIGN.md format) where joint alignment matters.
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        args: SynthArgs,
+    },
+    /// Train on DIR/train_*.npy, validate on DIR/val_*.npy; checkpoints and metrics.jsonl in OUT.
+    Fit {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        train: TrainArgs,
+        /// Continue from OUT/state.json exactly where it stopped.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Write <modality>.npy unit embeddings of a split, for `gram eval`.
+    Embed {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "test")]
+        split: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The main job: synthetic data, GRAM vs. the pairwise baseline with the same budget, a table.
+    Demo {
+        #[arg(long, default_value = "gram-demo")]
+        out: PathBuf,
+        #[command(flatten)]
+        train: TrainArgs,
+        /// Also train the Symile baseline.
+        #[arg(long)]
+        with_symile: bool,
+        #[arg(long)]
+        no_progress: bool,
+    },
+}
+
+fn device(name: &str) -> Result<Device, String> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| format!("--device cuda: {e}")),
+        other => Err(format!("--device {other}: expected cpu or cuda")),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let dev = device(&cli.device)?;
+    match cli.command {
+        Command::Synth { out, args } => gram_train::synth::generate(&args.config(), &out),
+        Command::Fit {
+            data,
+            out,
+            train,
+            resume,
+            no_progress,
+        } => {
+            let cfg = train.config(TrainConfig::default())?;
+            let s = gram_train::train::fit(&data, &out, &cfg, resume, !no_progress, &dev)?;
+            println!("{}", serde_json::to_string(&s).expect("json"));
+            Ok(())
+        }
+        Command::Embed {
+            checkpoint,
+            data,
+            split,
+            out,
+        } => gram_train::train::embed(&checkpoint, &data, &split, &out, &dev),
+        Command::Demo {
+            out,
+            train,
+            with_symile,
+            no_progress,
+        } => {
+            let mut cfg = gram_train::demo::DemoConfig::default();
+            cfg.train = train.config(cfg.train)?;
+            if with_symile {
+                cfg.losses.push(LossKind::Symile);
+            }
+            let table = gram_train::demo::run(&cfg, &out, !no_progress, &dev)?;
+            println!("{table}");
+            println!("written to {}/results.md and results.json", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Per-modality projection heads, the learnable temperature and the DAM head. Plain structs
+//! with `new`/`forward`; parameters live in a `VarMap` under stable names (so checkpoints are
+//! ordinary safetensors files) and are initialised from a seeded ChaCha RNG (Candle's CPU RNG
+//! cannot be seeded, and runs must be reproducible).
+
+use candle_core::{D, DType, Device, Result, Tensor, Var};
+use candle_nn::{Linear, Module, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Uniform};
+use serde::{Deserialize, Serialize};
+
+/// Shapes of the model; saved with every checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ModelConfig {
+    /// Modality names; `anchor` is one of them.
+    pub modalities: Vec<String>,
+    pub anchor: String,
+    /// Input feature size per modality (same order as `modalities`).
+    pub input_dims: Vec<usize>,
+    /// Output embedding size (512 in the paper's heads).
+    pub embed_dim: usize,
+    /// Hidden size of an optional per-modality MLP encoder before the projection (0 = none).
+    pub mlp_hidden: usize,
+    /// Hidden size of the DAM head (0 = no DAM head).
+    pub dam_hidden: usize,
+    /// Initial temperature τ.
+    pub init_temperature: f64,
+}
+
+/// The temperature is learned as log(1/τ), clamped to τ ∈ [0.01, 1] (CLIP's logit-scale
+/// parameterisation: positive by construction, bounded so logits cannot blow up).
+pub const LOG_INV_TAU_RANGE: (f64, f64) = (0.0, 4.605_170_185_988_091); // ln 1 .. ln 100
+
+/// Kaiming-uniform weight [out, in] from `rng`, registered in `varmap` as `name`.
+fn init_weight(
+    varmap: &VarMap,
+    name: &str,
+    out: usize,
+    inp: usize,
+    rng: &mut ChaCha8Rng,
+    dev: &Device,
+) -> Result<Tensor> {
+    let bound = (1.0 / inp as f64).sqrt() as f32;
+    let dist = Uniform::new_inclusive(-bound, bound).expect("bound > 0");
+    let values: Vec<f32> = (0..out * inp).map(|_| dist.sample(rng)).collect();
+    register(varmap, name, Tensor::from_vec(values, (out, inp), dev)?)
+}
+
+fn register(varmap: &VarMap, name: &str, value: Tensor) -> Result<Tensor> {
+    let var = Var::from_tensor(&value)?;
+    let t = var.as_tensor().clone();
+    varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .insert(name.to_string(), var);
+    Ok(t)
+}
+
+/// Modality features → optional MLP (Linear, GELU) → Linear without bias → L2 normalise.
+pub struct Head {
+    mlp: Option<(Linear, Linear)>,
+    proj: Linear,
+}
+
+impl Head {
+    fn new(
+        varmap: &VarMap,
+        prefix: &str,
+        inp: usize,
+        cfg: &ModelConfig,
+        rng: &mut ChaCha8Rng,
+        dev: &Device,
+    ) -> Result<Head> {
+        let (mlp, proj_in) = if cfg.mlp_hidden > 0 {
+            let h = cfg.mlp_hidden;
+            let w1 = init_weight(varmap, &format!("{prefix}.mlp.0.weight"), h, inp, rng, dev)?;
+            let b1 = register(
+                varmap,
+                &format!("{prefix}.mlp.0.bias"),
+                Tensor::zeros(h, DType::F32, dev)?,
+            )?;
+            let w2 = init_weight(varmap, &format!("{prefix}.mlp.2.weight"), h, h, rng, dev)?;
+            let b2 = register(
+                varmap,
+                &format!("{prefix}.mlp.2.bias"),
+                Tensor::zeros(h, DType::F32, dev)?,
+            )?;
+            (
+                Some((Linear::new(w1, Some(b1)), Linear::new(w2, Some(b2)))),
+                h,
+            )
+        } else {
+            (None, inp)
+        };
+        let w = init_weight(
+            varmap,
+            &format!("{prefix}.proj.weight"),
+            cfg.embed_dim,
+            proj_in,
+            rng,
+            dev,
+        )?;
+        Ok(Head {
+            mlp,
+            proj: Linear::new(w, None),
+        })
+    }
+
+    /// Unit-norm embeddings [B, embed_dim] of features [B, input_dim].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = match &self.mlp {
+            Some((l1, l2)) => l2.forward(&l1.forward(x)?.gelu_erf()?)?,
+            None => x.clone(),
+        };
+        l2_normalize(&self.proj.forward(&x)?)
+    }
+}
+
+/// Rows divided by their norms (ε keeps a zero row finite).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = (x.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?;
+    x.broadcast_div(&norm)
+}
+
+/// DAM head: [anchor ⊕ modality embeddings] → Linear → GELU → Linear → one logit.
+pub struct DamHead {
+    l1: Linear,
+    l2: Linear,
+}
+
+impl DamHead {
+    pub fn forward(&self, joined: &Tensor) -> Result<Tensor> {
+        self.l2
+            .forward(&self.l1.forward(joined)?.gelu_erf()?)?
+            .squeeze(1)
+    }
+}
+
+/// Everything trainable.
+pub struct GramModel {
+    pub config: ModelConfig,
+    /// One head per modality, in `config.modalities` order.
+    pub heads: Vec<Head>,
+    pub log_inv_tau: Tensor,
+    pub dam: Option<DamHead>,
+}
+
+impl GramModel {
+    /// Fresh parameters from `seed`, registered in `varmap`.
+    pub fn new(
+        config: &ModelConfig,
+        varmap: &VarMap,
+        seed: u64,
+        dev: &Device,
+    ) -> Result<GramModel> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let heads = config
+            .modalities
+            .iter()
+            .zip(&config.input_dims)
+            .map(|(name, &inp)| {
+                Head::new(varmap, &format!("head.{name}"), inp, config, &mut rng, dev)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let log_inv_tau = register(
+            varmap,
+            "log_inv_tau",
+            Tensor::new((1.0 / config.init_temperature).ln() as f32, dev)?,
+        )?;
+        let dam = if config.dam_hidden > 0 {
+            let joined = config.embed_dim * config.modalities.len();
+            let w1 = init_weight(
+                varmap,
+                "dam.0.weight",
+                config.dam_hidden,
+                joined,
+                &mut rng,
+                dev,
+            )?;
+            let b1 = register(
+                varmap,
+                "dam.0.bias",
+                Tensor::zeros(config.dam_hidden, DType::F32, dev)?,
+            )?;
+            let w2 = init_weight(varmap, "dam.2.weight", 1, config.dam_hidden, &mut rng, dev)?;
+            let b2 = register(varmap, "dam.2.bias", Tensor::zeros(1, DType::F32, dev)?)?;
+            Some(DamHead {
+                l1: Linear::new(w1, Some(b1)),
+                l2: Linear::new(w2, Some(b2)),
+            })
+        } else {
+            None
+        };
+        Ok(GramModel {
+            config: config.clone(),
+            heads,
+            log_inv_tau,
+            dam,
+        })
+    }
+
+    /// 1/τ from the clamped log parameter.
+    pub fn inv_tau(&self) -> Result<Tensor> {
+        self.log_inv_tau
+            .clamp(LOG_INV_TAU_RANGE.0, LOG_INV_TAU_RANGE.1)?
+            .exp()
+    }
+
+    /// Index of the anchor modality in `config.modalities`.
+    pub fn anchor_index(&self) -> usize {
+        self.config
+            .modalities
+            .iter()
+            .position(|m| *m == self.config.anchor)
+            .expect("anchor is a modality")
+    }
+
+    /// Embed one batch: features in `config.modalities` order → unit embeddings, same order.
+    pub fn embed(&self, features: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.heads
+            .iter()
+            .zip(features)
+            .map(|(h, x)| h.forward(x))
+            .collect()
+    }
+}
+
+/// Whether AdamW should decay a parameter: weight matrices yes; biases and the temperature no.
+pub fn decays(name: &str) -> bool {
+    name.ends_with(".weight")
+}
