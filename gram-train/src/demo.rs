@@ -4,7 +4,7 @@
 use crate::data::load_split;
 use crate::synth::{SynthConfig, generate};
 use crate::train::{
-    LossKind, TrainConfig, embed_split, fit, load_model, retrieval, retrieval_json,
+    FitOptions, LossKind, TrainConfig, embed_split, fit, load_model, retrieval, retrieval_json,
 };
 use candle_core::Device;
 use std::path::Path;
@@ -50,7 +50,11 @@ pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result
             loss,
             ..cfg.train.clone()
         };
-        let summary = fit(&data, &run_dir, &train_cfg, false, progress, dev)?;
+        let opts = FitOptions {
+            progress,
+            ..FitOptions::default()
+        };
+        let summary = fit(&data, &run_dir, &train_cfg, opts, dev)?;
         let model = load_model(&run_dir, dev)?;
         let emb = embed_split(&model, &test, dev)?;
         let r = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;

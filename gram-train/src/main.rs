@@ -144,6 +144,9 @@ enum Command {
         /// Continue from OUT/state.json exactly where it stopped.
         #[arg(long)]
         resume: bool,
+        /// Stop with a checkpoint after this many steps in total (resume later).
+        #[arg(long)]
+        stop_after: Option<u64>,
         #[arg(long)]
         no_progress: bool,
     },
@@ -189,10 +192,16 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
             train,
             resume,
+            stop_after,
             no_progress,
         } => {
             let cfg = train.config(TrainConfig::default())?;
-            let s = gram_train::train::fit(&data, &out, &cfg, resume, !no_progress, &dev)?;
+            let opts = gram_train::train::FitOptions {
+                resume,
+                progress: !no_progress,
+                stop_after,
+            };
+            let s = gram_train::train::fit(&data, &out, &cfg, opts, &dev)?;
             println!("{}", serde_json::to_string(&s).expect("json"));
             Ok(())
         }

@@ -277,16 +277,32 @@ pub fn retrieval_json(r: &Retrieval) -> serde_json::Value {
     gram_host::commands::retrieval_json(r)
 }
 
+/// How a `fit` call runs (as opposed to what it trains: [`TrainConfig`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FitOptions {
+    /// Continue from `out/state.json` exactly where it stopped.
+    pub resume: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// Stop (with a checkpoint) once this many steps are done in total, before `steps`;
+    /// a later `resume` continues on the same schedule.
+    pub stop_after: Option<u64>,
+}
+
 /// Train on `data/train`, validate on `data/val`, write checkpoints and `metrics.jsonl` to
-/// `out`. With `resume`, continue from `out/state.json` exactly where it stopped.
+/// `out`. NaN/Inf in the loss or gradients stops the run before the update, naming the step.
 pub fn fit(
     data: &Path,
     out: &Path,
     cfg: &TrainConfig,
-    resume: bool,
-    progress: bool,
+    opts: FitOptions,
     dev: &Device,
 ) -> Result<FitSummary, String> {
+    let FitOptions {
+        resume,
+        progress,
+        stop_after,
+    } = opts;
     let train = load_split(data, "train")?;
     let val = load_split(data, "val")?;
     if train.len() < 2 || cfg.batch_size < 2 {
@@ -367,7 +383,8 @@ pub fn fit(
     let (mut final_loss, mut last_val) = (f64::NAN, None);
     let t0 = Instant::now();
     let mut samples = 0usize;
-    for step in start..cfg.steps {
+    let end = stop_after.unwrap_or(cfg.steps).min(cfg.steps);
+    for step in start..end {
         let idx = batch_indices(cfg.seed, step, batch, train.len());
         let feats = (0..train.features.len())
             .map(|t| Tensor::from_vec(train.gather(t, &idx), (batch, train.features[t].cols), dev))
@@ -430,12 +447,14 @@ pub fn fit(
         }
     }
     bar.finish_and_clear();
-    if start < cfg.steps || !resume {
+    if end < cfg.steps {
+        save(end, &opt)?;
+    } else if start < cfg.steps || !resume {
         last_val = Some(validate(cfg.steps)?);
         save(cfg.steps, &opt)?;
     }
     Ok(FitSummary {
-        steps: cfg.steps,
+        steps: end,
         final_loss,
         samples_per_s: samples as f64 / t0.elapsed().as_secs_f64().max(1e-9),
         val: last_val,
