@@ -188,19 +188,22 @@ impl GramFactor {
         if self.is_singular() {
             return Ok(());
         }
-        // vol/√(g_ii g_jj) = sqrt(det Ĝ) · Π_t √g_tt / (√g_ii √g_jj): keep it scaled until the end.
-        let sqrt_det_hat = sqrt_det(&self.lu, &self.ldl);
+        // vol/√(g_ii g_jj) = sqrt(det Ĝ) · Π_t √g_tt / (√g_ii √g_jj): plain f64 when vol is a
+        // normal number (the common case), scaled arithmetic otherwise so nothing overflows
+        // that the result does not.
+        let s = self.sqrt_det_scaled();
+        let vol = s.to_f64();
         let perm = &self.ldl.perm;
         for c in 0..k {
             let x = self.pivoted_inverse_column(c);
             for r in 0..k {
                 let (i, j) = (perm[r], perm[c]);
-                let scale = Scaled {
-                    mant: sqrt_det_hat.mant * self.diag_sqrt.mant,
-                    exp2: sqrt_det_hat.exp2 + self.diag_sqrt.exp2,
-                }
-                .mul(self.inv_sqrt[i] * self.inv_sqrt[j]);
-                out[i * k + j] = 0.5 * x[r] * scale.to_f64();
+                let w = self.inv_sqrt[i] * self.inv_sqrt[j];
+                out[i * k + j] = if vol.is_normal() && w.is_normal() {
+                    0.5 * x[r] * (vol * w)
+                } else {
+                    0.5 * x[r] * s.mul(w).to_f64()
+                };
             }
         }
         Ok(())

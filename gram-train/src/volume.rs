@@ -1,139 +1,210 @@
 //! The differentiable volume matrix V[i, j] = vol(anchor_i, m1_j, …, m_{k−1, j}).
 //!
-//! Dot products go through Candle (matmul for the B×B cross terms, row sums for the rest), so
-//! their gradients flow to every input by Candle's own rules. The k×k part — sqrt(det G) of
-//! each pair's Gram matrix — is a custom op whose forward is `gram_nostd::GramFactor`
-//! (equilibrated, pivoted LDLᵀ in f64: the same code every other backend is tested against)
-//! and whose backward is ∂vol/∂G = ½·vol·G⁻¹ from the same factorisation
-//! ([`gram_nostd::GramFactor::volume_gradient`]). At a Gram matrix singular to working
-//! precision (collinear or duplicated inputs) vol = 0 is its global minimum and the op returns
-//! the subgradient 0, where the published sqrt(|det|) returns NaN.
+//! Dot products go through Candle — the B1×B2 cross terms as k−1 matmuls, anchor norms and the
+//! within-candidate Gram matrices as row sums — so their gradients flow to every input by
+//! Candle's own rules. The k×k part is one custom op over (cross [B1, B2, m], inner [B2, m, m],
+//! norms [B1]) that assembles each pair's Gram matrix G and takes sqrt(det G) with
+//! `gram_nostd::GramFactor` (equilibrated, pivoted LDLᵀ in f64: the same code every other
+//! backend is tested against); its backward is ∂vol/∂G = ½·vol·G⁻¹ from the same
+//! factorisation ([`gram_nostd::GramFactor::volume_gradient`]), scattered back to the three
+//! inputs. At a Gram matrix singular to working precision (collinear or duplicated inputs)
+//! vol = 0 is its global minimum and the op returns the subgradient 0, where the published
+//! sqrt(|det|) returns NaN.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
-use gram_nostd::GramFactor;
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use gram_nostd::{GramFactor, MAX_K};
 use rayon::prelude::*;
 
-/// sqrt(det G) over the last two dimensions of a [..., k, k] tensor.
-struct GramVolume;
+struct PairVolumes;
 
 fn gram_error(e: gram_nostd::GramError) -> candle_core::Error {
     candle_core::Error::Msg(format!("volume: {e}"))
 }
 
-/// Volumes of `g` (contiguous, `pairs` blocks of k×k) in f64.
-fn volumes(g: &[f64], k: usize) -> Result<Vec<f64>> {
-    g.par_chunks(k * k)
-        .map(|block| {
-            GramFactor::new(block, k)
-                .and_then(|f| f.volume())
-                .map_err(gram_error)
-        })
-        .collect()
+fn values(s: &CpuStorage, l: &Layout) -> Result<Vec<f64>> {
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("pair-volumes needs contiguous inputs")
+    };
+    Ok(match s {
+        CpuStorage::F64(v) => v[start..end].to_vec(),
+        CpuStorage::F32(v) => v[start..end].iter().map(|&x| x as f64).collect(),
+        _ => candle_core::bail!("pair-volumes needs f32 or f64"),
+    })
 }
 
-impl CustomOp1 for GramVolume {
-    fn name(&self) -> &'static str {
-        "gram-volume"
+/// Shapes (b1, b2, m) of the op's three inputs, checked against each other.
+fn dims(cross: &Shape, inner: &Shape, norms: &Shape) -> Result<(usize, usize, usize)> {
+    let (b1, b2, m) = cross.dims3()?;
+    if inner.dims() != [b2, m, m] || norms.dims() != [b1] || m + 1 > MAX_K {
+        candle_core::bail!("pair-volumes: shapes {cross:?}, {inner:?}, {norms:?} do not fit")
     }
+    Ok((b1, b2, m))
+}
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = layout.shape().dims();
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("gram-volume needs a contiguous input")
-        };
-        if dims.len() < 2 || dims[dims.len() - 1] != dims[dims.len() - 2] {
-            candle_core::bail!("gram-volume needs [..., k, k], got {dims:?}")
+/// Pair (i, j)'s Gram matrix, row-major k×k.
+#[inline]
+fn gram(
+    cross: &[f64],
+    inner: &[f64],
+    norms: &[f64],
+    (b2, m): (usize, usize),
+    i: usize,
+    j: usize,
+    g: &mut [f64],
+) {
+    let k = m + 1;
+    g[0] = norms[i];
+    for t in 0..m {
+        let c = cross[(i * b2 + j) * m + t];
+        g[t + 1] = c;
+        g[(t + 1) * k] = c;
+        for s in 0..m {
+            g[(s + 1) * k + t + 1] = inner[(j * m + s) * m + t];
         }
-        let k = dims[dims.len() - 1];
-        let out_shape = Shape::from(&dims[..dims.len() - 2]);
-        let out = match storage {
-            CpuStorage::F64(v) => CpuStorage::F64(volumes(&v[start..end], k)?),
-            CpuStorage::F32(v) => {
-                let g: Vec<f64> = v[start..end].iter().map(|&x| x as f64).collect();
-                CpuStorage::F32(volumes(&g, k)?.into_iter().map(|x| x as f32).collect())
-            }
-            _ => candle_core::bail!("gram-volume: needs f32 or f64"),
-        };
-        Ok((out, out_shape))
+    }
+}
+
+impl CustomOp3 for PairVolumes {
+    fn name(&self) -> &'static str {
+        "gram-pair-volumes"
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let dims = arg.dims().to_vec();
-        let k = dims[dims.len() - 1];
-        let g: Vec<f64> = arg
-            .flatten_all()?
-            .to_dtype(DType::F64)?
-            .to_device(&Device::Cpu)?
-            .to_vec1()?;
-        let up: Vec<f64> = grad_res
-            .flatten_all()?
-            .to_dtype(DType::F64)?
-            .to_device(&Device::Cpu)?
-            .to_vec1()?;
-        let mut grad = vec![0.0f64; g.len()];
-        grad.par_chunks_mut(k * k)
-            .zip(g.par_chunks(k * k))
-            .zip(up.par_iter())
-            .try_for_each(|((out, block), &u)| -> Result<()> {
-                GramFactor::new(block, k)
-                    .and_then(|f| f.volume_gradient(out))
-                    .map_err(gram_error)?;
-                out.iter_mut().for_each(|x| *x *= u);
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b1, b2, m) = dims(l1.shape(), l2.shape(), l3.shape())?;
+        let (cross, inner, norms) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        let k = m + 1;
+        let mut out = vec![0.0f64; b1 * b2];
+        out.par_chunks_mut(b2)
+            .enumerate()
+            .try_for_each(|(i, row)| -> Result<()> {
+                let mut g = [0.0f64; MAX_K * MAX_K];
+                for (j, o) in row.iter_mut().enumerate() {
+                    gram(&cross, &inner, &norms, (b2, m), i, j, &mut g[..k * k]);
+                    *o = GramFactor::new(&g[..k * k], k)
+                        .and_then(|f| f.volume())
+                        .map_err(gram_error)?;
+                }
                 Ok(())
             })?;
-        let grad = Tensor::from_vec(grad, dims, &Device::Cpu)?
-            .to_dtype(arg.dtype())?
-            .to_device(arg.device())?;
-        Ok(Some(grad))
+        let storage = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(out.into_iter().map(|x| x as f32).collect()),
+            _ => CpuStorage::F64(out),
+        };
+        Ok((storage, Shape::from((b1, b2))))
+    }
+
+    fn bwd(
+        &self,
+        cross_t: &Tensor,
+        inner_t: &Tensor,
+        norms_t: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b1, b2, m) = dims(cross_t.shape(), inner_t.shape(), norms_t.shape())?;
+        let k = m + 1;
+        let host = |t: &Tensor| -> Result<Vec<f64>> {
+            t.flatten_all()?
+                .to_dtype(DType::F64)?
+                .to_device(&Device::Cpu)?
+                .to_vec1()
+        };
+        let (cross, inner, norms, up) = (
+            host(cross_t)?,
+            host(inner_t)?,
+            host(norms_t)?,
+            host(grad_res)?,
+        );
+        // Rows of anchors in parallel; each row owns its d_cross row and d_norm, and adds into
+        // a per-thread d_inner that the reduction sums.
+        let mut d_cross = vec![0.0f64; b1 * b2 * m];
+        let mut d_norms = vec![0.0f64; b1];
+        let d_inner = d_cross
+            .par_chunks_mut(b2 * m)
+            .zip(d_norms.par_iter_mut())
+            .enumerate()
+            .try_fold(
+                || vec![0.0f64; b2 * m * m],
+                |mut d_inner, (i, (dc_row, dn))| -> Result<Vec<f64>> {
+                    let (mut g, mut dg) = ([0.0f64; MAX_K * MAX_K], [0.0f64; MAX_K * MAX_K]);
+                    for j in 0..b2 {
+                        let u = up[i * b2 + j];
+                        if u == 0.0 {
+                            continue;
+                        }
+                        gram(&cross, &inner, &norms, (b2, m), i, j, &mut g[..k * k]);
+                        GramFactor::new(&g[..k * k], k)
+                            .and_then(|f| f.volume_gradient(&mut dg[..k * k]))
+                            .map_err(gram_error)?;
+                        *dn += u * dg[0];
+                        for t in 0..m {
+                            dc_row[j * m + t] += u * (dg[t + 1] + dg[(t + 1) * k]);
+                            for s in 0..m {
+                                d_inner[(j * m + s) * m + t] += u * dg[(s + 1) * k + t + 1];
+                            }
+                        }
+                    }
+                    Ok(d_inner)
+                },
+            )
+            .try_reduce(
+                || vec![0.0f64; b2 * m * m],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    Ok(a)
+                },
+            )?;
+        let back = |v: Vec<f64>, like: &Tensor| -> Result<Tensor> {
+            Tensor::from_vec(v, like.shape(), &Device::Cpu)?
+                .to_dtype(like.dtype())?
+                .to_device(like.device())
+        };
+        Ok((
+            Some(back(d_cross, cross_t)?),
+            Some(back(d_inner, inner_t)?),
+            Some(back(d_norms, norms_t)?),
+        ))
     }
 }
 
-/// sqrt(det G) over the last two dims of `g` [..., k, k], differentiable. Runs the k×k work on
-/// the CPU whatever `g`'s device (it is B²·k² numbers, small next to the matmuls that made it).
-pub fn gram_volume(g: &Tensor) -> Result<Tensor> {
-    let dev = g.device().clone();
-    if dev.is_cpu() {
-        g.contiguous()?.apply_op1(GramVolume)
-    } else {
-        g.to_device(&Device::Cpu)?
-            .contiguous()?
-            .apply_op1(GramVolume)?
-            .to_device(&dev)
-    }
-}
-
-/// The per-pair Gram matrices [B1, B2, k, k] of (anchor_i, m1_j, …): entry (0,0) = ‖a_i‖²,
-/// (0,t) = a_i·m_t,j (a matmul), (s,t) = m_s,j·m_t,j.
-pub fn pair_gram(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
-    let (b1, _) = anchor.dims2()?;
+/// V[i, j] = vol(anchor_i, m1_j, …, m_{k−1, j}) for anchor [B1, D] and modalities [B2, D],
+/// differentiable with respect to all of them. The k×k work runs on the CPU whatever the
+/// device (B1·B2·k² numbers, small next to the matmuls that made them).
+pub fn volume_matrix(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
     let (b2, _) = modalities[0].dims2()?;
-    let k = modalities.len() + 1;
-    let vectors: Vec<&Tensor> = std::iter::once(anchor).chain(modalities.iter()).collect();
-    let mut entries: Vec<Tensor> = Vec::with_capacity(k * k);
-    for s in 0..k {
-        for t in 0..k {
-            let e = match (s, t) {
-                (0, 0) => anchor
-                    .sqr()?
-                    .sum(1)?
-                    .reshape((b1, 1))?
-                    .broadcast_as((b1, b2))?,
-                (0, t) => anchor.matmul(&vectors[t].t()?)?,
-                (s, 0) => anchor.matmul(&vectors[s].t()?)?,
-                (s, t) => (vectors[s] * vectors[t])?
-                    .sum(1)?
-                    .reshape((1, b2))?
-                    .broadcast_as((b1, b2))?,
-            };
-            entries.push(e);
+    let m = modalities.len();
+    let cross: Vec<Tensor> = modalities
+        .iter()
+        .map(|x| anchor.matmul(&x.t()?))
+        .collect::<Result<_>>()?;
+    let cross = Tensor::stack(&cross, 2)?;
+    let mut inner = Vec::with_capacity(m * m);
+    for s in modalities {
+        for t in modalities {
+            inner.push((s * t)?.sum(1)?);
         }
     }
-    Tensor::stack(&entries, 2)?.reshape((b1, b2, k, k))
-}
-
-/// V[i, j] = vol(anchor_i, m1_j, …, m_{k−1, j}) for anchor [B1, D] and modalities [B2, D].
-pub fn volume_matrix(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
-    gram_volume(&pair_gram(anchor, modalities)?)
+    let inner = Tensor::stack(&inner, 1)?.reshape((b2, m, m))?;
+    let norms = anchor.sqr()?.sum(1)?;
+    let dev = anchor.device().clone();
+    if dev.is_cpu() {
+        cross
+            .contiguous()?
+            .apply_op3(&inner.contiguous()?, &norms.contiguous()?, PairVolumes)
+    } else {
+        let cpu = |t: Tensor| t.to_device(&Device::Cpu)?.contiguous();
+        cpu(cross)?
+            .apply_op3(&cpu(inner)?, &cpu(norms)?, PairVolumes)?
+            .to_device(&dev)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,106 @@
+//! Training-step throughput of gram-train (issue 5): B = 256, input dims 768 per modality,
+//! output 512, k = 3, GRAM loss (DAM off unless `--dam`), on the CPU (or `--cuda` in a build
+//! with the cuda feature). Reports samples/s and the split between forward (embed + volume
+//! matrix + loss), backward and the optimizer step; median over the timed steps.
+//!
+//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--dam] [--cuda]`
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use gram_train::losses::gram_loss;
+use gram_train::model::{GramModel, ModelConfig, decays};
+use gram_train::optim::{AdamW, AdamWConfig};
+use gram_train::volume::volume_matrix;
+use std::time::Instant;
+
+const B: usize = 256;
+const IN: usize = 768;
+const OUT: usize = 512;
+
+fn main() -> candle_core::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let cuda = args.iter().any(|a| a == "--cuda");
+    let dev = if cuda {
+        Device::new_cuda(0)?
+    } else {
+        Device::Cpu
+    };
+    let cfg = ModelConfig {
+        modalities: vec!["text".into(), "video".into(), "audio".into()],
+        anchor: "text".into(),
+        input_dims: vec![IN; 3],
+        embed_dim: OUT,
+        mlp_hidden: 0,
+        dam_hidden: 0,
+        init_temperature: 0.07,
+    };
+    let varmap = VarMap::new();
+    let model = GramModel::new(&cfg, &varmap, 0, &dev)?;
+    let mut vars: Vec<_> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), decays(k)))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut opt = AdamW::new(
+        vars,
+        AdamWConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.05,
+        },
+    )?;
+    let feats: Vec<Tensor> = (0..3)
+        .map(|_| Tensor::randn(0f32, 1.0, (B, IN), &dev))
+        .collect::<candle_core::Result<_>>()?;
+    let (mut fwd, mut bwd, mut opt_t, mut total) = (vec![], vec![], vec![], vec![]);
+    for step in 0..steps + 3 {
+        let t0 = Instant::now();
+        let emb = model.embed(&feats)?;
+        let v = volume_matrix(&emb[0], &emb[1..])?;
+        let loss = gram_loss(&v, &model.inv_tau()?, 0.1)?.loss;
+        let _ = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?; // synchronise
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let norm = opt.grad_norm(&grads)?; // also synchronises
+        let t2 = Instant::now();
+        opt.step(&grads, 1e-3, if norm > 1.0 { 1.0 / norm } else { 1.0 })?;
+        let _ = model.log_inv_tau.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let t3 = Instant::now();
+        if step >= 3 {
+            fwd.push((t1 - t0).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+            opt_t.push((t3 - t2).as_secs_f64());
+            total.push((t3 - t0).as_secs_f64());
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, b, o, t) = (
+        median(&mut fwd),
+        median(&mut bwd),
+        median(&mut opt_t),
+        median(&mut total),
+    );
+    println!(
+        "device: {dev:?}, B = {B}, in = {IN}, out = {OUT}, k = 3, GRAM loss, {steps} timed steps (median)"
+    );
+    println!("| samples/s | step (ms) | forward (ms) | backward (ms) | optimizer (ms) |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        B as f64 / t,
+        t * 1e3,
+        f * 1e3,
+        b * 1e3,
+        o * 1e3
+    );
+    Ok(())
+}
