@@ -81,6 +81,37 @@ pub fn ranks(
     Ok((a2d, d2a, stats))
 }
 
+/// Ranks in both directions from a full row-major n×n score matrix (ascending = better),
+/// with the same tie rule. For scores that are not volumes (e.g. a baseline's negated
+/// similarity); volumes should go through [`ranks`], which never materialises the matrix.
+pub fn ranks_from_matrix(v: &[f32], n: usize) -> Result<(Vec<u32>, Vec<u32>), GramError> {
+    if v.len() != n * n {
+        return Err(GramError::DimensionMismatch {
+            expected: n * n,
+            found: v.len(),
+        });
+    }
+    let a2d = (0..n)
+        .map(|i| rank_of(&v[i * n..(i + 1) * n], i).map(|r| r as u32))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ahead = vec![0u32; n];
+    for i in 0..n {
+        for j in 0..n {
+            ahead[j] += (i != j && v[i * n + j] <= v[j * n + j]) as u32;
+        }
+    }
+    Ok((a2d, ahead.into_iter().map(|c| c + 1).collect()))
+}
+
+/// [`Retrieval`] from a full score matrix (see [`ranks_from_matrix`]).
+pub fn evaluate_matrix(v: &[f32], n: usize) -> Result<Retrieval, GramError> {
+    let (mut a2d, mut d2a) = ranks_from_matrix(v, n)?;
+    Ok(Retrieval {
+        anchor_to_data: summarize_ranks(&mut a2d)?,
+        data_to_anchor: summarize_ranks(&mut d2a)?,
+    })
+}
+
 /// R@1/5/10, MedR and MeanR in both directions.
 pub fn evaluate(
     scorer: &Scorer,
@@ -170,6 +201,8 @@ mod tests {
             .unwrap();
         }
         let (a2d, d2a, _) = ranks(&scorer, &anchor, d).unwrap();
-        assert_eq!((a2d, d2a), brute(&v, n));
+        let from_matrix = ranks_from_matrix(&v, n).unwrap();
+        assert_eq!(from_matrix, brute(&v, n));
+        assert_eq!((a2d, d2a), from_matrix);
     }
 }

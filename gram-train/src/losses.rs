@@ -56,8 +56,12 @@ pub fn pairwise_infonce(
 
 /// Baseline: Symile (Saporta et al., 2024) with O(N) negatives. For each modality t, the
 /// multilinear inner product MIP(x_1,i, …, x_t,j, …) = (Π_{s≠t} x_s,i) · x_t,j scores the
-/// positive against the batch's other x_t; the loss is the mean CE over t.
+/// positive against the batch's other x_t; the loss is the mean CE over t. The MIP of k unit
+/// vectors in R^D is O(D^(1−k/2)), far below the O(1) of a cosine, so logits are multiplied
+/// by D^(k/2−1) (a constant the learned temperature could not reach within its clamp).
 pub fn symile(all: &[Tensor], inv_tau: &Tensor, label_smoothing: f64) -> Result<Tensor> {
+    let dim = all[0].dim(1)? as f64;
+    let scale = dim.powf(all.len() as f64 / 2.0 - 1.0);
     let mut total = Tensor::zeros((), all[0].dtype(), all[0].device())?;
     for t in 0..all.len() {
         let mut prod: Option<Tensor> = None;
@@ -69,10 +73,8 @@ pub fn symile(all: &[Tensor], inv_tau: &Tensor, label_smoothing: f64) -> Result<
                 });
             }
         }
-        let logits = prod
-            .expect("k ≥ 2")
-            .matmul(&all[t].t()?)?
-            .broadcast_mul(inv_tau)?;
+        let logits =
+            (prod.expect("k ≥ 2").matmul(&all[t].t()?)? * scale)?.broadcast_mul(inv_tau)?;
         total = (total + smoothed_diagonal_ce(&logits, label_smoothing)?)?;
     }
     total / all.len() as f64
