@@ -38,8 +38,24 @@ pub struct Matrix {
 }
 
 enum Data {
-    Mapped { map: Mmap, offset: usize },
+    Mapped { map: Backing, offset: usize },
     Owned(Vec<f32>),
+}
+
+/// The bytes of a file: memory-mapped, or already in memory (tests, fuzzing, pipes).
+enum Backing {
+    Map(Mmap),
+    Bytes(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(m) => m,
+            Backing::Bytes(b) => b,
+        }
+    }
 }
 
 impl Matrix {
@@ -115,7 +131,7 @@ fn split_safetensors(spec: &str) -> Option<(&str, &str)> {
     Some((path, &spec[idx + ".safetensors:".len()..]))
 }
 
-fn map_file(name: &str, path: &str) -> Result<Mmap, InputError> {
+fn map_file(name: &str, path: &str) -> Result<Backing, InputError> {
     let file = File::open(path).or_else(|e| err(name, format!("cannot open: {e}")))?;
     let meta = file
         .metadata()
@@ -126,7 +142,9 @@ fn map_file(name: &str, path: &str) -> Result<Mmap, InputError> {
     // SAFETY: the map is read-only and private to this process; if another process truncates
     // the file while we read it, reads fault (SIGBUS) rather than returning wrong data. That is
     // the accepted trade-off for not copying inputs of several GiB.
-    unsafe { Mmap::map(&file) }.or_else(|e| err(name, format!("cannot map: {e}")))
+    unsafe { Mmap::map(&file) }
+        .map(Backing::Map)
+        .or_else(|e| err(name, format!("cannot map: {e}")))
 }
 
 /// Element types we accept, from numpy's `descr` or safetensors' dtype.
@@ -150,7 +168,7 @@ impl Dtype {
 /// Build a matrix from `bytes = map[offset..]` holding `rows·cols` elements of `dtype`.
 fn from_bytes(
     name: &str,
-    map: Mmap,
+    map: Backing,
     offset: usize,
     dtype: Dtype,
     big_endian: bool,
@@ -180,7 +198,8 @@ fn from_bytes(
     let zero_copy = dtype == Dtype::F32
         && !big_endian
         && cfg!(target_endian = "little")
-        && offset.is_multiple_of(4);
+        // The address, not just the offset: in-memory bytes need not be 4-aligned.
+        && (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>());
     let data = if zero_copy {
         Data::Mapped { map, offset }
     } else {
@@ -227,7 +246,54 @@ fn from_bytes(
 }
 
 fn load_npy(name: &str) -> Result<Matrix, InputError> {
-    let map = map_file(name, name)?;
+    parse_npy_backing(name, map_file(name, name)?)
+}
+
+/// Parse .npy bytes already in memory; `name` is used in messages.
+pub fn parse_npy(name: &str, bytes: Vec<u8>) -> Result<Matrix, InputError> {
+    parse_npy_backing(name, Backing::Bytes(bytes))
+}
+
+/// Parse safetensors bytes already in memory and take `tensor`.
+pub fn parse_safetensors(name: &str, tensor: &str, bytes: Vec<u8>) -> Result<Matrix, InputError> {
+    safetensors_backing(name, tensor, Backing::Bytes(bytes))
+}
+
+/// Check the fixed .npy preamble before the header parser sees it: npyz allocates the header
+/// length the file *claims* (up to 4 GiB in format 2/3) before reading it, so a corrupt
+/// length must be caught against the real file size here (found by fuzzing).
+fn check_npy_preamble(name: &str, bytes: &[u8]) -> Result<(), InputError> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return err(name, "not a valid .npy file: no NUMPY magic");
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        2 | 3 => return err(name, "not a valid .npy file: truncated preamble"),
+        v => {
+            return err(
+                name,
+                format!("not a valid .npy file: unknown format version {v}"),
+            );
+        }
+    };
+    if start + len > bytes.len() {
+        return err(
+            name,
+            format!(
+                "truncated: header claims {len} bytes, file has {}",
+                bytes.len()
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn parse_npy_backing(name: &str, map: Backing) -> Result<Matrix, InputError> {
+    check_npy_preamble(name, &map)?;
     let mut rest: &[u8] = &map;
     let header = npyz::NpyHeader::from_reader(&mut rest)
         .or_else(|e| err(name, format!("not a valid .npy file: {e}")))?;
@@ -264,7 +330,10 @@ fn load_npy(name: &str) -> Result<Matrix, InputError> {
 }
 
 fn load_safetensors(name: &str, path: &str, tensor: &str) -> Result<Matrix, InputError> {
-    let map = map_file(name, path)?;
+    safetensors_backing(name, tensor, map_file(name, path)?)
+}
+
+fn safetensors_backing(name: &str, tensor: &str, map: Backing) -> Result<Matrix, InputError> {
     let (offset, dtype, shape) = {
         let st = safetensors::SafeTensors::deserialize(&map)
             .or_else(|e| err(name, format!("not a valid safetensors file: {e}")))?;
@@ -296,4 +365,43 @@ fn load_safetensors(name: &str, path: &str, tensor: &str) -> Result<Matrix, Inpu
         (offset, dtype, shape)
     };
     from_bytes(name, map, offset, dtype, false, &shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_header_length_is_refused_without_allocating_it() {
+        // Fuzzer find: format 3 with a header length of ~662 MB in a 80-byte file.
+        let mut bytes = b"\x93NUMPY\x03\x00".to_vec();
+        bytes.extend_from_slice(&662_372_470u32.to_le_bytes());
+        bytes.extend_from_slice(b"{'descr': '<f4', 'fortran_order': False, 'shape': (3,{2),& }");
+        let e = parse_npy("x.npy", bytes).err().unwrap();
+        assert!(e.problem.contains("header claims 662372470 bytes"), "{e}");
+        let e = parse_npy("x.npy", b"\x93NUMPY\x07\x00\x00\x00".to_vec())
+            .err()
+            .unwrap();
+        assert!(e.problem.contains("unknown format version 7"), "{e}");
+    }
+
+    #[test]
+    fn data_at_any_offset_parses() {
+        // Headers padded to 1..4 extra bytes put the data at every offset mod 4: aligned data
+        // is used in place, the rest is converted; both read the same values.
+        for extra in 0..4 {
+            let mut dict =
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }".to_string();
+            dict.push_str(&" ".repeat(extra));
+            dict.push('\n');
+            let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+            npy.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+            npy.extend_from_slice(dict.as_bytes());
+            for v in [1.0f32, 2.0, 3.0, 4.5] {
+                npy.extend_from_slice(&v.to_le_bytes());
+            }
+            let m = parse_npy("x.npy", npy).unwrap();
+            assert_eq!(m.as_slice(), &[1.0, 2.0, 3.0, 4.5], "extra {extra}");
+        }
+    }
 }

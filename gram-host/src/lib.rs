@@ -7,7 +7,9 @@
 //! - [`metrics`]: streaming retrieval ranks and R@k/MedR/MeanR in both directions.
 //! - [`output`]: atomic .npy and text output.
 //! - [`commands`]: what each `gram` subcommand does, callable without the binary.
+//! - [`cli`]: the argument parser and dispatcher of the `gram` binary.
 
+pub mod cli;
 pub mod commands;
 pub mod cpu;
 pub mod input;

@@ -1,0 +1,226 @@
+//! The `gram` command line: argument parsing (clap) and dispatch to [`crate::commands`].
+//! In the library so the parser can be tested and fuzzed without spawning the binary.
+
+use crate::commands;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "gram",
+    version,
+    about = "GRAM volumes over embedding files: vol = sqrt(det AᵀA) of (anchor, modality 1, …)",
+    long_about = "GRAM volumes over embedding files: vol = sqrt(det AᵀA) of (anchor, modality 1, …).\n\n\
+Inputs are .npy (float32, float64 or float16, C order) or FILE.safetensors:TENSOR, shaped [N, D].\n\
+Row j of every --modality belongs to candidate j. Bad input prints one `error:` line naming the\n\
+file and exits with status 2, leaving no output file."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// Multi-threaded CPU: f32 GEMM cross dots, per-pair error bound, accurate fallback.
+    Cpu,
+}
+
+#[derive(clap::Args)]
+struct Embeddings {
+    /// Anchor embeddings [N1, D] (.npy or FILE.safetensors:TENSOR).
+    #[arg(long, value_name = "FILE")]
+    anchor: String,
+    /// A modality's embeddings [N2, D]; repeat for k − 1 modalities (1..=15).
+    #[arg(long = "modality", value_name = "FILE", required = true)]
+    modalities: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the volume matrix V[i, j] = vol(A[i], M1[j], M2[j], …) as float32 [N1, N2] .npy.
+    #[command(
+        after_help = "Example:\n  gram score --anchor text.npy --modality video.npy --modality audio.npy --out V.npy"
+    )]
+    Score {
+        #[command(flatten)]
+        inputs: Embeddings,
+        /// Output .npy (written to a temporary file and renamed when complete).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+        /// Print read/compute/write times and fallback counts to stderr.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Retrieval R@1/5/10, median and mean rank in both directions (row i of the anchor belongs
+    /// with row i of each modality; N1 = N2).
+    #[command(
+        after_help = "Ranks are 1-based, by ascending volume. Ties never flatter the model: every other\n\
+candidate with a volume ≤ the ground truth's counts as ranked ahead of it. Recall is in percent.\n\n\
+Example:\n  gram eval --anchor text.npy --modality video.npy --modality audio.npy --json"
+    )]
+    Eval {
+        #[command(flatten)]
+        inputs: Embeddings,
+        /// Print {\"anchor_to_data\":{\"r1\",\"r5\",\"r10\",\"medr\",\"meanr\"},\"data_to_anchor\":{…}}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The GRAM contrastive loss (CE(−V/τ) over rows and over columns, averaged) of the batch.
+    #[command(
+        after_help = "Example:\n  gram loss --anchor text.npy --modality video.npy --modality audio.npy --temperature 0.07 --json"
+    )]
+    Loss {
+        #[command(flatten)]
+        inputs: Embeddings,
+        #[arg(long, default_value_t = 0.07)]
+        temperature: f64,
+        #[arg(long, default_value_t = 0.1)]
+        label_smoothing: f64,
+        /// Print {\"loss\":…,\"anchor_to_data\":…,\"data_to_anchor\":…}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Run a parsed command line, printing results to stdout.
+pub fn run(cli: Cli) -> Result<(), commands::CliError> {
+    match cli.command {
+        Command::Score {
+            inputs,
+            out,
+            backend: Backend::Cpu,
+            verbose,
+        } => {
+            let r = commands::score(&inputs.anchor, &inputs.modalities, &out)?;
+            if verbose {
+                eprintln!(
+                    "scored {}x{} pairs: read {:.3}s, compute {:.3}s, write {:.3}s; {} pairs recomputed in f64, {} exactly",
+                    r.shape.0,
+                    r.shape.1,
+                    r.read.as_secs_f64(),
+                    r.compute.as_secs_f64(),
+                    r.write.as_secs_f64(),
+                    r.stats.f64_recomputes,
+                    r.stats.exact_recomputes
+                );
+            }
+        }
+        Command::Eval { inputs, json } => {
+            let r = commands::eval(&inputs.anchor, &inputs.modalities)?;
+            if json {
+                println!("{}", commands::retrieval_json(&r));
+            } else {
+                print!("{}", commands::retrieval_table(&r));
+            }
+        }
+        Command::Loss {
+            inputs,
+            temperature,
+            label_smoothing,
+            json,
+        } => {
+            let l = commands::loss(
+                &inputs.anchor,
+                &inputs.modalities,
+                temperature,
+                label_smoothing,
+            )?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"loss": l.loss, "anchor_to_data": l.anchor_to_data, "data_to_anchor": l.data_to_anchor})
+                );
+            } else {
+                println!(
+                    "loss {:.6}  (anchor->data {:.6}, data->anchor {:.6})",
+                    l.loss, l.anchor_to_data, l.data_to_anchor
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What parsing the arguments decided.
+pub enum Parsed {
+    Run(Cli),
+    /// `--help` or `--version`: print this to stdout, exit 0.
+    Info(String),
+    /// A usage error, folded into one `error: …` line.
+    Error(String),
+}
+
+/// Parse `args` (program name first). Never panics and never exits the process.
+pub fn parse<I, T>(args: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Parsed::Run(cli),
+        Err(e) if !e.use_stderr() => Parsed::Info(e.render().to_string()),
+        // `gram` alone: clap would print the whole help as the "error" (found by fuzzing).
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Parsed::Error(
+                "error: no command given: use score, eval or loss (see gram --help)".into(),
+            )
+        }
+        Err(e) => {
+            // One line, like every other failure: clap's message (before its usage block)
+            // already starts with "error:"; fold its continuation lines into it.
+            let text = e.render().to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let line = message.join(" ");
+            let line = if line.starts_with("error:") {
+                line
+            } else {
+                format!("error: {line}")
+            };
+            Parsed::Error(format!("{line} (see gram --help)"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_line(args: &[&str]) -> String {
+        match parse(std::iter::once("gram").chain(args.iter().copied())) {
+            Parsed::Error(line) => line,
+            _ => panic!("{args:?} should be a usage error"),
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_one_error_line() {
+        for args in [
+            &[][..],
+            &["--"],
+            &["score"],
+            &["score", "--anchor", "a.npy", "--out", "v.npy"],
+            &["bogus"],
+            &["loss", "--temperature", "x"],
+        ] {
+            let line = error_line(args);
+            assert!(
+                line.starts_with("error:") && !line.contains('\n'),
+                "{args:?}: {line}"
+            );
+        }
+        assert!(error_line(&[]).contains("no command given"));
+        assert!(matches!(parse(["gram", "--version"]), Parsed::Info(_)));
+        assert!(matches!(
+            parse(["gram", "eval", "--anchor", "a", "--modality", "b", "--json"]),
+            Parsed::Run(_)
+        ));
+    }
+}
