@@ -19,6 +19,12 @@ const TILE_COLS: usize = 1024;
 /// if still ill-conditioned, exactly). 4e-6 keeps the accuracy contract (1e-5) with margin.
 pub const GEMM_PATH_TOLERANCE: f64 = 4e-6;
 
+/// The f32 GEMM's error model holds when no product or partial sum leaves f32's normal range:
+/// every |partial sum| ≤ ‖a‖‖m‖ ≤ 2^120 < f32::MAX, and underflowed products (each off by
+/// < 2^-149) stay negligible next to ‖a‖‖m‖ ≥ 2^-100. Pairs outside take the f64 path (found
+/// by the stress test with magnitudes from 1e-30 to 1e30).
+const GEMM_SAFE_RANGE: (f64, f64) = (7.888_609_052_210_118e-31, 1.329_227_995_784_916e36); // 2^-100, 2^120
+
 /// Error of an f32 GEMM dot product relative to ‖a‖‖m‖, by the probabilistic rounding model
 /// of Higham & Mary (2019) with λ = 6 (exceeded with probability < 1e-7 per dot), plus the
 /// final rounding to f32. The deterministic worst case, n·2^-24, is never approached by
@@ -70,6 +76,8 @@ impl CpuStats {
 pub struct Scorer<'a> {
     modalities: Vec<&'a [f32]>,
     candidates: Vec<Candidate>,
+    /// (min_t ‖m_t‖, max_t ‖m_t‖) of each candidate, for the GEMM range check.
+    norm_range: Vec<(f64, f64)>,
     n2: usize,
     dim: usize,
 }
@@ -91,6 +99,18 @@ impl<'a> Scorer<'a> {
                 found: m.len(),
             });
         }
+        let norm_range = (0..n2)
+            .into_par_iter()
+            .map(|j| {
+                modalities
+                    .iter()
+                    .fold((f64::INFINITY, 0.0f64), |(lo, hi), m| {
+                        let row = &m[j * dim..(j + 1) * dim];
+                        let norm = dot_f64(row, 1.0, row, 1.0).sqrt();
+                        (lo.min(norm), hi.max(norm))
+                    })
+            })
+            .collect();
         let candidates = (0..n2)
             .into_par_iter()
             .map(|j| candidate_at(modalities, dim, j))
@@ -98,6 +118,7 @@ impl<'a> Scorer<'a> {
         Ok(Scorer {
             modalities: modalities.to_vec(),
             candidates,
+            norm_range,
             n2,
             dim,
         })
@@ -218,6 +239,7 @@ impl<'a> Scorer<'a> {
             .chunks_exact(d)
             .map(|a| dot_f64(a, 1.0, a, 1.0))
             .collect();
+        let a_norms: Vec<f64> = norms.iter().map(|x| x.sqrt()).collect();
         let eta = gemm_dot_rel_err(d);
         let eta_norm = gram_nostd::dot_f64_rel_err(d);
         // dots[t] is [cols, r]: candidate-major, so the inner loop over anchors reads one
@@ -239,8 +261,11 @@ impl<'a> Scorer<'a> {
                     for t in 0..m {
                         pair_dots[t] = dots[t * r * cols + jj * r + i] as f64;
                     }
+                    let (lo, hi) = self.norm_range[j];
+                    let in_range = a_norms[i] * lo >= GEMM_SAFE_RANGE.0
+                        && a_norms[i] * hi <= GEMM_SAFE_RANGE.1;
                     let p = cand.pair_volume(norms[i], &pair_dots[..m], eta, eta_norm);
-                    let v = if p.rel_err_bound <= GEMM_PATH_TOLERANCE {
+                    let v = if in_range && p.rel_err_bound <= GEMM_PATH_TOLERANCE {
                         p.volume
                     } else {
                         let k = self.pair_rows(&rows[i * d..(i + 1) * d], j, &mut pair_rows);
