@@ -166,6 +166,35 @@ impl Candidate {
         self.volume.to_f64()
     }
 
+    /// An orthonormal basis of span(vectors) — the Q of M = QR — row-major `len() × n` into
+    /// `out`: q_i = Σ_a W[i][a]·m_perm[a], accumulated in f64 from the double-double factor
+    /// (orthogonal to ~2^-53·κ(M)). For a GPU or any backend that projects instead of using dot
+    /// products. `vectors` must be the ones the candidate was built from. A degenerate
+    /// candidate writes zeros (its pair volumes are 0 anyway).
+    pub fn orthonormal_basis<T: Element>(&self, vectors: &[&[T]], out: &mut [f64]) -> Result<(), GramError> {
+        let (m, n) = (self.m as usize, self.dim);
+        if vectors.len() != m || out.len() != m * n {
+            return Err(GramError::DimensionMismatch {
+                expected: m * n,
+                found: out.len(),
+            });
+        }
+        out.fill(0.0);
+        if self.degenerate || !self.fast_path {
+            return Ok(());
+        }
+        for i in 0..m {
+            let row = &self.w[i * (i + 1) / 2..][..=i];
+            let q = &mut out[i * n..(i + 1) * n];
+            for (w, &j) in row.iter().zip(&self.perm[..=i]) {
+                for (x, v) in q.iter_mut().zip(vectors[j as usize].iter()) {
+                    *x += w * v.to_f64();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// True when every pair volume with this candidate is exactly zero.
     pub fn is_degenerate(&self) -> bool {
         self.degenerate
@@ -259,6 +288,24 @@ mod tests {
         );
         assert!(p.rel_err_bound < 1e-12);
         assert!((c.volume() - volume(&[&m1[..], &m2]).unwrap()).abs() < 1e-14);
+    }
+
+    #[test]
+    fn orthonormal_basis_is_orthonormal_and_spans_the_candidate() {
+        let m1 = [1.0f32, 0.5, -0.25, 0.0, 3.0];
+        let m2 = [-0.7f32, 0.2, 1.5, 1.0, -0.4];
+        let c = Candidate::new(&[&m1[..], &m2], 5).unwrap();
+        let mut q = [0.0f64; 10];
+        c.orthonormal_basis(&[&m1[..], &m2], &mut q).unwrap();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        assert!((dot(&q[..5], &q[..5]) - 1.0).abs() < 1e-14);
+        assert!((dot(&q[5..], &q[5..]) - 1.0).abs() < 1e-14);
+        assert!(dot(&q[..5], &q[5..]).abs() < 1e-14);
+        // m1 lies in the span: its residual after projection is zero.
+        let m1d: [f64; 5] = core::array::from_fn(|i| m1[i] as f64);
+        let (c1, c2) = (dot(&q[..5], &m1d), dot(&q[5..], &m1d));
+        let resid: f64 = (0..5).map(|i| (m1d[i] - c1 * q[i] - c2 * q[5 + i]).powi(2)).sum();
+        assert!(resid < 1e-24, "{resid}");
     }
 
     #[test]
