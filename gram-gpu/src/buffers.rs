@@ -5,24 +5,31 @@ use crate::error::GpuError;
 use wgpu::util::DeviceExt;
 
 impl GpuContext {
-    pub(crate) fn storage<T: bytemuck::Pod>(&self, label: &str, data: &[T], writable: bool) -> wgpu::Buffer {
+    pub(crate) fn storage<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        data: &[T],
+        writable: bool,
+    ) -> wgpu::Buffer {
         let mut usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
         if writable {
             usage |= wgpu::BufferUsages::COPY_SRC;
         }
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage,
+            })
     }
 
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, value: &T) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
     }
 
     pub(crate) fn output(&self, label: &str, bytes: u64) -> wgpu::Buffer {
@@ -34,7 +41,11 @@ impl GpuContext {
         })
     }
 
-    pub(crate) fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    pub(crate) fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -51,7 +62,11 @@ impl GpuContext {
     }
 
     /// Copy `src` back to the host and wait for it.
-    pub(crate) fn read<T: bytemuck::Pod>(&self, src: &wgpu::Buffer, count: usize) -> Result<Vec<T>, GpuError> {
+    pub(crate) fn read<T: bytemuck::Pod>(
+        &self,
+        src: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<Vec<T>, GpuError> {
         let bytes = (count * std::mem::size_of::<T>()) as u64;
         if bytes == 0 {
             return Ok(Vec::new());
@@ -78,7 +93,9 @@ impl GpuContext {
         rx.recv()
             .map_err(|e| GpuError::Device(e.to_string()))?
             .map_err(|e| GpuError::Device(e.to_string()))?;
-        let view = staging.get_mapped_range(..).map_err(|e| GpuError::Device(e.to_string()))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Device(e.to_string()))?;
         let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
         drop(view);
         staging.unmap();
@@ -86,7 +103,13 @@ impl GpuContext {
     }
 
     /// Record one compute dispatch.
-    pub(crate) fn dispatch(&self, encoder: &mut wgpu::CommandEncoder, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32)) {
+    pub(crate) fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        bind: &wgpu::BindGroup,
+        groups: (u32, u32),
+    ) {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind, &[]);

@@ -65,7 +65,12 @@ fn equilibrate(anchor: &[f32], dim: usize) -> (Vec<f32>, Vec<f64>) {
 
 impl<'a> GpuScorer<'a> {
     /// `modalities[t]` is a row-major [n2, dim] matrix (1..=15 of them).
-    pub fn new(ctx: &'a GpuContext, modalities: &[&'a [f32]], n2: usize, dim: usize) -> Result<GpuScorer<'a>, GpuError> {
+    pub fn new(
+        ctx: &'a GpuContext,
+        modalities: &[&'a [f32]],
+        n2: usize,
+        dim: usize,
+    ) -> Result<GpuScorer<'a>, GpuError> {
         let m = modalities.len();
         if m == 0 || n2 == 0 || dim == 0 {
             return Err(GramError::EmptyInput.into());
@@ -74,14 +79,21 @@ impl<'a> GpuScorer<'a> {
             return Err(GramError::TooManyVectors { k: m + 1 }.into());
         }
         if let Some(bad) = modalities.iter().find(|x| x.len() != n2 * dim) {
-            return Err(GramError::DimensionMismatch { expected: n2 * dim, found: bad.len() }.into());
+            return Err(GramError::DimensionMismatch {
+                expected: n2 * dim,
+                found: bad.len(),
+            }
+            .into());
         }
         let mut basis = vec![0.0f32; n2 * m * dim];
         let mut volume = vec![0.0f64; n2];
         let mut q = vec![0.0f64; m * dim];
         for j in 0..n2 {
             let cand = candidate_at(modalities, dim, j)?;
-            let rows: Vec<&[f32]> = modalities.iter().map(|x| &x[j * dim..(j + 1) * dim]).collect();
+            let rows: Vec<&[f32]> = modalities
+                .iter()
+                .map(|x| &x[j * dim..(j + 1) * dim])
+                .collect();
             cand.orthonormal_basis(&rows, &mut q)?;
             for (b, x) in basis[j * m * dim..(j + 1) * m * dim].iter_mut().zip(&q) {
                 *b = *x as f32;
@@ -92,7 +104,10 @@ impl<'a> GpuScorer<'a> {
             }
         }
         let max = volume.iter().cloned().fold(0.0f64, f64::max);
-        let scale = volume.iter().map(|&v| if max > 0.0 { (v / max) as f32 } else { 0.0 }).collect();
+        let scale = volume
+            .iter()
+            .map(|&v| if max > 0.0 { (v / max) as f32 } else { 0.0 })
+            .collect();
         Ok(GpuScorer {
             ctx,
             modalities: modalities.to_vec(),
@@ -122,13 +137,28 @@ impl<'a> GpuScorer<'a> {
         let max_bytes = l.max_storage_buffer_binding_size.min(l.max_buffer_size) as usize;
         let per_cand = self.m() * self.dim * 4;
         if per_cand > max_bytes || self.dim * 4 > max_bytes {
-            return Err(GpuError::TooLarge(format!("vectors of length {} exceed the {max_bytes}-byte binding limit", self.dim)));
+            return Err(GpuError::TooLarge(format!(
+                "vectors of length {} exceed the {max_bytes}-byte binding limit",
+                self.dim
+            )));
         }
         let groups = l.max_compute_workgroups_per_dimension as usize;
-        let cols = self.n2.min(max_bytes / per_cand).min(groups * 8).min(1 << 16);
+        let cols = self
+            .n2
+            .min(max_bytes / per_cand)
+            .min(groups * 8)
+            .min(1 << 16);
         let cols = cols.min(self.max_block.1);
-        let rows = n1.min(max_bytes / (self.dim * 4)).min(max_bytes / (cols * 4)).min(groups * 8).min(groups * 64).min(1 << 14);
-        Ok((rows.min(self.max_block.0).max(1), cols.min(self.max_block.1).max(1)))
+        let rows = n1
+            .min(max_bytes / (self.dim * 4))
+            .min(max_bytes / (cols * 4))
+            .min(groups * 8)
+            .min(groups * 64)
+            .min(1 << 14);
+        Ok((
+            rows.min(self.max_block.0).max(1),
+            cols.min(self.max_block.1).max(1),
+        ))
     }
 
     fn check_anchor(&self, anchor: &[f32]) -> Result<usize, GpuError> {
@@ -136,7 +166,11 @@ impl<'a> GpuScorer<'a> {
             return Err(GramError::EmptyInput.into());
         }
         if anchor.len() % self.dim != 0 {
-            return Err(GramError::DimensionMismatch { expected: self.dim, found: anchor.len() % self.dim }.into());
+            return Err(GramError::DimensionMismatch {
+                expected: self.dim,
+                found: anchor.len() % self.dim,
+            }
+            .into());
         }
         max_abs_checked(anchor)?;
         Ok(anchor.len() / self.dim)
@@ -144,18 +178,36 @@ impl<'a> GpuScorer<'a> {
 
     /// Residual norms of `unit` rows (r anchors) against candidates c0..c0+cols, left in a GPU
     /// buffer; `basis` must hold those candidates' bases.
-    fn residuals(&self, encoder: &mut wgpu::CommandEncoder, unit: &wgpu::Buffer, r: usize, basis: &wgpu::Buffer, cols: usize) -> wgpu::Buffer {
+    fn residuals(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        unit: &wgpu::Buffer,
+        r: usize,
+        basis: &wgpu::Buffer,
+        cols: usize,
+    ) -> wgpu::Buffer {
         let ctx = self.ctx;
         let out = ctx.output("residual", (r * cols * 4) as u64);
-        let params = ctx.uniform(&ResidualParams { n: self.dim as u32, m: self.m() as u32, rows: r as u32, cols: cols as u32 });
+        let params = ctx.uniform(&ResidualParams {
+            n: self.dim as u32,
+            m: self.m() as u32,
+            rows: r as u32,
+            cols: cols as u32,
+        });
         let bind = ctx.bind(&ctx.residual, &[&params, unit, basis, &out]);
-        ctx.dispatch(encoder, &ctx.residual, &bind, (r.div_ceil(8) as u32, cols.div_ceil(8) as u32));
+        ctx.dispatch(
+            encoder,
+            &ctx.residual,
+            &bind,
+            (r.div_ceil(8) as u32, cols.div_ceil(8) as u32),
+        );
         out
     }
 
     fn basis_block(&self, c0: usize, cols: usize) -> wgpu::Buffer {
         let per = self.m() * self.dim;
-        self.ctx.storage("basis", &self.basis[c0 * per..(c0 + cols) * per], false)
+        self.ctx
+            .storage("basis", &self.basis[c0 * per..(c0 + cols) * per], false)
     }
 
     /// V[i, j] = vol(anchor_i, candidate_j), row-major [n1, n2], for a row-major [n1, dim]
@@ -170,7 +222,9 @@ impl<'a> GpuScorer<'a> {
             let basis = self.basis_block(c0, cols);
             for r0 in (0..n1).step_by(rb) {
                 let r = rb.min(n1 - r0);
-                let unit_buf = self.ctx.storage("anchors", &unit[r0 * self.dim..(r0 + r) * self.dim], false);
+                let unit_buf =
+                    self.ctx
+                        .storage("anchors", &unit[r0 * self.dim..(r0 + r) * self.dim], false);
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 let res_buf = self.residuals(&mut encoder, &unit_buf, r, &basis, cols);
                 self.ctx.queue.submit([encoder.finish()]);
@@ -209,7 +263,12 @@ impl<'a> GpuScorer<'a> {
                 let scale = ctx.storage("scale", &self.scale[c0..c0 + cols], false);
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
                 let res = self.residuals(&mut encoder, &unit_buf, r, &basis, cols);
-                let params = ctx.uniform(&TopkParams { rows: r as u32, cols: cols as u32, k: k as u32, col_offset: c0 as u32 });
+                let params = ctx.uniform(&TopkParams {
+                    rows: r as u32,
+                    cols: cols as u32,
+                    k: k as u32,
+                    col_offset: c0 as u32,
+                });
                 let bind = ctx.bind(&ctx.topk, &[&params, &res, &scale, &best_key, &best_idx]);
                 ctx.dispatch(&mut encoder, &ctx.topk, &bind, (r.div_ceil(64) as u32, 1));
                 ctx.queue.submit([encoder.finish()]);
@@ -220,7 +279,11 @@ impl<'a> GpuScorer<'a> {
                 let mut row = Vec::with_capacity(k);
                 for &j in &idx[i * k..(i + 1) * k] {
                     let mut t: Vec<&[f32]> = vec![a];
-                    t.extend(self.modalities.iter().map(|x| &x[j as usize * self.dim..(j as usize + 1) * self.dim]));
+                    t.extend(
+                        self.modalities
+                            .iter()
+                            .map(|x| &x[j as usize * self.dim..(j as usize + 1) * self.dim]),
+                    );
                     row.push((j, to_f32(gram_nostd::volume(&t)?)?));
                 }
                 result.push(row);
@@ -231,14 +294,23 @@ impl<'a> GpuScorer<'a> {
 }
 
 /// One-shot [`GpuScorer::volume_matrix`] on the default adapter.
-pub fn volume_matrix(anchor: &[f32], modalities: &[&[f32]], dim: usize) -> Result<Vec<f32>, GpuError> {
+pub fn volume_matrix(
+    anchor: &[f32],
+    modalities: &[&[f32]],
+    dim: usize,
+) -> Result<Vec<f32>, GpuError> {
     let ctx = GpuContext::new()?;
     let n2 = modalities.first().map_or(0, |m| m.len() / dim.max(1));
     GpuScorer::new(&ctx, modalities, n2, dim)?.volume_matrix(anchor)
 }
 
 /// One-shot [`GpuScorer::top_k`] on the default adapter.
-pub fn top_k(anchor: &[f32], modalities: &[&[f32]], dim: usize, k: usize) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
+pub fn top_k(
+    anchor: &[f32],
+    modalities: &[&[f32]],
+    dim: usize,
+    k: usize,
+) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
     let ctx = GpuContext::new()?;
     let n2 = modalities.first().map_or(0, |m| m.len() / dim.max(1));
     GpuScorer::new(&ctx, modalities, n2, dim)?.top_k(anchor, k)

@@ -12,7 +12,9 @@ fn context() -> Option<&'static GpuContext> {
     static CTX: OnceLock<Result<GpuContext, String>> = OnceLock::new();
     match CTX.get_or_init(|| GpuContext::new().map_err(|e| e.to_string())) {
         Ok(c) => Some(c),
-        Err(e) if std::env::var("GRAM_REQUIRE_GPU").as_deref() == Ok("1") => panic!("GRAM_REQUIRE_GPU=1 but {e}"),
+        Err(e) if std::env::var("GRAM_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("GRAM_REQUIRE_GPU=1 but {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED: {e} (set GRAM_REQUIRE_GPU=1 to make this a failure)");
             None
@@ -21,7 +23,9 @@ fn context() -> Option<&'static GpuContext> {
 }
 
 fn load<T: npyz::Deserialize>(name: &str) -> (usize, usize, Vec<T>) {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/reference").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/reference")
+        .join(name);
     let bytes = std::fs::read(&p).unwrap();
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let s = npy.shape().to_vec();
@@ -55,15 +59,23 @@ fn reference_cases_meet_the_gpu_contract() {
     let Some(ctx) = context() else { return };
     eprintln!("adapter: {}", ctx.describe());
     let index: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
-        &std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/reference/index.json")).unwrap(),
+        &std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/reference/index.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     for (name, m) in &index {
         let (n1, d, a) = load::<f32>(&format!("{name}_anchor.npy"));
-        let mods: Vec<Vec<f32>> = (0..m.as_u64().unwrap()).map(|t| load::<f32>(&format!("{name}_mod{t}.npy")).2).collect();
+        let mods: Vec<Vec<f32>> = (0..m.as_u64().unwrap())
+            .map(|t| load::<f32>(&format!("{name}_mod{t}.npy")).2)
+            .collect();
         let (_, n2, exact) = load::<f64>(&format!("{name}_exact.npy"));
         let refs: Vec<&[f32]> = mods.iter().map(|v| v.as_slice()).collect();
-        let v = GpuScorer::new(ctx, &refs, n2, d).unwrap().volume_matrix(&a).unwrap();
+        let v = GpuScorer::new(ctx, &refs, n2, d)
+            .unwrap()
+            .volume_matrix(&a)
+            .unwrap();
         assert_eq!(v.len(), n1 * n2);
         let tol = match name.as_str() {
             "near_collinear_1e-05" => 1e-1, // beyond the contract; recorded, loosely checked
@@ -101,12 +113,24 @@ fn awkward_shapes_and_forced_tiling_match_the_cpu() {
         let a = pseudo(n1 * d, 1 + d as u64);
         let mods: Vec<Vec<f32>> = (0..m).map(|t| pseudo(n2 * d, 100 + t as u64)).collect();
         let refs: Vec<&[f32]> = mods.iter().map(|v| v.as_slice()).collect();
-        let gpu = GpuScorer::new(ctx, &refs, n2, d).unwrap().with_max_block(br, bc).volume_matrix(&a).unwrap();
+        let gpu = GpuScorer::new(ctx, &refs, n2, d)
+            .unwrap()
+            .with_max_block(br, bc)
+            .volume_matrix(&a)
+            .unwrap();
         let cpu = cpu_matrix(&a, &refs, n2, d);
         for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
             let (g, c) = (*g as f64, *c as f64);
-            let ok = if c == 0.0 { g.abs() <= 1e-5 } else { (g - c).abs() <= 1e-4 * c };
-            assert!(ok, "shape ({n1},{n2},{d},k={}) pair {i}: gpu {g} cpu {c}", m + 1);
+            let ok = if c == 0.0 {
+                g.abs() <= 1e-5
+            } else {
+                (g - c).abs() <= 1e-4 * c
+            };
+            assert!(
+                ok,
+                "shape ({n1},{n2},{d},k={}) pair {i}: gpu {g} cpu {c}",
+                m + 1
+            );
         }
     }
 }
@@ -130,7 +154,9 @@ fn top_k_equals_the_cpu_top_k_with_ties() {
         a[l] = m0[3 * d + l] + m1[3 * d + l];
     }
     let refs = [m0.as_slice(), m1.as_slice()];
-    let scorer = GpuScorer::new(ctx, &refs, n2, d).unwrap().with_max_block(8, 64);
+    let scorer = GpuScorer::new(ctx, &refs, n2, d)
+        .unwrap()
+        .with_max_block(8, 64);
     let cpu = cpu_matrix(&a, &refs, n2, d);
     for k in [1usize, 6, 10, 128] {
         let got = scorer.top_k(&a, k).unwrap();
@@ -142,7 +168,11 @@ fn top_k_equals_the_cpu_top_k_with_ties() {
             let have: Vec<u32> = got[i].iter().map(|p| p.0).collect();
             assert_eq!(have, want, "anchor {i}, k {k}");
             for &(j, v) in &got[i] {
-                assert!((v - row[j as usize]).abs() <= 1e-6 * row[j as usize].max(1e-30), "{v} vs {}", row[j as usize]);
+                assert!(
+                    (v - row[j as usize]).abs() <= 1e-6 * row[j as usize].max(1e-30),
+                    "{v} vs {}",
+                    row[j as usize]
+                );
             }
         }
     }

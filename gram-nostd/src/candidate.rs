@@ -171,7 +171,11 @@ impl Candidate {
     /// (orthogonal to ~2^-53·κ(M)). For a GPU or any backend that projects instead of using dot
     /// products. `vectors` must be the ones the candidate was built from. A degenerate
     /// candidate writes zeros (its pair volumes are 0 anyway).
-    pub fn orthonormal_basis<T: Element>(&self, vectors: &[&[T]], out: &mut [f64]) -> Result<(), GramError> {
+    pub fn orthonormal_basis<T: Element>(
+        &self,
+        vectors: &[&[T]],
+        out: &mut [f64],
+    ) -> Result<(), GramError> {
         let (m, n) = (self.m as usize, self.dim);
         if vectors.len() != m || out.len() != m * n {
             return Err(GramError::DimensionMismatch {
@@ -304,7 +308,9 @@ mod tests {
         // m1 lies in the span: its residual after projection is zero.
         let m1d: [f64; 5] = core::array::from_fn(|i| m1[i] as f64);
         let (c1, c2) = (dot(&q[..5], &m1d), dot(&q[5..], &m1d));
-        let resid: f64 = (0..5).map(|i| (m1d[i] - c1 * q[i] - c2 * q[5 + i]).powi(2)).sum();
+        let resid: f64 = (0..5)
+            .map(|i| (m1d[i] - c1 * q[i] - c2 * q[5 + i]).powi(2))
+            .sum();
         assert!(resid < 1e-24, "{resid}");
     }
 

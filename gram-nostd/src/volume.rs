@@ -113,7 +113,8 @@ pub(crate) fn volume_scaled<T: Element>(vectors: &[&[T]]) -> Result<Scaled, Gram
 ///   1e-8 and n = 512 that is below 1e-10.
 ///
 /// Errors: `EmptyInput` (no vectors or n = 0), `TooManyVectors`, `DimensionMismatch`,
-/// `NonFinite`, and `OutOfRange` when the volume exceeds `f64::MAX` (use [`log_volume`]).
+/// `NonFinite`, and `OutOfRange` when the volume exceeds `f64::MAX`. A volume below f64's
+/// subnormal range (e.g. sixteen vectors of norm 1e-30) returns 0; [`log_volume`] has both.
 pub fn volume<T: Element>(vectors: &[&[T]]) -> Result<f64, GramError> {
     let v = volume_scaled(vectors)?.to_f64();
     if v.is_finite() {
