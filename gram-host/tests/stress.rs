@@ -137,7 +137,7 @@ fn norm(v: &[f32]) -> f64 {
 fn qr_log_volume(vs: &[Vec<f32>]) -> (f64, f64) {
     let (k, n) = (vs.len(), vs[0].len());
     let norms: Vec<f64> = vs.iter().map(|v| norm(v)).collect();
-    if k > n || norms.iter().any(|&s| s == 0.0) {
+    if k > n || norms.contains(&0.0) {
         return (f64::NEG_INFINITY, f64::NEG_INFINITY);
     }
     let a = DMatrix::from_fn(n, k, |i, j| vs[j][i] as f64 / norms[j]);
