@@ -165,7 +165,7 @@ impl<'a> GpuScorer<'a> {
         if anchor.is_empty() {
             return Err(GramError::EmptyInput.into());
         }
-        if anchor.len() % self.dim != 0 {
+        if !anchor.len().is_multiple_of(self.dim) {
             return Err(GramError::DimensionMismatch {
                 expected: self.dim,
                 found: anchor.len() % self.dim,
