@@ -24,6 +24,17 @@ pub struct Cli {
 enum Backend {
     /// Multi-threaded CPU: f32 GEMM cross dots, per-pair error bound, accurate fallback.
     Cpu,
+    /// wgpu compute (Vulkan, Metal, DX12): per-pair projection residuals in WGSL.
+    Gpu,
+}
+
+impl From<Backend> for commands::Backend {
+    fn from(b: Backend) -> commands::Backend {
+        match b {
+            Backend::Cpu => commands::Backend::Cpu,
+            Backend::Gpu => commands::Backend::Gpu,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -53,6 +64,23 @@ enum Command {
         /// Print read/compute/write times and fallback counts to stderr.
         #[arg(short, long)]
         verbose: bool,
+    },
+    /// The k smallest volumes per anchor, without materialising the N1×N2 matrix: writes
+    /// OUT/indices.npy (uint32 [N1, k]) and OUT/volumes.npy (float32 [N1, k]), ascending.
+    #[command(
+        after_help = "Ties are broken by the smaller candidate index, on every backend.\n\n\
+Example:\n  gram search --anchor queries.npy --modality video.npy --modality audio.npy --top-k 10 --out hits"
+    )]
+    Search {
+        #[command(flatten)]
+        inputs: Embeddings,
+        #[arg(long, value_name = "K")]
+        top_k: usize,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
     },
     /// Retrieval R@1/5/10, median and mean rank in both directions (row i of the anchor belongs
     /// with row i of each modality; N1 = N2).
@@ -88,13 +116,25 @@ Example:\n  gram eval --anchor text.npy --modality video.npy --modality audio.np
 /// Run a parsed command line, printing results to stdout.
 pub fn run(cli: Cli) -> Result<(), commands::CliError> {
     match cli.command {
+        Command::Search {
+            inputs,
+            top_k,
+            out,
+            backend,
+        } => commands::search(
+            &inputs.anchor,
+            &inputs.modalities,
+            top_k,
+            &out,
+            backend.into(),
+        )?,
         Command::Score {
             inputs,
             out,
-            backend: Backend::Cpu,
+            backend,
             verbose,
         } => {
-            let r = commands::score(&inputs.anchor, &inputs.modalities, &out)?;
+            let r = commands::score(&inputs.anchor, &inputs.modalities, &out, backend.into())?;
             if verbose {
                 eprintln!(
                     "scored {}x{} pairs: read {:.3}s, compute {:.3}s, write {:.3}s; {} pairs recomputed in f64, {} exactly",

@@ -111,15 +111,68 @@ pub struct ScoreReport {
     pub stats: CpuStats,
 }
 
-pub fn score(anchor: &str, modalities: &[String], out: &Path) -> Result<ScoreReport, CliError> {
+/// Where volumes are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Cpu,
+    /// wgpu (needs the `gpu` feature and an adapter).
+    Gpu,
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_error(inputs: &Inputs, e: gram_gpu::GpuError) -> CliError {
+    match e {
+        gram_gpu::GpuError::Input(e) => inputs.compute_error(e),
+        other => CliError(format!("--backend gpu: {other}")),
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn with_gpu<T>(
+    inputs: &Inputs,
+    f: impl FnOnce(&gram_gpu::GpuScorer) -> Result<T, gram_gpu::GpuError>,
+) -> Result<T, CliError> {
+    let ctx = gram_gpu::GpuContext::new().map_err(|e| gpu_error(inputs, e))?;
+    let views: Vec<&[f32]> = inputs.modalities.iter().map(|m| m.as_slice()).collect();
+    let scorer =
+        gram_gpu::GpuScorer::new(&ctx, &views, inputs.modalities[0].rows, inputs.anchor.cols)
+            .map_err(|e| gpu_error(inputs, e))?;
+    f(&scorer).map_err(|e| gpu_error(inputs, e))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn no_gpu<T>() -> Result<T, CliError> {
+    Err(CliError(
+        "--backend gpu: this gram was built without the `gpu` feature".into(),
+    ))
+}
+
+pub fn score(
+    anchor: &str,
+    modalities: &[String],
+    out: &Path,
+    backend: Backend,
+) -> Result<ScoreReport, CliError> {
     let inputs = Inputs::load(anchor, modalities)?;
     let t = Instant::now();
-    let scorer = inputs.scorer()?;
     let (n1, n2) = (inputs.anchor.rows, inputs.modalities[0].rows);
-    let mut v = vec![0.0f32; n1 * n2];
-    let stats = scorer
-        .volume_matrix(inputs.anchor.as_slice(), &mut v)
-        .map_err(|e| inputs.compute_error(e))?;
+    let (v, stats) = match backend {
+        Backend::Cpu => {
+            let scorer = inputs.scorer()?;
+            let mut v = vec![0.0f32; n1 * n2];
+            let stats = scorer
+                .volume_matrix(inputs.anchor.as_slice(), &mut v)
+                .map_err(|e| inputs.compute_error(e))?;
+            (v, stats)
+        }
+        #[cfg(feature = "gpu")]
+        Backend::Gpu => (
+            with_gpu(&inputs, |s| s.volume_matrix(inputs.anchor.as_slice()))?,
+            CpuStats::default(),
+        ),
+        #[cfg(not(feature = "gpu"))]
+        Backend::Gpu => no_gpu()?,
+    };
     let compute = t.elapsed();
     let t = Instant::now();
     output::write_npy_f32(out, &[n1, n2], &v)
@@ -131,6 +184,60 @@ pub fn score(anchor: &str, modalities: &[String], out: &Path) -> Result<ScoreRep
         write: t.elapsed(),
         stats,
     })
+}
+
+/// For every anchor row, the `k` candidates of smallest volume: writes `OUT/indices.npy`
+/// (uint32 [N1, k]) and `OUT/volumes.npy` (float32 [N1, k]), ascending, ties by index. Never
+/// holds the N1×N2 matrix (CPU: one tile per thread; GPU: candidate blocks streamed).
+pub fn search(
+    anchor: &str,
+    modalities: &[String],
+    k: usize,
+    out: &Path,
+    backend: Backend,
+) -> Result<(), CliError> {
+    let inputs = Inputs::load(anchor, modalities)?;
+    let n2 = inputs.modalities[0].rows;
+    if k == 0 || k > n2 {
+        return Err(CliError(format!(
+            "--top-k {k}: must be between 1 and the number of candidates ({n2})"
+        )));
+    }
+    let rows = match backend {
+        Backend::Cpu => {
+            let scorer = inputs.scorer()?;
+            metrics::top_k(&scorer, inputs.anchor.as_slice(), k)
+                .map_err(|e| inputs.compute_error(e))?
+        }
+        #[cfg(feature = "gpu")]
+        Backend::Gpu => {
+            if k > gram_gpu::MAX_TOP_K {
+                return Err(CliError(format!(
+                    "--top-k {k}: the GPU backend supports at most {}",
+                    gram_gpu::MAX_TOP_K
+                )));
+            }
+            with_gpu(&inputs, |s| s.top_k(inputs.anchor.as_slice(), k))?
+        }
+        #[cfg(not(feature = "gpu"))]
+        Backend::Gpu => no_gpu()?,
+    };
+    let n1 = rows.len();
+    let idx: Vec<u32> = rows.iter().flat_map(|r| r.iter().map(|p| p.0)).collect();
+    let vol: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|p| p.1)).collect();
+    std::fs::create_dir_all(out)
+        .map_err(|e| CliError(format!("{}: cannot create: {e}", out.display())))?;
+    let write = |name: &str, r: std::io::Result<()>| {
+        r.map_err(|e| CliError(format!("{}: cannot write: {e}", out.join(name).display())))
+    };
+    write(
+        "indices.npy",
+        output::write_npy_u32(&out.join("indices.npy"), &[n1, k], &idx),
+    )?;
+    write(
+        "volumes.npy",
+        output::write_npy_f32(&out.join("volumes.npy"), &[n1, k], &vol),
+    )
 }
 
 pub fn eval(anchor: &str, modalities: &[String]) -> Result<Retrieval, CliError> {

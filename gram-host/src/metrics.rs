@@ -112,6 +112,41 @@ pub fn evaluate_matrix(v: &[f32], n: usize) -> Result<Retrieval, GramError> {
     })
 }
 
+/// The `k` smallest entries of `row` as (index, value), ascending, ties by smaller index —
+/// the order every backend's top-k follows.
+pub fn top_k_of_row(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+    let order = |a: &u32, b: &u32| row[*a as usize].total_cmp(&row[*b as usize]).then(a.cmp(b));
+    let k = k.min(row.len());
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k, order);
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(order);
+    idx.into_iter().map(|j| (j, row[j as usize])).collect()
+}
+
+/// Per-anchor top-k by volume on the CPU, tile by tile (never the whole N1×N2 matrix).
+pub fn top_k(scorer: &Scorer, anchor: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, GramError> {
+    let n2 = scorer.candidates();
+    let (mut rows, _) = scorer.fold_tiles(
+        anchor,
+        Vec::new,
+        |mut acc, row0, tile| {
+            for (r, row) in tile.chunks_exact(n2).enumerate() {
+                acc.push((row0 + r, top_k_of_row(row, k)));
+            }
+            acc
+        },
+        |mut a, b| {
+            a.extend(b);
+            a
+        },
+    )?;
+    rows.sort_unstable_by_key(|r| r.0);
+    Ok(rows.into_iter().map(|r| r.1).collect())
+}
+
 /// R@1/5/10, MedR and MeanR in both directions.
 pub fn evaluate(
     scorer: &Scorer,

@@ -58,13 +58,19 @@ impl Drop for AtomicFile {
 
 /// The .npy v1.0 header for a C-order little-endian float32 array of `shape`.
 pub fn npy_header_f32(shape: &[usize]) -> Vec<u8> {
+    npy_header("<f4", shape)
+}
+
+/// The .npy v1.0 header for a C-order array of numpy type `descr` (e.g. `<f4`, `<u4`).
+pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = if dims.len() == 1 {
         format!("({},)", dims[0])
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut dict =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Magic (6) + version (2) + length (2) + dict + '\n' must be a multiple of 64.
     let unpadded = 10 + dict.len() + 1;
     dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -80,6 +86,14 @@ pub fn npy_header_f32(shape: &[usize]) -> Vec<u8> {
 pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> io::Result<()> {
     let mut f = AtomicFile::create(path)?;
     f.writer().write_all(&npy_header_f32(shape))?;
+    f.writer().write_all(bytemuck::cast_slice(data))?;
+    f.commit()
+}
+
+/// Write a uint32 array as .npy, atomically.
+pub fn write_npy_u32(path: &Path, shape: &[usize], data: &[u32]) -> io::Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.writer().write_all(&npy_header("<u4", shape))?;
     f.writer().write_all(bytemuck::cast_slice(data))?;
     f.commit()
 }

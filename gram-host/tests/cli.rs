@@ -428,3 +428,140 @@ fn bad_input_is_refused_with_a_clear_error() {
     assert_eq!(o2.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o2.stderr).starts_with("error:"));
 }
+
+fn read_npy_u32(p: &Path) -> (Vec<u64>, Vec<u32>) {
+    let bytes = std::fs::read(p).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec().unwrap())
+}
+
+/// Runs a `--backend gpu` command; None (after printing why) when no adapter exists and
+/// GRAM_REQUIRE_GPU is not 1.
+fn gram_gpu(args: &[&str]) -> Option<Output> {
+    let o = gram(args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() && stderr.contains("no GPU adapter") {
+        assert_ne!(
+            std::env::var("GRAM_REQUIRE_GPU").as_deref(),
+            Ok("1"),
+            "GRAM_REQUIRE_GPU=1 but {stderr}"
+        );
+        eprintln!("SKIPPED (no GPU adapter): {stderr}");
+        return None;
+    }
+    Some(o)
+}
+
+#[test]
+fn search_top_k_matches_the_full_matrix_on_cpu_and_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (n1, n2, d, k) = (9, 70, 12, 5);
+    let a = pseudo(n1 * d, 21);
+    let mut m0 = pseudo(n2 * d, 22);
+    let mut m1 = pseudo(n2 * d, 23);
+    // Candidates 30..33 duplicate candidate 2: exact ties, broken by index.
+    for j in 30..33 {
+        m0.copy_within(2 * d..3 * d, j * d);
+        m1.copy_within(2 * d..3 * d, j * d);
+    }
+    std::fs::write(p("a.npy"), f32_npy(n1, d, &a)).unwrap();
+    std::fs::write(p("m0.npy"), f32_npy(n2, d, &m0)).unwrap();
+    std::fs::write(p("m1.npy"), f32_npy(n2, d, &m1)).unwrap();
+    let base = [
+        "--anchor",
+        &p("a.npy"),
+        "--modality",
+        &p("m0.npy"),
+        "--modality",
+        &p("m1.npy"),
+    ];
+    let o = gram(&[&["score"][..], &base, &["--out", &p("v.npy")]].concat());
+    assert!(o.status.success());
+    let (_, v) = read_npy_f32(Path::new(&p("v.npy")));
+    let ks = k.to_string();
+    for backend in ["cpu", "gpu"] {
+        let out = p(&format!("hits-{backend}"));
+        let args = [
+            &["search"][..],
+            &base,
+            &["--top-k", &ks, "--out", &out, "--backend", backend],
+        ]
+        .concat();
+        let Some(o) = (if backend == "gpu" {
+            gram_gpu(&args)
+        } else {
+            Some(gram(&args))
+        }) else {
+            continue;
+        };
+        assert!(
+            o.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let (shape, idx) = read_npy_u32(&Path::new(&out).join("indices.npy"));
+        let (_, vol) = read_npy_f32(&Path::new(&out).join("volumes.npy"));
+        assert_eq!(shape, vec![n1 as u64, k as u64]);
+        for i in 0..n1 {
+            let row = &v[i * n2..(i + 1) * n2];
+            let mut order: Vec<u32> = (0..n2 as u32).collect();
+            order.sort_by(|&x, &y| row[x as usize].total_cmp(&row[y as usize]).then(x.cmp(&y)));
+            assert_eq!(
+                &idx[i * k..(i + 1) * k],
+                &order[..k],
+                "{backend} anchor {i}"
+            );
+            for t in 0..k {
+                let want = row[idx[i * k + t] as usize];
+                assert!(
+                    (vol[i * k + t] - want).abs() <= 1e-6 * want,
+                    "{backend}: {} vs {want}",
+                    vol[i * k + t]
+                );
+            }
+        }
+    }
+    let o = gram(&[&["search"][..], &base, &["--top-k", "0", "--out", &p("x")]].concat());
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn score_backend_gpu_meets_the_gpu_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, tol) in [
+        ("random_k4", 1e-4),
+        ("scale_1e+12", 1e-4),
+        ("near_collinear_0.0001", 1e-2),
+    ] {
+        let out = dir.path().join(format!("{name}.npy"));
+        let mut args = vec![
+            "score".to_string(),
+            "--backend".into(),
+            "gpu".into(),
+            "--anchor".into(),
+            reference(&format!("{name}_anchor.npy")),
+        ];
+        let m = if name == "random_k4" { 3 } else { 2 };
+        for t in 0..m {
+            args.push("--modality".into());
+            args.push(reference(&format!("{name}_mod{t}.npy")));
+        }
+        args.push("--out".into());
+        args.push(out.to_str().unwrap().into());
+        let Some(o) = gram_gpu(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>()) else {
+            return;
+        };
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let (_, got) = read_npy_f32(&out);
+        let (_, exact) = read_npy_f64(&reference(&format!("{name}_exact.npy")));
+        for (g, e) in got.iter().zip(&exact) {
+            assert!((*g as f64 - e).abs() <= tol * e, "{name}: {g} vs {e}");
+        }
+    }
+}
