@@ -8,31 +8,14 @@
 //! Run: `cargo run --release -p gram-benches --bin cpu_scaling -- [N,N,…] [k,k,…] [reps]`
 //! (defaults: 1024,2048,4096 3 3). Prints a markdown table.
 
+use gram_benches::median_secs;
 use gram_host::cpu::{Scorer, sgemm_abt};
 use gram_nostd::naive::{det_f32, dot_f32};
 use rayon::prelude::*;
-use std::time::Instant;
 
 const D: usize = 512;
 const TILE_ROWS: usize = 64;
 const TILE_COLS: usize = 1024;
-
-fn unit_rows(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    let mut v: Vec<f32> = (0..n * D)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
-        })
-        .collect();
-    for row in v.chunks_exact_mut(D) {
-        let norm = row.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt() as f32;
-        row.iter_mut().for_each(|x| *x /= norm);
-    }
-    v
-}
 
 /// The cross-dot GEMMs of every tile, nothing else; `per_tile` sees each tile's dots.
 fn gemm_tiles(
@@ -100,30 +83,26 @@ fn naive(anchor: &[f32], mods: &[&[f32]], n2: usize, out: &mut [f32]) {
     });
 }
 
-fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[reps / 2]
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("write") {
         // `cpu_scaling write DIR N k`: unit-row inputs for timing `gram score` itself.
         let dir = std::path::Path::new(&args[2]);
         let (n, k): (usize, usize) = (args[3].parse().unwrap(), args[4].parse().unwrap());
-        gram_host::output::write_npy_f32(&dir.join("anchor.npy"), &[n, D], &unit_rows(n, 1))
-            .unwrap();
+        gram_host::output::write_npy_f32(
+            &dir.join("anchor.npy"),
+            &[n, D],
+            &gram_benches::unit_rows(n, D, 1),
+        )
+        .unwrap();
         for t in 0..k - 1 {
             let path = dir.join(format!("mod{t}.npy"));
-            gram_host::output::write_npy_f32(&path, &[n, D], &unit_rows(n, 100 + t as u64))
-                .unwrap();
+            gram_host::output::write_npy_f32(
+                &path,
+                &[n, D],
+                &gram_benches::unit_rows(n, D, 100 + t as u64),
+            )
+            .unwrap();
         }
         return;
     }
@@ -148,9 +127,10 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for &k in &ks {
         for &n in &ns {
-            let anchor = unit_rows(n, 1);
-            let mods_owned: Vec<Vec<f32>> =
-                (0..k - 1).map(|t| unit_rows(n, 100 + t as u64)).collect();
+            let anchor = gram_benches::unit_rows(n, D, 1);
+            let mods_owned: Vec<Vec<f32>> = (0..k - 1)
+                .map(|t| gram_benches::unit_rows(n, D, 100 + t as u64))
+                .collect();
             let mods: Vec<&[f32]> = mods_owned.iter().map(|v| v.as_slice()).collect();
             let mut out = vec![0.0f32; n * n];
             let mut recomputes = 0;
