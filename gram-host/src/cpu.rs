@@ -245,6 +245,9 @@ impl<'a> Scorer<'a> {
         // dots[t] is [cols, r]: candidate-major, so the inner loop over anchors reads one
         // candidate's factor once and its dot products contiguously.
         let mut dots = vec![0.0f32; m * r * TILE_COLS];
+        // Volumes of the current column block, candidate-major like `dots`; copied into the
+        // row-major output afterwards (writing the output directly would stride by n2).
+        let mut tile = vec![O::default(); r * TILE_COLS];
         let mut stats = CpuStats::default();
         let mut pair_dots = [0.0f64; MAX_K];
         let mut pair_rows: [&[f32]; MAX_K] = [&[]; MAX_K];
@@ -264,9 +267,19 @@ impl<'a> Scorer<'a> {
                     let (lo, hi) = self.norm_range[j];
                     let in_range = a_norms[i] * lo >= GEMM_SAFE_RANGE.0
                         && a_norms[i] * hi <= GEMM_SAFE_RANGE.1;
-                    let p = cand.pair_volume(norms[i], &pair_dots[..m], eta, eta_norm);
-                    let v = if in_range && p.rel_err_bound <= GEMM_PATH_TOLERANCE {
-                        p.volume
+                    let fast = if in_range {
+                        cand.pair_volume_within(
+                            norms[i],
+                            a_norms[i],
+                            &pair_dots[..m],
+                            (eta, eta_norm),
+                            GEMM_PATH_TOLERANCE,
+                        )
+                    } else {
+                        None
+                    };
+                    let v = if let Some(v) = fast {
+                        v
                     } else {
                         let k = self.pair_rows(&rows[i * d..(i + 1) * d], j, &mut pair_rows);
                         let (v, exact) = score_pair(&pair_rows[..k], norms[i], cand)?;
@@ -274,7 +287,15 @@ impl<'a> Scorer<'a> {
                         stats.exact_recomputes += exact as usize;
                         v
                     };
-                    block[i * n2 + j] = O::from_volume(v)?;
+                    tile[jj * r + i] = O::from_volume(v)?;
+                }
+            }
+            for i in 0..r {
+                for (jj, out) in block[i * n2 + c0..i * n2 + c0 + cols]
+                    .iter_mut()
+                    .enumerate()
+                {
+                    *out = tile[jj * r + i];
                 }
             }
         }

@@ -100,11 +100,16 @@ pub fn score_pair<T: Element>(
     for (d, row) in dots.iter_mut().zip(&rows[1..]) {
         *d = dot_f64(anchor, 1.0, row, 1.0);
     }
-    let p = candidate.pair_volume(anchor_norm_sq, &dots[..rows.len() - 1], eta, eta);
-    if p.rel_err_bound <= FAST_PATH_TOLERANCE {
-        Ok((p.volume, false))
-    } else {
-        Ok((volume(rows)?, true))
+    let norm = libm::sqrt(anchor_norm_sq);
+    match candidate.pair_volume_within(
+        anchor_norm_sq,
+        norm,
+        &dots[..rows.len() - 1],
+        (eta, eta),
+        FAST_PATH_TOLERANCE,
+    ) {
+        Some(v) => Ok((v, false)),
+        None => Ok((volume(rows)?, true)),
     }
 }
 
