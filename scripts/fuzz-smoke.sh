@@ -23,7 +23,7 @@ for t in "${targets[@]}"; do
   # means a reader trusted a header over the bytes it has.
   status=0
   cargo +nightly fuzz run "$t" "$work/$t" "corpus/$t" -- \
-    -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+    -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 \
     -print_final_stats=1 >"$work/$t.log" 2>&1 || status=$?
   grep -E "^(stat::number_of_executed_units|stat::new_units_added|#[0-9]+ +DONE)|ERROR|SUMMARY|panicked" "$work/$t.log" || true
   if [ "$status" -ne 0 ]; then
