@@ -9,13 +9,11 @@
 //! (defaults: 1024,2048,4096 3 3). Prints a markdown table.
 
 use gram_benches::median_secs;
-use gram_host::cpu::{Scorer, sgemm_abt};
+use gram_host::cpu::{Scorer, TILE_COLS, TILE_ROWS, sgemm_abt};
 use gram_nostd::naive::{det_f32, dot_f32};
 use rayon::prelude::*;
 
 const D: usize = 512;
-const TILE_ROWS: usize = 64;
-const TILE_COLS: usize = 1024;
 
 /// The cross-dot GEMMs of every tile, nothing else; `per_tile` sees each tile's dots.
 fn gemm_tiles(
