@@ -249,8 +249,9 @@ impl<'a> Scorer<'a> {
         // Volumes of the current column block, candidate-major like `dots`; copied into the
         // row-major output afterwards (writing the output directly would stride by n2).
         let mut tile = vec![O::default(); r * TILE_COLS];
+        let mut scratch = vec![0.0f64; (m + 2) * r];
+        let mut vols = vec![0.0f64; r];
         let mut stats = CpuStats::default();
-        let mut pair_dots = [0.0f64; MAX_K];
         let mut pair_rows: [&[f32]; MAX_K] = [&[]; MAX_K];
         for c0 in (0..n2).step_by(TILE_COLS) {
             let cols = TILE_COLS.min(n2 - c0);
@@ -261,26 +262,23 @@ impl<'a> Scorer<'a> {
             for jj in 0..cols {
                 let j = c0 + jj;
                 let cand = &self.candidates[j];
+                let cand_dots: Vec<&[f32]> = (0..m)
+                    .map(|t| &dots[t * r * cols + jj * r..][..r])
+                    .collect();
+                cand.pair_volumes_within(
+                    (&norms, &a_norms),
+                    &cand_dots,
+                    (eta, eta_norm),
+                    GEMM_PATH_TOLERANCE,
+                    &mut scratch,
+                    &mut vols,
+                );
+                let (lo, hi) = self.norm_range[j];
                 for i in 0..r {
-                    for t in 0..m {
-                        pair_dots[t] = dots[t * r * cols + jj * r + i] as f64;
-                    }
-                    let (lo, hi) = self.norm_range[j];
                     let in_range = a_norms[i] * lo >= GEMM_SAFE_RANGE.0
                         && a_norms[i] * hi <= GEMM_SAFE_RANGE.1;
-                    let fast = if in_range {
-                        cand.pair_volume_within(
-                            norms[i],
-                            a_norms[i],
-                            &pair_dots[..m],
-                            (eta, eta_norm),
-                            GEMM_PATH_TOLERANCE,
-                        )
-                    } else {
-                        None
-                    };
-                    let v = if let Some(v) = fast {
-                        v
+                    let v = if in_range && !vols[i].is_nan() {
+                        vols[i]
                     } else {
                         let k = self.pair_rows(&rows[i * d..(i + 1) * d], j, &mut pair_rows);
                         let (v, exact) = score_pair(&pair_rows[..k], norms[i], cand)?;

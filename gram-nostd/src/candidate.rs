@@ -281,6 +281,77 @@ impl Candidate {
         }
     }
 
+    /// [`Candidate::pair_volume_within`] for many anchors at once, written so the compiler
+    /// can vectorise across anchors: `dots[t][i]` is a·m_t for anchor i (one contiguous slice
+    /// per candidate vector, each of length r), `norm_sq[i]`/`norm[i]` the anchors' ‖a‖² and
+    /// ‖a‖, `scratch` at least (len() + 2)·r values. `out[i]` receives the volume, or NaN where
+    /// the bound exceeds `tolerance` (the caller recomputes those pairs).
+    pub fn pair_volumes_within(
+        &self,
+        (norm_sq, norm): (&[f64], &[f64]),
+        dots: &[&[f32]],
+        (dot_rel_err, norm_rel_err): (f64, f64),
+        tolerance: f64,
+        scratch: &mut [f64],
+        out: &mut [f64],
+    ) {
+        let (m, r) = (self.m as usize, out.len());
+        if self.degenerate {
+            out.fill(0.0);
+            return;
+        }
+        if !self.fast_path
+            || scratch.len() < (m + 2) * r
+            || dots.len() < m
+            || norm_sq.len() < r
+            || norm.len() < r
+        {
+            out.fill(f64::NAN);
+            return;
+        }
+        let (c, rest) = scratch.split_at_mut(m * r);
+        let (cc, rest) = rest.split_at_mut(r);
+        let err = &mut rest[..r];
+        cc.fill(0.0);
+        err.fill(0.0);
+        let dscale = dot_rel_err + (m as f64 + 1.0) * U;
+        for t in 0..m {
+            let ct = &mut c[t * r..(t + 1) * r];
+            ct.fill(0.0);
+            let row = &self.w[t * (t + 1) / 2..][..=t];
+            for (w, &j) in row.iter().zip(&self.perm[..=t]) {
+                let d = &dots[j as usize][..r];
+                for (x, &y) in ct.iter_mut().zip(d) {
+                    *x += w * y as f64;
+                }
+            }
+            let wn = self.wn[t];
+            for i in 0..r {
+                let dci = dscale * norm[i] * wn;
+                cc[i] += ct[i] * ct[i];
+                err[i] += (2.0 * libm::fabs(ct[i]) + dci) * dci;
+            }
+        }
+        let slack = tolerance - (2 * m + 4) as f64 * U;
+        let vol = self.volume_f64;
+        for i in 0..r {
+            let r2 = norm_sq[i] - cc[i];
+            let e = err[i] + norm_rel_err * norm_sq[i] + 2.0 * U * (norm_sq[i] + cc[i]);
+            let ok = r2 > e && 0.5 * e <= slack * r2;
+            let v = vol * libm::sqrt(if ok { r2 } else { 0.0 });
+            out[i] = if ok { v } else { f64::NAN };
+        }
+        // Rare: a zero anchor is exactly 0; a volume that left the normal range is redone
+        // in scaled arithmetic.
+        for i in 0..r {
+            if norm_sq[i] == 0.0 {
+                out[i] = 0.0;
+            } else if out[i].is_finite() && !out[i].is_normal() {
+                out[i] = self.scaled_volume(norm_sq[i] - cc[i]);
+            }
+        }
+    }
+
     /// vol(M)·sqrt(r2): a plain product when it stays in the normal range, else scaled.
     #[inline]
     fn scaled_volume(&self, r2: f64) -> f64 {
