@@ -460,6 +460,44 @@ mod tests {
     }
 
     #[test]
+    fn batched_pairs_equal_single_pairs() {
+        let m1 = [1.0f32, 0.5, -0.25, 0.0, 3.0];
+        let m2 = [-0.7f32, 0.2, 1.5, 1.0, -0.4];
+        let c = Candidate::new(&[&m1[..], &m2], 5).unwrap();
+        // Anchors: generic, zero, in the span (must be flagged), tiny, huge.
+        let anchors: [[f32; 5]; 5] = [
+            [0.3, -1.2, 0.8, 2.0, 0.1],
+            [0.0; 5],
+            [1.0 - 0.7, 0.5 + 0.2, -0.25 + 1.5, 1.0, 3.0 - 0.4],
+            [1e-30, 0.0, 2e-30, 0.0, 0.0],
+            [1e30, 3e30, 0.0, -1e30, 0.0],
+        ];
+        let dot = |x: &[f32], y: &[f32]| -> f64 {
+            x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum()
+        };
+        let ns: [f64; 5] = core::array::from_fn(|i| dot(&anchors[i], &anchors[i]));
+        let n: [f64; 5] = core::array::from_fn(|i| ns[i].sqrt());
+        let d1: [f32; 5] = core::array::from_fn(|i| dot(&anchors[i], &m1) as f32);
+        let d2: [f32; 5] = core::array::from_fn(|i| dot(&anchors[i], &m2) as f32);
+        let (eta, tol) = ((1e-7, 1e-15), 1e-6);
+        let mut scratch = [0.0f64; 20];
+        let mut out = [0.0f64; 5];
+        c.pair_volumes_within((&ns, &n), &[&d1, &d2], eta, tol, &mut scratch, &mut out);
+        for i in 0..5 {
+            let single = c.pair_volume_within(ns[i], n[i], &[d1[i] as f64, d2[i] as f64], eta, tol);
+            match single {
+                Some(v) => assert_eq!(out[i], v, "anchor {i}"),
+                None => assert!(out[i].is_nan(), "anchor {i}: {}", out[i]),
+            }
+        }
+        assert_eq!(out[1], 0.0);
+        assert!(
+            out[2].is_nan(),
+            "the in-span anchor must go to the exact path"
+        );
+    }
+
+    #[test]
     fn anchor_in_the_span_is_flagged() {
         let m1 = [1.0f32, 0.0, 0.0];
         let m2 = [0.0f32, 1.0, 0.0];
