@@ -2,7 +2,12 @@
 
 use crate::device::GpuContext;
 use crate::error::GpuError;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use wgpu::util::DeviceExt;
+
+/// Result of a buffer mapping, and who to wake when it arrives.
+type MapState = (Option<Result<(), wgpu::BufferAsyncError>>, Option<Waker>);
 
 impl GpuContext {
     pub(crate) fn storage<T: bytemuck::Pod>(
@@ -62,7 +67,7 @@ impl GpuContext {
     }
 
     /// Copy `src` back to the host and wait for it.
-    pub(crate) fn read<T: bytemuck::Pod>(
+    pub(crate) async fn read<T: bytemuck::Pod>(
         &self,
         src: &wgpu::Buffer,
         count: usize,
@@ -80,9 +85,17 @@ impl GpuContext {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
+        // A one-shot future completed by the map callback: native backends run the callback
+        // inside `poll(Wait)` below; WebGPU runs it from the browser's event loop, so the same
+        // code awaits correctly in both (a blocking channel would deadlock a browser tab).
+        let signal: Arc<Mutex<MapState>> = Arc::default();
+        let cb = signal.clone();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
+            let mut s = cb.lock().unwrap_or_else(|e| e.into_inner());
+            s.0 = Some(r);
+            if let Some(w) = s.1.take() {
+                w.wake();
+            }
         });
         self.device
             .poll(wgpu::PollType::Wait {
@@ -90,9 +103,18 @@ impl GpuContext {
                 timeout: None,
             })
             .map_err(|e| GpuError::Device(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| GpuError::Device(e.to_string()))?
-            .map_err(|e| GpuError::Device(e.to_string()))?;
+        std::future::poll_fn(|cx| {
+            let mut s = signal.lock().unwrap_or_else(|e| e.into_inner());
+            match s.0.take() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    s.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+        .map_err(|e| GpuError::Device(e.to_string()))?;
         let view = staging
             .get_mapped_range(..)
             .map_err(|e| GpuError::Device(e.to_string()))?;

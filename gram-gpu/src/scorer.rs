@@ -211,8 +211,14 @@ impl<'a> GpuScorer<'a> {
     }
 
     /// V[i, j] = vol(anchor_i, candidate_j), row-major [n1, n2], for a row-major [n1, dim]
-    /// `anchor`. `OutOfRange` if a volume exceeds f32.
+    /// `anchor`. `OutOfRange` if a volume exceeds f32. Blocking; on the web use
+    /// [`GpuScorer::volume_matrix_async`].
     pub fn volume_matrix(&self, anchor: &[f32]) -> Result<Vec<f32>, GpuError> {
+        pollster::block_on(self.volume_matrix_async(anchor))
+    }
+
+    /// [`GpuScorer::volume_matrix`] as a future (what a browser must use).
+    pub async fn volume_matrix_async(&self, anchor: &[f32]) -> Result<Vec<f32>, GpuError> {
         let n1 = self.check_anchor(anchor)?;
         let (unit, norms) = equilibrate(anchor, self.dim);
         let (rb, cb) = self.blocks(n1)?;
@@ -228,7 +234,7 @@ impl<'a> GpuScorer<'a> {
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 let res_buf = self.residuals(&mut encoder, &unit_buf, r, &basis, cols);
                 self.ctx.queue.submit([encoder.finish()]);
-                let res: Vec<f32> = self.ctx.read(&res_buf, r * cols)?;
+                let res: Vec<f32> = self.ctx.read(&res_buf, r * cols).await?;
                 for i in 0..r {
                     for jj in 0..cols {
                         let v = self.volume[c0 + jj] * norms[r0 + i] * res[i * cols + jj] as f64;
@@ -243,7 +249,17 @@ impl<'a> GpuScorer<'a> {
     /// For every anchor, the `k` candidates of smallest volume (ties: smaller index first) as
     /// (index, volume), ascending. Candidates stream through the GPU block by block; only
     /// n1 × k results come back. Returned volumes are recomputed on gram-nostd's exact path.
+    /// Blocking; on the web use [`GpuScorer::top_k_async`].
     pub fn top_k(&self, anchor: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
+        pollster::block_on(self.top_k_async(anchor, k))
+    }
+
+    /// [`GpuScorer::top_k`] as a future.
+    pub async fn top_k_async(
+        &self,
+        anchor: &[f32],
+        k: usize,
+    ) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
         let n1 = self.check_anchor(anchor)?;
         if k == 0 || k > MAX_TOP_K || k > self.n2 {
             return Err(GramError::InvalidParameter.into());
@@ -273,7 +289,7 @@ impl<'a> GpuScorer<'a> {
                 ctx.dispatch(&mut encoder, &ctx.topk, &bind, (r.div_ceil(64) as u32, 1));
                 ctx.queue.submit([encoder.finish()]);
             }
-            let idx: Vec<u32> = ctx.read(&best_idx, r * k)?;
+            let idx: Vec<u32> = ctx.read(&best_idx, r * k).await?;
             for i in 0..r {
                 let a = &anchor[(r0 + i) * self.dim..(r0 + i + 1) * self.dim];
                 let mut row = Vec::with_capacity(k);
