@@ -119,6 +119,10 @@ const CATEGORIES: [&str; 6] = [
     "zero vectors",
 ];
 
+fn hadamard_f64(vs: &[Vec<f32>]) -> f64 {
+    vs.iter().map(|v| norm(v)).product()
+}
+
 fn norm(v: &[f32]) -> f64 {
     // Scaled so that squares of f32 extremes neither overflow nor underflow.
     let m = v.iter().fold(0.0f64, |m, x| m.max((*x as f64).abs()));
@@ -153,15 +157,27 @@ fn hostile_tuples_never_break_the_invariants() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(170_000);
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    // The GPU backend where an adapter exists (required when GRAM_REQUIRE_GPU=1).
+    let gpu = match gram_gpu::GpuContext::new() {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var("GRAM_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("GRAM_REQUIRE_GPU=1 but {e}")
+        }
+        Err(e) => {
+            println!("GPU backend skipped: {e}");
+            None
+        }
+    };
     let (mut bad, mut total, mut backend_pairs) = (0usize, 0usize, 0usize);
     println!(
-        "| category | tuples | NaN/neg/out-of-bound | worst rel. error vs f64 QR (where QR has digits) | worst vs exact | backend pairs | backend ≠ nostd (rel > 1e-5) |"
+        "| category | tuples | NaN/neg/out-of-bound | worst rel. error vs f64 QR (where QR has digits) | worst vs exact | CPU backend pairs | CPU ≠ nostd (rel > 1e-5) | GPU pairs | GPU worst rel. error vs nostd (abs. below 1e-30) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (c, name) in CATEGORIES.iter().enumerate() {
         let (mut worst_qr, mut worst_exact, mut cat_bad, mut mismatch, mut pairs) =
             (0.0f64, 0.0f64, 0usize, 0usize, 0usize);
         let mut batch: Vec<(Vec<Vec<f32>>, f64)> = Vec::new();
+        let (mut gpu_pairs, mut gpu_worst, mut gpu_worst_abs) = (0usize, 0.0f64, 0.0f64);
         for t in 0..per_category {
             let (vs, exact) = tuple(c, &mut rng);
             let refs: Vec<&[f32]> = vs.iter().map(|v| v.as_slice()).collect();
@@ -189,6 +205,33 @@ fn hostile_tuples_never_break_the_invariants() {
             }
             // Every 20th tuple also goes through the CPU backend (as a 1×1 problem with a
             // 3-candidate neighbourhood of the same shape, so tiles and fallbacks are exercised).
+            if let Some(ctx) = &gpu
+                && t % 100 == 0
+                && vs[0].len() <= 256
+                && v <= f32::MAX as f64
+            {
+                let n = vs[0].len();
+                let mods: Vec<&[f32]> = vs[1..].iter().map(|m| m.as_slice()).collect();
+                let got = gram_gpu::GpuScorer::new(ctx, &mods, 1, n)
+                    .and_then(|s| s.volume_matrix(&vs[0]));
+                match got {
+                    Ok(g) => {
+                        let g = g[0] as f64;
+                        if !(g >= 0.0 && g.is_finite()) || g > hadamard_f64(&vs) * (1.0 + 1e-5) {
+                            cat_bad += 1;
+                        }
+                        // f32 output: volumes below its normal range are compared absolutely.
+                        let rel = if v < 1e-30 {
+                            (g - v).abs()
+                        } else {
+                            (g - v).abs() / v
+                        };
+                        gpu_worst = gpu_worst.max(rel);
+                    }
+                    Err(e) => panic!("GPU backend error {e}"),
+                }
+                gpu_pairs += 1;
+            }
             if t % 20 == 0 && vs[0].len() <= 1024 && v.is_finite() {
                 batch.push((vs, v));
             }
@@ -215,7 +258,7 @@ fn hostile_tuples_never_break_the_invariants() {
             pairs += 1;
         }
         println!(
-            "| {name} | {per_category} | {cat_bad} | {worst_qr:.1e} | {} | {pairs} | {mismatch} |",
+            "| {name} | {per_category} | {cat_bad} | {worst_qr:.1e} | {} | {pairs} | {mismatch} | {gpu_pairs} | {gpu_worst:.1e} ({gpu_worst_abs:.0e}) |",
             if CATEGORIES[c].contains("exact") || c >= 4 {
                 format!("{worst_exact:.1e}")
             } else {
