@@ -6,22 +6,10 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gram_nostd::{Candidate, dot::dot_f64, dot_f64_rel_err, naive, volume};
 use std::hint::black_box;
 
-/// Deterministic unit vectors (xorshift), so runs compare like with like.
+/// Deterministic unit vectors, so runs compare like with like.
 fn unit_vectors(k: usize, n: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut s = seed;
-    let mut next = || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-    };
-    (0..k)
-        .map(|_| {
-            let v: Vec<f64> = (0..n).map(|_| next()).collect();
-            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            v.iter().map(|x| (x / norm) as f32).collect()
-        })
-        .collect()
+    let flat = gram_benches::unit_rows(k, n, seed);
+    flat.chunks_exact(n).map(|r| r.to_vec()).collect()
 }
 
 fn single_volume(c: &mut Criterion) {

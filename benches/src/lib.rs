@@ -3,14 +3,9 @@
 /// `n` deterministic unit rows of length `d` (xorshift, normalised in f64), row-major f32.
 /// Distinct seeds give distinct streams (the seed is mixed before use, so 100 and 101 differ).
 pub fn unit_rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f32> = (0..n * d)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
-        })
+    let mut v: Vec<f32> = gram_nostd::uniform::Uniform::new(seed)
+        .take(n * d)
+        .map(|x| x as f32)
         .collect();
     for row in v.chunks_exact_mut(d) {
         let norm = row.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt() as f32;

@@ -339,14 +339,9 @@ mod tests {
     use gram_nostd::volume;
 
     fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1; // distinct seeds, distinct streams
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
-            })
+        gram_nostd::uniform::Uniform::new(seed)
+            .take(len)
+            .map(|x| x as f32)
             .collect()
     }
 

@@ -213,13 +213,8 @@ mod tests {
     #[test]
     fn streaming_ranks_equal_brute_force() {
         let (n, d) = (150, 5);
-        let mut s = 7u64;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
-        };
+        let mut rng = gram_nostd::uniform::Uniform::new(7);
+        let mut next = || rng.next().unwrap() as f32;
         let m0: Vec<f32> = (0..n * d).map(|_| next()).collect();
         let m1: Vec<f32> = (0..n * d).map(|_| next()).collect();
         // Anchors correlated with their own candidates so ranks are informative.

@@ -33,6 +33,7 @@ mod loss;
 pub mod naive;
 mod rank;
 mod score;
+pub mod uniform;
 mod volume;
 
 pub use candidate::{Candidate, PairVolume};

@@ -144,13 +144,8 @@ fn scale_homogeneity() {
 fn rotation_invariance() {
     fn p(t: Tuple, seed: u64) -> TestResult {
         let n = t.n();
-        let mut s = seed | 1;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rng = gram_nostd::uniform::Uniform::new(seed);
+        let mut next = || rng.next().unwrap();
         let q = DMatrix::from_fn(n, n, |_, _| next()).qr().q();
         let rotated: Vec<Vec<f64>> = t
             .vecs
@@ -218,13 +213,8 @@ fn two_vectors_give_norms_times_sine() {
             r2.abs().clamp(1e-100, 1e100),
             theta % 7.0,
         );
-        let mut s = seed | 1;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rng = gram_nostd::uniform::Uniform::new(seed);
+        let mut next = || rng.next().unwrap();
         let q = DMatrix::from_fn(n, n, |_, _| next()).qr().q();
         let a: Vec<f64> = (0..n).map(|i| r1 * q[(i, 0)]).collect();
         let b: Vec<f64> = (0..n)

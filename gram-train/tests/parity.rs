@@ -100,15 +100,7 @@ fn loss_matches_the_reference_values_in_f64() {
 
 /// Deterministic pseudo-random f64 values in (−0.5, 0.5); distinct odd seeds give distinct streams.
 fn values(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1; // distinct seeds, distinct streams
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        })
-        .collect()
+    gram_nostd::uniform::Uniform::new(seed).take(n).collect()
 }
 
 /// Worst relative error of ∂(Σ_ij w_ij V_ij)/∂inputs against central differences.
