@@ -43,7 +43,8 @@ fuzz_target!(|data: &[u8]| {
     match v {
         Ok(v) => {
             assert!(v.is_finite() && v >= 0.0, "volume {v}");
-            assert!(v == 0.0 || (v.ln() - lv).abs() <= 1e-9 * lv.abs().max(1.0));
+            // In f64's subnormal range the result keeps fewer digits (log_volume keeps them).
+            assert!(!v.is_normal() || (v.ln() - lv).abs() <= 1e-9 * lv.abs().max(1.0));
         }
         Err(GramError::OutOfRange) => assert!(lv > 700.0),
         Err(e) => panic!("unexpected {e:?}"),

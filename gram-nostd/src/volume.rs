@@ -113,8 +113,9 @@ pub(crate) fn volume_scaled<T: Element>(vectors: &[&[T]]) -> Result<Scaled, Gram
 ///   1e-8 and n = 512 that is below 1e-10.
 ///
 /// Errors: `EmptyInput` (no vectors or n = 0), `TooManyVectors`, `DimensionMismatch`,
-/// `NonFinite`, and `OutOfRange` when the volume exceeds `f64::MAX`. A volume below f64's
-/// subnormal range (e.g. sixteen vectors of norm 1e-30) returns 0; [`log_volume`] has both.
+/// `NonFinite`, and `OutOfRange` when the volume exceeds `f64::MAX`. A volume in f64's
+/// subnormal range (< 2.2e-308, e.g. sixteen vectors of norm 1e-30) keeps fewer digits, and
+/// below it returns 0; [`log_volume`] is exact to the stated bound at any magnitude.
 pub fn volume<T: Element>(vectors: &[&[T]]) -> Result<f64, GramError> {
     let v = volume_scaled(vectors)?.to_f64();
     if v.is_finite() {
@@ -188,6 +189,26 @@ mod tests {
         let many = [&a[..]; 17];
         assert_eq!(volume(&many), Err(GramError::TooManyVectors { k: 17 }));
         assert_eq!(log_volume(&[&a[..], &a]).unwrap(), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn subnormal_volumes_lose_digits_but_log_volume_does_not() {
+        // Fuzzer find (CI smoke): the volume of tiny f32 vectors lands in f64's subnormal range.
+        let tiny: [[f32; 4]; 4] = core::array::from_fn(|i| {
+            core::array::from_fn(|j| if i % 4 == j { 1e-30 } else { 0.0 })
+        });
+        let vs: [&[f32]; 4] = core::array::from_fn(|i| &tiny[i][..]);
+        let v = volume(&vs).unwrap();
+        let lv = log_volume(&vs).unwrap();
+        assert!((lv - 4.0 * (1e-30f32 as f64).ln()).abs() < 1e-9, "{lv}");
+        // 1e-120 is normal: both agree.
+        assert!((v.ln() - lv).abs() < 1e-9);
+        let tinier: [[f64; 4]; 4] =
+            core::array::from_fn(|i| core::array::from_fn(|j| if i == j { 1e-80 } else { 0.0 }));
+        let ws: [&[f64]; 4] = core::array::from_fn(|i| &tinier[i][..]);
+        let v = volume(&ws).unwrap(); // 1e-320: subnormal
+        assert!(v > 0.0 && !v.is_normal());
+        assert!((log_volume(&ws).unwrap() - 4.0 * 1e-80f64.ln()).abs() < 1e-9);
     }
 
     #[test]
