@@ -335,8 +335,7 @@ impl Candidate {
         let slack = tolerance - (2 * m + 4) as f64 * U;
         let vol = self.volume_f64;
         for i in 0..r {
-            let r2 = norm_sq[i] - cc[i];
-            let e = err[i] + norm_rel_err * norm_sq[i] + 2.0 * U * (norm_sq[i] + cc[i]);
+            let (r2, e) = residual_and_bound(norm_sq[i], cc[i], err[i], norm_rel_err);
             let ok = r2 > e && 0.5 * e <= slack * r2;
             let v = vol * libm::sqrt(if ok { r2 } else { 0.0 });
             out[i] = if ok { v } else { f64::NAN };
@@ -392,8 +391,7 @@ impl Candidate {
             cc += ci * ci;
             err += (2.0 * libm::fabs(ci) + dci) * dci;
         }
-        let r2 = anchor_norm_sq - cc;
-        err += norm_rel_err * anchor_norm_sq + 2.0 * U * (anchor_norm_sq + cc);
+        let (r2, err) = residual_and_bound(anchor_norm_sq, cc, err, norm_rel_err);
         // `!(r2 > err)` also catches NaN from non-finite inputs.
         if !(r2 > err) || !self.fast_path || !err.is_finite() {
             Residual::Unreliable(r2)
@@ -401,6 +399,16 @@ impl Candidate {
             Residual::Value { r2, err }
         }
     }
+}
+
+/// r² = ‖a‖² − ‖c‖² and its error bound: the propagated dot-product error `err`, the error of
+/// ‖a‖², and the rounding of the subtraction. Shared by the single-pair and batched paths.
+#[inline(always)]
+fn residual_and_bound(norm_sq: f64, cc: f64, err: f64, norm_rel_err: f64) -> (f64, f64) {
+    (
+        norm_sq - cc,
+        err + norm_rel_err * norm_sq + 2.0 * U * (norm_sq + cc),
+    )
 }
 
 /// Outcome of the residual computation of a pair.
