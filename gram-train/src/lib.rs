@@ -3,18 +3,30 @@
 //! - [`volume`]: the differentiable volume matrix (Candle matmuls + a custom op whose forward
 //!   and backward are gram-nostd's `GramFactor`).
 //! - [`losses`]: GRAM, DAM hard-negative sampling, pairwise InfoNCE and Symile baselines.
-//! - [`model`]: projection heads, learnable temperature, DAM head.
+//! - [`encoders`]: BERT text, CLIP ViT vision (images, video frames), AST audio (log-mel).
+//! - [`model`]: encoders → projection heads, learnable temperature, DAM head.
 //! - [`optim`]: checkpointable AdamW, warmup + cosine schedule, clipping.
 //! - [`data`], [`synth`]: the feature-dataset format and a synthetic generator in it.
-//! - [`train`], [`checkpoint`]: `fit` (seeded, resumable, atomic checkpoints), `embed`.
+//! - [`raw`], [`rawgen`], [`source`]: JSONL raw datasets, a tiny generator, batching with
+//!   background prefetch.
+//! - [`distributed`]: data parallelism (gather, local loss, gradient all-reduce), world size 1
+//!   included.
+//! - [`train`], [`checkpoint`]: `fit` (seeded, resumable, atomic checkpoints, `--init-from`),
+//!   `embed`; [`rerank`]: evaluation with DAM re-ranking.
 //! - [`demo`]: the end-to-end comparison behind `gram-train demo`.
 
 pub mod checkpoint;
 pub mod data;
 pub mod demo;
+pub mod distributed;
+pub mod encoders;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod raw;
+pub mod rawgen;
+pub mod rerank;
+pub mod source;
 pub mod synth;
 pub mod train;
 pub mod volume;

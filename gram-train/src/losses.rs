@@ -8,9 +8,19 @@ use rand::Rng;
 /// Cross-entropy of each row of `logits` [B, B] against the diagonal, with PyTorch's label
 /// smoothing: (1 − ls)·(−log p_ii) + ls·mean_j(−log p_ij), averaged over rows.
 pub fn smoothed_diagonal_ce(logits: &Tensor, label_smoothing: f64) -> Result<Tensor> {
-    let b = logits.dim(0)?;
+    smoothed_ce_offset(logits, 0, label_smoothing)
+}
+
+/// [`smoothed_diagonal_ce`] for a block of rows [b, n] whose row i belongs with column
+/// i + `offset` (a rank's local anchors against the global batch).
+pub fn smoothed_ce_offset(logits: &Tensor, offset: usize, label_smoothing: f64) -> Result<Tensor> {
+    let (b, n) = logits.dims2()?;
     let logp = log_softmax(logits, D::Minus1)?;
-    let eye = Tensor::eye(b, logp.dtype(), logp.device())?;
+    let mut onehot = vec![0f32; b * n];
+    for i in 0..b {
+        onehot[i * n + i + offset] = 1.0;
+    }
+    let eye = Tensor::from_vec(onehot, (b, n), logp.device())?.to_dtype(logp.dtype())?;
     let nll = (logp.mul(&eye)?.sum(1)? * -1.0)?;
     let smooth = (logp.mean(1)? * -1.0)?;
     ((nll * (1.0 - label_smoothing))? + (smooth * label_smoothing)?)?.mean(0)

@@ -3,6 +3,7 @@
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use gram_train::synth::SynthConfig;
+use gram_train::encoders::{EncoderSpec, Kind};
 use gram_train::train::{LossKind, TrainConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +95,41 @@ struct TrainArgs {
     eval_every: Option<u64>,
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// Modalities to train on (comma-separated; default: all in dataset.json).
+    #[arg(long, value_delimiter = ',')]
+    modalities: Option<Vec<String>>,
+    #[arg(long)]
+    anchor: Option<String>,
+    /// Encoder of a raw-data modality: MODALITY=KIND or MODALITY=KIND:PRETRAINED_DIR, KIND one
+    /// of bert, clip, ast, features (repeatable; TOML: [encoders.MODALITY]).
+    #[arg(long = "encoder", value_name = "MODALITY=KIND[:DIR]")]
+    encoders: Vec<String>,
+    /// Modalities whose encoders stay frozen (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    freeze: Option<Vec<String>>,
+    /// Encoder learning rate as a fraction of --lr.
+    #[arg(long)]
+    encoder_lr_scale: Option<f64>,
+}
+
+fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), String> {
+    let (modality, rest) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("--encoder {arg}: expected MODALITY=KIND[:DIR]"))?;
+    let (kind, path) = match rest.split_once(':') {
+        Some((k, p)) => (k, Some(PathBuf::from(p))),
+        None => (rest, None),
+    };
+    let kind = match kind {
+        "bert" => Kind::Bert,
+        "clip" => Kind::Clip,
+        "ast" => Kind::Ast,
+        "features" => Kind::Features,
+        other => return Err(format!("--encoder {arg}: unknown kind '{other}' (bert, clip, ast, features)")),
+    };
+    let mut spec = EncoderSpec::of(kind);
+    spec.path = path;
+    Ok((modality.to_string(), spec))
 }
 
 impl TrainArgs {
@@ -118,8 +154,22 @@ impl TrainArgs {
             embed_dim,
             dam_weight,
             eval_every,
-            checkpoint_every
+            checkpoint_every,
+            encoder_lr_scale
         );
+        if let Some(m) = &self.modalities {
+            c.modalities = m.clone();
+        }
+        if let Some(a) = &self.anchor {
+            c.anchor = a.clone();
+        }
+        if let Some(f) = &self.freeze {
+            c.frozen = f.clone();
+        }
+        for e in &self.encoders {
+            let (m, spec) = parse_encoder(e)?;
+            c.encoders.insert(m, spec);
+        }
         Ok(c)
     }
 }
@@ -147,8 +197,57 @@ enum Command {
         /// Stop with a checkpoint after this many steps in total (resume later).
         #[arg(long)]
         stop_after: Option<u64>,
+        /// Finetune from this checkpoint (every weight; fresh optimizer and schedule).
+        #[arg(long)]
+        init_from: Option<PathBuf>,
+        /// Raw data: skip and count bad samples instead of failing.
+        #[arg(long)]
+        skip_bad_samples: bool,
+        /// Batches prepared ahead on a background thread.
+        #[arg(long, default_value_t = 2)]
+        prefetch: usize,
         #[arg(long)]
         no_progress: bool,
+    },
+    /// Retrieval R@1/5/10, MedR, MeanR in both directions by volume; --rerank K re-orders each
+    /// query's top K with the DAM head.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "test")]
+        split: String,
+        #[arg(long)]
+        rerank: Option<usize>,
+        #[arg(long)]
+        skip_bad_samples: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate the tiny raw dataset (PNG shapes, moving-shape frames, WAV tones, captions).
+    MakeRaw {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 96)]
+        train: usize,
+        #[arg(long, default_value_t = 32)]
+        val: usize,
+        #[arg(long, default_value_t = 32)]
+        test: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write a small randomly initialised encoder (seeded) as a loadable folder.
+    InitEncoder {
+        /// bert, clip or ast.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Write <modality>.npy unit embeddings of a split, for `gram eval`.
     Embed {
@@ -160,6 +259,8 @@ enum Command {
         split: String,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        skip_bad_samples: bool,
     },
     /// The main job: synthetic data, GRAM vs. the pairwise baseline with the same budget, a table.
     Demo {
@@ -193,6 +294,9 @@ fn run(cli: Cli) -> Result<(), String> {
             train,
             resume,
             stop_after,
+            init_from,
+            skip_bad_samples,
+            prefetch,
             no_progress,
         } => {
             let cfg = train.config(TrainConfig::default())?;
@@ -200,6 +304,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 resume,
                 progress: !no_progress,
                 stop_after,
+                init_from,
+                skip_bad_samples,
+                prefetch,
             };
             let s = gram_train::train::fit(&data, &out, &cfg, opts, &dev)?;
             println!("{}", serde_json::to_string(&s).expect("json"));
@@ -210,7 +317,42 @@ fn run(cli: Cli) -> Result<(), String> {
             data,
             split,
             out,
-        } => gram_train::train::embed(&checkpoint, &data, &split, &out, &dev),
+            skip_bad_samples,
+        } => gram_train::train::embed(&checkpoint, &data, &split, skip_bad_samples, &out, &dev),
+        Command::Eval {
+            checkpoint,
+            data,
+            split,
+            rerank,
+            skip_bad_samples,
+            json,
+        } => {
+            let e = gram_train::rerank::evaluate_checkpoint(
+                &checkpoint,
+                &data,
+                &split,
+                rerank,
+                skip_bad_samples,
+                &dev,
+            )?;
+            if json {
+                println!("{}", e.to_json());
+            } else {
+                print!("{}", e.table());
+            }
+            Ok(())
+        }
+        Command::MakeRaw {
+            out,
+            train,
+            val,
+            test,
+            seed,
+        } => gram_train::rawgen::generate(&out, [train, val, test], seed),
+        Command::InitEncoder { kind, out, seed } => {
+            let (_, spec) = parse_encoder(&format!("m={kind}"))?;
+            gram_train::encoders::write_small(&spec, seed, &out)
+        }
         Command::Demo {
             out,
             train,

@@ -3,8 +3,9 @@
 //! ordinary safetensors files) and are initialised from a seeded ChaCha RNG (Candle's CPU RNG
 //! cannot be seeded, and runs must be reproducible).
 
+use crate::encoders::{self, Encoder, EncoderSpec, HostInput};
 use candle_core::{D, DType, Device, Result, Tensor, Var};
-use candle_nn::{Linear, Module, VarMap};
+use candle_nn::{Linear, Module, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Uniform};
@@ -26,6 +27,16 @@ pub struct ModelConfig {
     pub dam_hidden: usize,
     /// Initial temperature τ.
     pub init_temperature: f64,
+    /// Encoder per modality (same order; empty: every modality is pre-computed features).
+    #[serde(default)]
+    pub encoders: Vec<EncoderSpec>,
+}
+
+impl ModelConfig {
+    /// Modality `t`'s encoder spec (features when none is configured).
+    pub fn encoder(&self, t: usize) -> EncoderSpec {
+        self.encoders.get(t).cloned().unwrap_or_default()
+    }
 }
 
 /// The temperature is learned as log(1/τ), clamped to τ ∈ [0.01, 1] (CLIP's logit-scale
@@ -141,6 +152,8 @@ impl DamHead {
 /// Everything trainable.
 pub struct GramModel {
     pub config: ModelConfig,
+    /// One encoder per modality (feature modalities: the identity).
+    pub encoders: Vec<Encoder>,
     /// One head per modality, in `config.modalities` order.
     pub heads: Vec<Head>,
     pub log_inv_tau: Tensor,
@@ -156,12 +169,20 @@ impl GramModel {
         dev: &Device,
     ) -> Result<GramModel> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut encs = Vec::with_capacity(config.modalities.len());
+        for (t, (name, &inp)) in config.modalities.iter().zip(&config.input_dims).enumerate() {
+            let prefix = format!("enc.{name}");
+            let vb = VarBuilder::from_varmap(varmap, DType::F32, dev).pp(&prefix);
+            encs.push(Encoder::new(&config.encoder(t), vb, inp)?);
+            // Encoders draw from their own stream, so feature-only models are unchanged.
+            encoders::seeded_init(varmap, &prefix, seed.wrapping_add(t as u64))?;
+        }
         let heads = config
             .modalities
             .iter()
-            .zip(&config.input_dims)
-            .map(|(name, &inp)| {
-                Head::new(varmap, &format!("head.{name}"), inp, config, &mut rng, dev)
+            .zip(&encs)
+            .map(|(name, enc)| {
+                Head::new(varmap, &format!("head.{name}"), enc.hidden(), config, &mut rng, dev)
             })
             .collect::<Result<Vec<_>>>()?;
         let log_inv_tau = register(
@@ -195,6 +216,7 @@ impl GramModel {
         };
         Ok(GramModel {
             config: config.clone(),
+            encoders: encs,
             heads,
             log_inv_tau,
             dam,
@@ -217,13 +239,18 @@ impl GramModel {
             .expect("anchor is a modality")
     }
 
-    /// Embed one batch: features in `config.modalities` order → unit embeddings, same order.
-    pub fn embed(&self, features: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.heads
-            .iter()
-            .zip(features)
-            .map(|(h, x)| h.forward(x))
-            .collect()
+    /// Embed one batch: host inputs in `config.modalities` order → unit embeddings [B, D],
+    /// same order. Frozen encoders' outputs are detached (no backward through them).
+    pub fn embed(&self, inputs: &[HostInput], dev: &Device) -> Result<Vec<Tensor>> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for (t, ((enc, head), x)) in self.encoders.iter().zip(&self.heads).zip(inputs).enumerate() {
+            let mut h = enc.forward(x, dev)?;
+            if !self.config.encoder(t).trainable {
+                h = h.detach();
+            }
+            out.push(head.forward(&h)?);
+        }
+        Ok(out)
     }
 }
 

@@ -21,6 +21,8 @@ struct Param {
     name: String,
     var: Var,
     decay: bool,
+    /// Multiplies the step's learning rate (encoders train slower than heads).
+    lr_scale: f64,
     m: Tensor,
     v: Tensor,
 }
@@ -33,17 +35,19 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// `params`: (name, variable, whether weight decay applies), in a stable order.
-    pub fn new(params: Vec<(String, Var, bool)>, cfg: AdamWConfig) -> Result<AdamW> {
+    /// `params`: (name, variable, whether weight decay applies, learning-rate scale), in a
+    /// stable order.
+    pub fn new(params: Vec<(String, Var, bool, f64)>, cfg: AdamWConfig) -> Result<AdamW> {
         let params = params
             .into_iter()
-            .map(|(name, var, decay)| {
+            .map(|(name, var, decay, lr_scale)| {
                 let m = var.zeros_like()?;
                 let v = var.zeros_like()?;
                 Ok(Param {
                     name,
                     var,
                     decay,
+                    lr_scale,
                     m,
                     v,
                 })
@@ -81,6 +85,7 @@ impl AdamW {
             p.m = ((&p.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             p.v = ((&p.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let update = ((&p.m / bc1)? / ((&p.v / bc2)?.sqrt()? + c.eps)?)?;
+            let lr = lr * p.lr_scale;
             let mut theta = p.var.as_tensor().clone();
             if p.decay {
                 theta = (theta * (1.0 - lr * c.weight_decay))?;
@@ -161,8 +166,8 @@ mod tests {
         };
         let mut opt = AdamW::new(
             vec![
-                ("w".into(), w.clone(), true),
-                ("b".into(), b.clone(), false),
+                ("w".into(), w.clone(), true, 1.0),
+                ("b".into(), b.clone(), false, 1.0),
             ],
             cfg,
         )

@@ -1,12 +1,15 @@
 //! The training loop behind `gram-train fit`, and embedding/evaluation of a trained model.
 
 use crate::checkpoint::{self, CheckpointState};
-use crate::data::{Split, load_split};
-use crate::losses::{bce_with_logits, gram_loss, pairwise_infonce, sample_hard_negatives, symile};
+use crate::data::{Split, load_split, read_info};
+use crate::distributed::{Collective, SingleProcess, step_gradients};
+use crate::encoders::{self, EncoderSpec, HostInput, Kind};
 use crate::model::{GramModel, ModelConfig, decays};
 use crate::optim::{AdamW, AdamWConfig, learning_rate};
-use crate::volume::volume_matrix;
-use candle_core::{DType, Device, Tensor};
+use crate::raw::{self, Prep, RawSplit};
+use crate::source::{Source, prefetched};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use gram_host::cpu::Scorer;
 use gram_host::metrics::{Retrieval, evaluate};
@@ -14,8 +17,10 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -56,6 +61,15 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Checkpoint every this many steps (0 = only at the end).
     pub checkpoint_every: u64,
+    /// Modalities to train on (empty: all of dataset.json's); the anchor (empty: dataset's).
+    pub modalities: Vec<String>,
+    pub anchor: String,
+    /// Raw datasets: encoder per modality (`[encoders.text] kind = "bert"`, `path`, …).
+    pub encoders: BTreeMap<String, EncoderSpec>,
+    /// Learning rate of trainable encoders relative to `lr` (heads, temperature, DAM: 1).
+    pub encoder_lr_scale: f64,
+    /// Modalities whose encoders stay frozen (all others train; also when finetuning).
+    pub frozen: Vec<String>,
 }
 
 impl Default for TrainConfig {
@@ -79,6 +93,11 @@ impl Default for TrainConfig {
             log_every: 10,
             eval_every: 0,
             checkpoint_every: 0,
+            modalities: Vec::new(),
+            anchor: String::new(),
+            encoders: BTreeMap::new(),
+            encoder_lr_scale: 0.1,
+            frozen: Vec::new(),
         }
     }
 }
@@ -90,22 +109,67 @@ pub struct FitSummary {
     pub final_loss: f64,
     pub samples_per_s: f64,
     pub val: Option<serde_json::Value>,
+    /// Distinct bad samples skipped (train and val), with `--skip-bad-samples`.
+    pub skipped_samples: usize,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// Build the model (and its VarMap) for a dataset split.
-fn build_model(
-    cfg: &TrainConfig,
-    split: &Split,
-    dev: &Device,
-) -> Result<(GramModel, VarMap), String> {
-    let model_cfg = ModelConfig {
-        modalities: split.info.modalities.clone(),
-        anchor: split.info.anchor.clone(),
-        input_dims: split.dims(),
+/// The model a run trains on `data`: modalities and anchor from `dataset.json` (or the
+/// config's override), an encoder per modality for raw datasets (the config's, else BERT for
+/// `text`, CLIP for `image`/`video`, AST for `audio`), resolved to concrete architectures.
+pub fn model_config_for(cfg: &TrainConfig, data: &Path) -> Result<ModelConfig, String> {
+    let info = read_info(data)?;
+    let modalities = if cfg.modalities.is_empty() {
+        info.modalities.clone()
+    } else {
+        cfg.modalities.clone()
+    };
+    let anchor = if cfg.anchor.is_empty() {
+        info.anchor.clone()
+    } else {
+        cfg.anchor.clone()
+    };
+    if modalities.len() < 2 || !modalities.contains(&anchor) {
+        return Err(format!(
+            "modalities {modalities:?} with anchor '{anchor}': need ≥ 2 modalities including the anchor"
+        ));
+    }
+    let (encoders, input_dims) = if raw::is_raw(data) {
+        let mut specs = Vec::new();
+        for m in &modalities {
+            let mut spec = match cfg.encoders.get(m) {
+                Some(s) => s.clone(),
+                None => EncoderSpec::of(match m.as_str() {
+                    "text" => Kind::Bert,
+                    "image" | "video" => Kind::Clip,
+                    "audio" => Kind::Ast,
+                    other => {
+                        return Err(format!(
+                            "modality '{other}' has no default encoder; set [encoders.{other}] kind"
+                        ));
+                    }
+                }),
+            };
+            spec.resolve()?;
+            spec.trainable = spec.trainable && !cfg.frozen.contains(m);
+            specs.push(spec);
+        }
+        let dims = vec![0; modalities.len()];
+        (specs, dims)
+    } else {
+        if modalities != info.modalities {
+            return Err("feature datasets train on all their modalities, in dataset.json order".into());
+        }
+        let dims = load_split(data, "train")?.dims();
+        (Vec::new(), dims)
+    };
+    Ok(ModelConfig {
+        modalities,
+        anchor,
+        input_dims,
         embed_dim: cfg.embed_dim,
         mlp_hidden: cfg.mlp_hidden,
         dam_hidden: if cfg.loss == LossKind::Gram && cfg.dam_weight > 0.0 {
@@ -114,10 +178,90 @@ fn build_model(
             0
         },
         init_temperature: cfg.init_temperature,
-    };
+        encoders,
+    })
+}
+
+/// A model with its variables and its text encoders' tokenizers.
+pub struct Loaded {
+    pub model: GramModel,
+    pub varmap: VarMap,
+    /// Per modality: the tokenizer of a text encoder, else None.
+    pub tokenizers: Vec<Option<Tokenizer>>,
+}
+
+fn tokenizer_file(dir: &Path, modality: &str) -> PathBuf {
+    dir.join(format!("tokenizer-{modality}.json"))
+}
+
+/// Tokenizers of `config`'s text encoders: from checkpoint `dir` when given, else from each
+/// encoder's pretrained folder, else the character-level one.
+fn tokenizers_for(config: &ModelConfig, dir: Option<&Path>) -> Result<Vec<Option<Tokenizer>>, String> {
+    (0..config.modalities.len())
+        .map(|t| {
+            let spec = config.encoder(t);
+            if spec.kind != Kind::Bert {
+                return Ok(None);
+            }
+            match dir {
+                Some(d) => {
+                    let p = tokenizer_file(d, &config.modalities[t]);
+                    Tokenizer::from_file(&p)
+                        .map(Some)
+                        .map_err(|e| format!("{}: {e}", p.display()))
+                }
+                None => encoders::load_tokenizer(spec.path.as_deref()).map(Some),
+            }
+        })
+        .collect()
+}
+
+/// Build a fresh model: seeded initialisation, then pretrained encoder folders loaded.
+pub fn build_model(config: &ModelConfig, seed: u64, dev: &Device) -> Result<Loaded, String> {
     let varmap = VarMap::new();
-    let model = GramModel::new(&model_cfg, &varmap, cfg.seed, dev).map_err(err)?;
-    Ok((model, varmap))
+    let model = GramModel::new(config, &varmap, seed, dev).map_err(err)?;
+    for (t, m) in config.modalities.iter().enumerate() {
+        if let Some(dir) = &config.encoder(t).path {
+            encoders::load_folder(&varmap, &format!("enc.{m}"), dir)?;
+        }
+    }
+    let tokenizers = tokenizers_for(config, None)?;
+    Ok(Loaded {
+        model,
+        varmap,
+        tokenizers,
+    })
+}
+
+/// The batches of split `split` of `data` as `config` consumes them.
+pub fn open_source(
+    data: &Path,
+    split: &str,
+    config: &ModelConfig,
+    tokenizers: &[Option<Tokenizer>],
+    skip_bad: bool,
+) -> Result<Box<dyn Source>, String> {
+    if raw::is_raw(data) {
+        let preps = (0..config.modalities.len())
+            .map(|t| Prep::for_spec(&config.encoder(t), tokenizers[t].as_ref()))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Box::new(RawSplit::open(
+            data,
+            split,
+            &config.modalities,
+            preps,
+            skip_bad,
+        )?))
+    } else {
+        let s = load_split(data, split)?;
+        if s.info.modalities != config.modalities || s.dims() != config.input_dims {
+            return Err(format!(
+                "{}: modalities or feature sizes differ from the model's",
+                data.display()
+            ));
+        }
+        Ok(Box::new(s))
+    }
 }
 
 fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
@@ -140,40 +284,63 @@ fn set_weights(
         let t = tensors
             .get(&name)
             .ok_or_else(|| format!("checkpoint has no tensor {name}"))?;
+        if t.shape() != var.shape() {
+            return Err(format!(
+                "checkpoint tensor {name} has shape {:?}, the model needs {:?}",
+                t.dims(),
+                var.dims()
+            ));
+        }
         var.set(&t.to_device(var.device()).map_err(err)?)
             .map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
 }
 
-/// Unit embeddings of every row of `split`, per modality, computed in chunks without autograd.
+/// Unit embeddings of every (good) sample of `source`, per modality, in chunks without
+/// autograd; and the sample indices they belong to.
+pub fn embed_source(
+    model: &GramModel,
+    source: &dyn Source,
+    dev: &Device,
+) -> Result<(Vec<Vec<f32>>, Vec<usize>), String> {
+    let n = source.len();
+    let encoded = model
+        .config
+        .encoders
+        .iter()
+        .any(|e| e.kind != Kind::Features);
+    let chunk = if encoded { 64 } else { 1024 };
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); model.heads.len()];
+    let mut kept = Vec::with_capacity(n);
+    let plans = (0..n).step_by(chunk).map(|s| (s..(s + chunk).min(n)).collect());
+    prefetched(source, plans, 2, |batch| {
+        let (inputs, idx) = batch?;
+        if idx.is_empty() {
+            return Ok(());
+        }
+        let emb = model.embed(&inputs, dev).map_err(err)?;
+        for (o, e) in out.iter_mut().zip(emb) {
+            o.extend(
+                e.detach()
+                    .flatten_all()
+                    .and_then(|e| e.to_vec1::<f32>())
+                    .map_err(err)?,
+            );
+        }
+        kept.extend(idx);
+        Ok::<(), String>(())
+    })?;
+    Ok((out, kept))
+}
+
+/// [`embed_source`] of a feature split (every row).
 pub fn embed_split(
     model: &GramModel,
     split: &Split,
     dev: &Device,
 ) -> Result<Vec<Vec<f32>>, String> {
-    let n = split.len();
-    let mut out: Vec<Vec<f32>> =
-        vec![Vec::with_capacity(n * model.config.embed_dim); split.features.len()];
-    for start in (0..n).step_by(1024) {
-        let idx: Vec<usize> = (start..(start + 1024).min(n)).collect();
-        for (t, head) in model.heads.iter().enumerate() {
-            let x = Tensor::from_vec(
-                split.gather(t, &idx),
-                (idx.len(), split.features[t].cols),
-                dev,
-            )
-            .map_err(err)?;
-            let e = head.forward(&x).map_err(err)?.detach();
-            out[t].extend(
-                e.flatten_all()
-                    .map_err(err)?
-                    .to_vec1::<f32>()
-                    .map_err(err)?,
-            );
-        }
-    }
-    Ok(out)
+    Ok(embed_source(model, split, dev)?.0)
 }
 
 /// Retrieval by volume (gram-host's evaluator) of embeddings in `info.modalities` order.
@@ -189,63 +356,6 @@ pub fn retrieval(embeddings: &[Vec<f32>], anchor: usize, dim: usize) -> Result<R
     evaluate(&scorer, &embeddings[anchor], dim)
         .map(|(r, _)| r)
         .map_err(err)
-}
-
-/// The loss of one batch, and the DAM part separately when present.
-fn batch_loss(
-    model: &GramModel,
-    cfg: &TrainConfig,
-    emb: &[Tensor],
-    rng: &mut ChaCha8Rng,
-) -> candle_core::Result<Tensor> {
-    let a = model.anchor_index();
-    let anchor = &emb[a];
-    let others: Vec<Tensor> = emb
-        .iter()
-        .enumerate()
-        .filter(|(t, _)| *t != a)
-        .map(|(_, e)| e.clone())
-        .collect();
-    let inv_tau = model.inv_tau()?;
-    match cfg.loss {
-        LossKind::Pairwise => pairwise_infonce(anchor, &others, &inv_tau, cfg.label_smoothing),
-        LossKind::Symile => {
-            let all: Vec<Tensor> = std::iter::once(anchor.clone())
-                .chain(others.iter().cloned())
-                .collect();
-            symile(&all, &inv_tau, cfg.label_smoothing)
-        }
-        LossKind::Gram => {
-            let v = volume_matrix(anchor, &others)?;
-            let mut loss = gram_loss(&v, &inv_tau, cfg.label_smoothing)?.loss;
-            if let Some(dam) = &model.dam {
-                let b = anchor.dim(0)?;
-                let vols: Vec<f64> = v.detach().flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
-                let mut pairs: Vec<(usize, usize)> = (0..b).map(|i| (i, i)).collect();
-                pairs.extend(sample_hard_negatives(&vols, b, rng));
-                let dev = anchor.device();
-                let ai = Tensor::from_vec(
-                    pairs.iter().map(|p| p.0 as u32).collect::<Vec<_>>(),
-                    pairs.len(),
-                    dev,
-                )?;
-                let dj = Tensor::from_vec(
-                    pairs.iter().map(|p| p.1 as u32).collect::<Vec<_>>(),
-                    pairs.len(),
-                    dev,
-                )?;
-                let mut parts = vec![anchor.index_select(&ai, 0)?];
-                for o in &others {
-                    parts.push(o.index_select(&dj, 0)?);
-                }
-                let logits = dam.forward(&Tensor::cat(&parts, 1)?)?;
-                let targets: Vec<f32> = pairs.iter().map(|p| (p.0 == p.1) as u8 as f32).collect();
-                let targets = Tensor::from_vec(targets, pairs.len(), dev)?;
-                loss = (loss + (bce_with_logits(&logits, &targets)? * cfg.dam_weight)?)?;
-            }
-            Ok(loss)
-        }
-    }
 }
 
 /// Batch indices of `step`: epochs are seeded permutations, so any step's batch can be
@@ -278,7 +388,7 @@ pub fn retrieval_json(r: &Retrieval) -> serde_json::Value {
 }
 
 /// How a `fit` call runs (as opposed to what it trains: [`TrainConfig`]).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FitOptions {
     /// Continue from `out/state.json` exactly where it stopped.
     pub resume: bool,
@@ -287,10 +397,68 @@ pub struct FitOptions {
     /// Stop (with a checkpoint) once this many steps are done in total, before `steps`;
     /// a later `resume` continues on the same schedule.
     pub stop_after: Option<u64>,
+    /// Finetune: start from this checkpoint's model (architecture and every weight: encoders,
+    /// heads, temperature, DAM) with a fresh optimizer and this run's schedule.
+    pub init_from: Option<PathBuf>,
+    /// Raw data: drop undecodable or missing samples (counted) instead of failing.
+    pub skip_bad_samples: bool,
+    /// Batches prepared ahead on a background thread (0: in line).
+    pub prefetch: usize,
 }
 
-/// Train on `data/train`, validate on `data/val`, write checkpoints and `metrics.jsonl` to
-/// `out`. NaN/Inf in the loss or gradients stops the run before the update, naming the step.
+impl Default for FitOptions {
+    fn default() -> FitOptions {
+        FitOptions {
+            resume: false,
+            progress: false,
+            stop_after: None,
+            init_from: None,
+            skip_bad_samples: false,
+            prefetch: 2,
+        }
+    }
+}
+
+/// The optimizer's parameters: trainable variables (frozen encoders left out), each with
+/// whether it decays and its learning-rate scale.
+fn optimizer_params(loaded: &Loaded, cfg: &TrainConfig) -> Vec<(String, Var, bool, f64)> {
+    let config = &loaded.model.config;
+    named_vars(&loaded.varmap)
+        .into_iter()
+        .filter_map(|(name, var)| {
+            let encoder = config
+                .modalities
+                .iter()
+                .position(|m| name.starts_with(&format!("enc.{m}.")));
+            let scale = match encoder {
+                Some(t) if !config.encoder(t).trainable => return None,
+                Some(_) => cfg.encoder_lr_scale,
+                None => 1.0,
+            };
+            let d = decays(&name);
+            Some((name, var, d, scale))
+        })
+        .collect()
+}
+
+/// One training step's loss and gradients on a batch of host inputs (this rank's slice when
+/// `coll` is a multi-rank world; see [`crate::distributed`]).
+pub fn train_step(
+    model: &GramModel,
+    cfg: &TrainConfig,
+    inputs: &[HostInput],
+    params: &[Var],
+    coll: &dyn Collective,
+    rng: &mut ChaCha8Rng,
+    dev: &Device,
+) -> candle_core::Result<(f64, GradStore)> {
+    let emb = model.embed(inputs, dev)?;
+    step_gradients(model, cfg, &emb, params, coll, rng)
+}
+
+/// Train on `data`'s train split, validate on its val split, write checkpoints and
+/// `metrics.jsonl` to `out`. `data` is a feature dataset or a raw one (JSONL manifests).
+/// NaN/Inf in the loss or gradients stops the run before the update, naming the step.
 pub fn fit(
     data: &Path,
     out: &Path,
@@ -298,22 +466,57 @@ pub fn fit(
     opts: FitOptions,
     dev: &Device,
 ) -> Result<FitSummary, String> {
-    let FitOptions {
-        resume,
-        progress,
-        stop_after,
-    } = opts;
-    let train = load_split(data, "train")?;
-    let val = load_split(data, "val")?;
-    if train.len() < 2 || cfg.batch_size < 2 {
-        return Err("need at least 2 training samples and batch size ≥ 2".into());
+    if cfg.batch_size < 2 {
+        return Err("batch size must be ≥ 2".into());
+    }
+    if opts.resume && opts.init_from.is_some() {
+        return Err("--resume and --init-from exclude each other".into());
+    }
+    let model_cfg = match &opts.init_from {
+        Some(ck) => {
+            let mut mc = checkpoint::load_state(ck)?.model;
+            let wanted = model_config_for(cfg, data)?;
+            if wanted.modalities != mc.modalities || wanted.anchor != mc.anchor {
+                return Err(format!(
+                    "{}: the checkpoint's modalities {:?} (anchor {}) differ from this run's {:?} (anchor {})",
+                    ck.display(),
+                    mc.modalities,
+                    mc.anchor,
+                    wanted.modalities,
+                    wanted.anchor
+                ));
+            }
+            // What may change when finetuning: which encoders train.
+            for (s, m) in mc.encoders.iter_mut().zip(&wanted.modalities) {
+                s.trainable = !cfg.frozen.contains(m);
+            }
+            mc
+        }
+        None => model_config_for(cfg, data)?,
+    };
+    let loaded = match &opts.init_from {
+        Some(ck) => {
+            let state = checkpoint::load_state(ck)?;
+            let varmap = VarMap::new();
+            let model = GramModel::new(&model_cfg, &varmap, 0, dev).map_err(err)?;
+            set_weights(&varmap, &checkpoint::load_tensors(ck, &state.weights, dev)?)?;
+            Loaded {
+                model,
+                varmap,
+                tokenizers: tokenizers_for(&model_cfg, Some(ck))?,
+            }
+        }
+        None => build_model(&model_cfg, cfg.seed, dev)?,
+    };
+    let model = &loaded.model;
+    let train = open_source(data, "train", &model_cfg, &loaded.tokenizers, opts.skip_bad_samples)?;
+    let val = open_source(data, "val", &model_cfg, &loaded.tokenizers, opts.skip_bad_samples)?;
+    if train.len() < 2 {
+        return Err(format!("{}: need at least 2 training samples", data.display()));
     }
     let batch = cfg.batch_size.min(train.len());
-    let (model, varmap) = build_model(cfg, &train, dev)?;
-    let params = named_vars(&varmap).into_iter().map(|(name, var)| {
-        let d = decays(&name);
-        (name, var, d)
-    });
+    let params = optimizer_params(&loaded, cfg);
+    let vars: Vec<Var> = params.iter().map(|p| p.1.clone()).collect();
     let adam = AdamWConfig {
         lr: cfg.lr,
         beta1: 0.9,
@@ -321,10 +524,10 @@ pub fn fit(
         eps: 1e-8,
         weight_decay: cfg.weight_decay,
     };
-    let mut opt = AdamW::new(params.collect(), adam).map_err(err)?;
+    let mut opt = AdamW::new(params, adam).map_err(err)?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut start = 0;
-    if resume {
+    if opts.resume {
         let state = checkpoint::load_state(out)?;
         if state.model != model.config
             || state.train.seed != cfg.seed
@@ -336,7 +539,7 @@ pub fn fit(
             ));
         }
         set_weights(
-            &varmap,
+            &loaded.varmap,
             &checkpoint::load_tensors(out, &state.weights, dev)?,
         )?;
         opt.load_state(
@@ -347,7 +550,7 @@ pub fn fit(
         start = state.step;
     }
     let metrics_path = out.join("metrics.jsonl");
-    let bar = if progress {
+    let bar = if opts.progress {
         indicatif::ProgressBar::new(cfg.steps)
     } else {
         indicatif::ProgressBar::hidden()
@@ -358,7 +561,15 @@ pub fn fit(
     );
     bar.set_position(start);
     let save = |step: u64, opt: &AdamW| -> Result<(), String> {
-        let weights = named_vars(&varmap)
+        // Tokenizers first: state.json, written last, must only name complete checkpoints.
+        for (m, tok) in model.config.modalities.iter().zip(&loaded.tokenizers) {
+            if let Some(tok) = tok {
+                let text = tok.to_string(false).map_err(err)?;
+                gram_host::output::write_text(&tokenizer_file(out, m), &text)
+                    .map_err(|e| format!("{}: {e}", out.display()))?;
+            }
+        }
+        let weights = named_vars(&loaded.varmap)
             .into_iter()
             .map(|(k, v)| (k, v.as_tensor().clone()))
             .collect();
@@ -374,7 +585,7 @@ pub fn fit(
         checkpoint::save(out, &state, &weights, &opt.state_tensors())
     };
     let validate = |step: u64| -> Result<serde_json::Value, String> {
-        let emb = embed_split(&model, &val, dev)?;
+        let (emb, _) = embed_source(model, val.as_ref(), dev)?;
         let r = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;
         let v = retrieval_json(&r);
         append_jsonl(&metrics_path, &serde_json::json!({"step": step, "val": v}))?;
@@ -383,23 +594,22 @@ pub fn fit(
     let (mut final_loss, mut last_val) = (f64::NAN, None);
     let t0 = Instant::now();
     let mut samples = 0usize;
-    let end = stop_after.unwrap_or(cfg.steps).min(cfg.steps);
-    for step in start..end {
-        let idx = batch_indices(cfg.seed, step, batch, train.len());
-        let feats = (0..train.features.len())
-            .map(|t| Tensor::from_vec(train.gather(t, &idx), (batch, train.features[t].cols), dev))
-            .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(err)?;
+    let end = opts.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
+    let n = train.len();
+    let plans = (start..end).map(|step| batch_indices(cfg.seed, step, batch, n));
+    let mut step = start;
+    prefetched(train.as_ref(), plans, opts.prefetch, |prepared| {
+        let (inputs, kept) = prepared?;
+        if kept.len() < 2 {
+            return Err(format!(
+                "step {step}: fewer than 2 good samples in the batch ({} skipped so far)",
+                train.skipped()
+            ));
+        }
         let mut rng =
             ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
-        let emb = model.embed(&feats).map_err(err)?;
-        let loss = batch_loss(&model, cfg, &emb, &mut rng).map_err(err)?;
-        let value = loss
-            .to_dtype(DType::F64)
-            .map_err(err)?
-            .to_scalar::<f64>()
-            .map_err(err)?;
-        let grads = loss.backward().map_err(err)?;
+        let (value, grads) =
+            train_step(model, cfg, &inputs, &vars, &SingleProcess, &mut rng, dev).map_err(err)?;
         let norm = opt.grad_norm(&grads).map_err(err)?;
         if !value.is_finite() || !norm.is_finite() {
             bar.abandon();
@@ -416,11 +626,12 @@ pub fn fit(
         };
         opt.step(&grads, lr, scale).map_err(err)?;
         final_loss = value;
-        samples += batch;
+        samples += kept.len();
         let rate = samples as f64 / t0.elapsed().as_secs_f64();
         bar.set_message(format!("loss {value:.4} lr {lr:.2e} {rate:.0} samples/s"));
         bar.inc(1);
         let done = step + 1;
+        step += 1;
         if done % cfg.log_every.max(1) == 0 || done == cfg.steps {
             let tau = 1.0
                 / model
@@ -432,7 +643,7 @@ pub fn fit(
                     .map_err(err)?;
             append_jsonl(
                 &metrics_path,
-                &serde_json::json!({"step": done, "loss": value, "lr": lr, "temperature": tau, "grad_norm": norm, "samples_per_s": rate}),
+                &serde_json::json!({"step": done, "loss": value, "lr": lr, "temperature": tau, "grad_norm": norm, "samples_per_s": rate, "skipped_samples": train.skipped()}),
             )?;
         }
         if cfg.eval_every > 0 && done % cfg.eval_every == 0 && done != cfg.steps {
@@ -445,11 +656,12 @@ pub fn fit(
         if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done != cfg.steps {
             save(done, &opt)?;
         }
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     if end < cfg.steps {
         save(end, &opt)?;
-    } else if start < cfg.steps || !resume {
+    } else if start < cfg.steps || !opts.resume {
         last_val = Some(validate(cfg.steps)?);
         save(cfg.steps, &opt)?;
     }
@@ -458,11 +670,12 @@ pub fn fit(
         final_loss,
         samples_per_s: samples as f64 / t0.elapsed().as_secs_f64().max(1e-9),
         val: last_val,
+        skipped_samples: train.skipped() + val.skipped(),
     })
 }
 
-/// Load a checkpoint's model (weights included).
-pub fn load_model(checkpoint: &Path, dev: &Device) -> Result<GramModel, String> {
+/// Load a checkpoint: model (weights included) and tokenizers.
+pub fn load_checkpoint(checkpoint: &Path, dev: &Device) -> Result<Loaded, String> {
     let state = checkpoint::load_state(checkpoint)?;
     let varmap = VarMap::new();
     let model = GramModel::new(&state.model, &varmap, 0, dev).map_err(err)?;
@@ -470,30 +683,43 @@ pub fn load_model(checkpoint: &Path, dev: &Device) -> Result<GramModel, String> 
         &varmap,
         &checkpoint::load_tensors(checkpoint, &state.weights, dev)?,
     )?;
-    Ok(model)
+    let tokenizers = tokenizers_for(&state.model, Some(checkpoint))?;
+    Ok(Loaded {
+        model,
+        varmap,
+        tokenizers,
+    })
 }
 
-/// Write `<modality>.npy` unit embeddings of `split` for `gram eval`.
+/// Load a checkpoint's model (weights included).
+pub fn load_model(checkpoint: &Path, dev: &Device) -> Result<GramModel, String> {
+    Ok(load_checkpoint(checkpoint, dev)?.model)
+}
+
+/// Write `<modality>.npy` unit embeddings of `split` for `gram eval` (raw datasets: of the
+/// samples kept, whose manifest indices go to `indices.npy` when any were skipped).
 pub fn embed(
     checkpoint: &Path,
     data: &Path,
     split: &str,
+    skip_bad: bool,
     out: &Path,
     dev: &Device,
 ) -> Result<(), String> {
-    let model = load_model(checkpoint, dev)?;
-    let s = load_split(data, split)?;
-    if s.info.modalities != model.config.modalities || s.dims() != model.config.input_dims {
-        return Err(format!(
-            "{}: modalities or feature sizes differ from the checkpoint's",
-            data.display()
-        ));
-    }
-    let emb = embed_split(&model, &s, dev)?;
+    let loaded = load_checkpoint(checkpoint, dev)?;
+    let model = &loaded.model;
+    let source = open_source(data, split, &model.config, &loaded.tokenizers, skip_bad)?;
+    let (emb, kept) = embed_source(model, source.as_ref(), dev)?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for (name, e) in model.config.modalities.iter().zip(&emb) {
         let p = out.join(format!("{name}.npy"));
-        gram_host::output::write_npy_f32(&p, &[s.len(), model.config.embed_dim], e)
+        gram_host::output::write_npy_f32(&p, &[kept.len(), model.config.embed_dim], e)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if kept.len() != source.len() {
+        let p = out.join("indices.npy");
+        let idx: Vec<u32> = kept.iter().map(|&i| i as u32).collect();
+        gram_host::output::write_npy_u32(&p, &[idx.len()], &idx)
             .map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())

@@ -1,0 +1,276 @@
+//! Data parallelism with one code path for any world size.
+//!
+//! Each rank embeds its local slice of the global batch; the embeddings are all-gathered, so
+//! every rank scores its anchors against the global batch (and the global anchors against its
+//! candidates) — open_clip's `local_loss` with `gather_with_grad`. The gradient of the other
+//! ranks' losses with respect to this rank's embeddings is recovered without a custom autograd
+//! op: the loss is differentiated with respect to the gathered embeddings (a leaf), those
+//! gradients are all-reduced, and this rank's slice is pushed through its encoders by a second
+//! backward of Σ e·g. Parameter gradients are then all-reduced and divided by the world size,
+//! which gives exactly the gradient of the single-process loss on the concatenated batch
+//! (`tests/distributed.rs` checks this with several simulated ranks in one process).
+//!
+//! [`SingleProcess`] is the world of size 1 (the gathers are identities). [`ThreadWorld`]
+//! runs ranks as threads of one process. A multi-GPU backend implements [`Collective`] with
+//! NCCL's all-gather and all-reduce on device buffers; see the README for its status.
+
+use crate::losses::{bce_with_logits, sample_hard_negatives, smoothed_ce_offset};
+use crate::model::GramModel;
+use crate::train::{LossKind, TrainConfig};
+use crate::volume::volume_matrix;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Result, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, Barrier, Mutex};
+
+/// The two collectives data-parallel training needs. Every rank calls them in the same order
+/// with tensors of the same shape.
+pub trait Collective: Send + Sync {
+    fn rank(&self) -> usize;
+    fn world(&self) -> usize;
+    /// Every rank's `local`, concatenated along dimension 0 in rank order.
+    fn all_gather(&self, local: &Tensor) -> Result<Tensor>;
+    /// Element-wise sum over ranks.
+    fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor>;
+}
+
+/// World size 1.
+pub struct SingleProcess;
+
+impl Collective for SingleProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world(&self) -> usize {
+        1
+    }
+    fn all_gather(&self, local: &Tensor) -> Result<Tensor> {
+        Ok(local.clone())
+    }
+    fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(t.clone())
+    }
+}
+
+struct Shared {
+    slots: Mutex<Vec<Vec<f32>>>,
+    barrier: Barrier,
+}
+
+/// Ranks as threads of one process, exchanging through shared memory.
+pub struct ThreadWorld {
+    rank: usize,
+    world: usize,
+    shared: Arc<Shared>,
+}
+
+impl ThreadWorld {
+    /// One handle per rank; move each into its own thread.
+    pub fn new(world: usize) -> Vec<ThreadWorld> {
+        let shared = Arc::new(Shared {
+            slots: Mutex::new(vec![Vec::new(); world]),
+            barrier: Barrier::new(world),
+        });
+        (0..world)
+            .map(|rank| ThreadWorld {
+                rank,
+                world,
+                shared: shared.clone(),
+            })
+            .collect()
+    }
+
+    /// Publish `data`, wait for everyone, read all slots, wait again (so no slot is
+    /// overwritten by a later call before every rank has read it).
+    fn exchange(&self, data: Vec<f32>) -> Vec<Vec<f32>> {
+        self.shared.slots.lock().expect("slots")[self.rank] = data;
+        self.shared.barrier.wait();
+        let all = self.shared.slots.lock().expect("slots").clone();
+        self.shared.barrier.wait();
+        all
+    }
+}
+
+impl Collective for ThreadWorld {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world(&self) -> usize {
+        self.world
+    }
+    fn all_gather(&self, local: &Tensor) -> Result<Tensor> {
+        let mut dims = local.dims().to_vec();
+        let host = local.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let all: Vec<f32> = self.exchange(host).concat();
+        dims[0] *= self.world;
+        Tensor::from_vec(all, dims, local.device())?.to_dtype(local.dtype())
+    }
+    fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor> {
+        let host = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut sum = vec![0f32; host.len()];
+        for part in self.exchange(host) {
+            for (s, x) in sum.iter_mut().zip(part) {
+                *s += x;
+            }
+        }
+        Tensor::from_vec(sum, t.dims(), t.device())?.to_dtype(t.dtype())
+    }
+}
+
+/// This rank's loss: its `b` anchors (rows rank·b..) against the global candidates, and the
+/// global anchors against its `b` candidates, from gathered embeddings `emb` [W·b, D] per
+/// modality. The mean over ranks equals the single-process loss on the whole batch.
+pub fn local_loss(
+    model: &GramModel,
+    cfg: &TrainConfig,
+    emb: &[Tensor],
+    rank: usize,
+    b: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensor> {
+    let a = model.anchor_index();
+    let n = emb[a].dim(0)?;
+    let off = rank * b;
+    let local = |t: &Tensor| t.narrow(0, off, b);
+    let anchor = &emb[a];
+    let others: Vec<Tensor> = (0..emb.len())
+        .filter(|&t| t != a)
+        .map(|t| emb[t].clone())
+        .collect();
+    let others_local = others.iter().map(local).collect::<Result<Vec<_>>>()?;
+    let inv_tau = model.inv_tau()?;
+    let ls = cfg.label_smoothing;
+    // Rows [b, n] of local anchors; columns [n, b] of local candidates.
+    let both = |rows: Tensor, cols: Tensor| -> Result<Tensor> {
+        let a2d = smoothed_ce_offset(&rows.broadcast_mul(&inv_tau)?, off, ls)?;
+        let d2a = smoothed_ce_offset(&cols.t()?.broadcast_mul(&inv_tau)?, off, ls)?;
+        (a2d + d2a)? * 0.5
+    };
+    match cfg.loss {
+        LossKind::Pairwise => {
+            let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
+            for (m, m_local) in others.iter().zip(&others_local) {
+                let rows = local(anchor)?.matmul(&m.t()?)?;
+                let cols = anchor.matmul(&m_local.t()?)?;
+                total = (total + both(rows, cols)?)?;
+            }
+            Ok(total)
+        }
+        LossKind::Symile => {
+            let all: Vec<&Tensor> = std::iter::once(anchor).chain(&others).collect();
+            let scale = (anchor.dim(1)? as f64).powf(all.len() as f64 / 2.0 - 1.0);
+            let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
+            for t in 0..all.len() {
+                let mut prod: Option<Tensor> = None;
+                for (s, x) in all.iter().enumerate() {
+                    if s != t {
+                        let x = local(x)?;
+                        prod = Some(match prod {
+                            None => x,
+                            Some(p) => p.mul(&x)?,
+                        });
+                    }
+                }
+                let logits = (prod.expect("k ≥ 2").matmul(&all[t].t()?)? * scale)?
+                    .broadcast_mul(&inv_tau)?;
+                total = (total + smoothed_ce_offset(&logits, off, ls)?)?;
+            }
+            total / all.len() as f64
+        }
+        LossKind::Gram => {
+            let rows = volume_matrix(&local(anchor)?, &others)?;
+            let cols = if n == b {
+                rows.clone()
+            } else {
+                volume_matrix(anchor, &others_local)?
+            };
+            let mut loss = both(rows.neg()?, cols.neg()?)?;
+            if let Some(dam) = &model.dam {
+                // DAM on the local b×b block: its hard negatives come from the local batch.
+                let block = rows.narrow(1, off, b)?;
+                let vols: Vec<f64> = block
+                    .detach()
+                    .flatten_all()?
+                    .to_dtype(DType::F64)?
+                    .to_vec1()?;
+                let mut pairs: Vec<(usize, usize)> = (0..b).map(|i| (i, i)).collect();
+                pairs.extend(sample_hard_negatives(&vols, b, rng));
+                let dev = anchor.device();
+                let index = |f: fn(&(usize, usize)) -> usize| {
+                    Tensor::from_vec(
+                        pairs.iter().map(|p| (f(p) + off) as u32).collect::<Vec<_>>(),
+                        pairs.len(),
+                        dev,
+                    )
+                };
+                let (ai, dj) = (index(|p| p.0)?, index(|p| p.1)?);
+                let mut parts = vec![anchor.index_select(&ai, 0)?];
+                for o in &others {
+                    parts.push(o.index_select(&dj, 0)?);
+                }
+                let logits = dam.forward(&Tensor::cat(&parts, 1)?)?;
+                let targets: Vec<f32> = pairs.iter().map(|p| (p.0 == p.1) as u8 as f32).collect();
+                let targets = Tensor::from_vec(targets, pairs.len(), dev)?;
+                loss = (loss + (bce_with_logits(&logits, &targets)? * cfg.dam_weight)?)?;
+            }
+            Ok(loss)
+        }
+    }
+}
+
+/// One step's gradients on this rank: embed the local batch, gather, differentiate the local
+/// loss, route the embedding gradients back to their ranks, backprop through the encoders, and
+/// average the parameter gradients over ranks. Returns the global loss (mean over ranks) and
+/// gradients for every variable in `params`.
+pub fn step_gradients(
+    model: &GramModel,
+    cfg: &TrainConfig,
+    local_emb: &[Tensor],
+    params: &[Var],
+    coll: &dyn Collective,
+    rng: &mut ChaCha8Rng,
+) -> Result<(f64, GradStore)> {
+    let (rank, world) = (coll.rank(), coll.world());
+    let b = local_emb[0].dim(0)?;
+    let gathered = local_emb
+        .iter()
+        .map(|e| Var::from_tensor(&coll.all_gather(&e.detach())?))
+        .collect::<Result<Vec<_>>>()?;
+    let leaves: Vec<Tensor> = gathered.iter().map(|v| v.as_tensor().clone()).collect();
+    let loss = local_loss(model, cfg, &leaves, rank, b, rng)?;
+    let mut loss_grads = loss.backward()?;
+    let mut surrogate: Option<Tensor> = None;
+    for (e, leaf) in local_emb.iter().zip(&leaves) {
+        let Some(g) = loss_grads.remove(leaf) else {
+            continue;
+        };
+        let mine = coll.all_reduce_sum(&g)?.narrow(0, rank * b, b)?;
+        let term = e.mul(&mine)?.sum_all()?;
+        surrogate = Some(match surrogate {
+            None => term,
+            Some(s) => (s + term)?,
+        });
+    }
+    // Every embedding feeds the loss, so the surrogate exists; its store then collects all.
+    let mut grads = match surrogate {
+        Some(s) => s.backward()?,
+        None => candle_core::bail!("no embedding gradient: the loss does not use the batch"),
+    };
+    for p in params {
+        let t = p.as_tensor();
+        let g = match (grads.remove(t), loss_grads.remove(t)) {
+            (Some(a), Some(b)) => (a + b)?,
+            (Some(g), None) | (None, Some(g)) => g,
+            (None, None) => continue,
+        };
+        let g = if world > 1 {
+            (coll.all_reduce_sum(&g)? / world as f64)?
+        } else {
+            g
+        };
+        grads.insert(t, g);
+    }
+    let value = loss.detach().to_dtype(DType::F64)?;
+    let global = (coll.all_reduce_sum(&value)? / world as f64)?.to_scalar::<f64>()?;
+    Ok((global, grads))
+}

@@ -1,0 +1,206 @@
+//! `gram-train eval`: retrieval by volume in both directions and, with `--rerank K`, each
+//! query's top K by volume re-ordered by the DAM head's match logit (the GRAM paper's
+//! re-ranking). Ranks follow the project's tie rule (ties count against the ground truth);
+//! a ground truth outside the top K keeps its volume rank (which is > K).
+
+use crate::model::GramModel;
+use crate::train::{embed_source, load_checkpoint, open_source, retrieval};
+use candle_core::{Device, Tensor};
+use gram_host::cpu::Scorer;
+use gram_host::metrics::{Retrieval, ranks, top_k_of_row};
+use gram_nostd::summarize_ranks;
+use std::path::Path;
+
+/// Pairs scored by the DAM head per forward pass.
+const DAM_CHUNK: usize = 4096;
+
+pub struct Evaluation {
+    pub samples: usize,
+    pub skipped: usize,
+    pub volume: Retrieval,
+    /// (K, retrieval after re-ranking the top K).
+    pub reranked: Option<(usize, Retrieval)>,
+}
+
+impl Evaluation {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "samples": self.samples,
+            "skipped_samples": self.skipped,
+            "volume": gram_host::commands::retrieval_json(&self.volume),
+        });
+        if let Some((k, r)) = &self.reranked {
+            v["rerank_k"] = serde_json::json!(k);
+            v["reranked"] = gram_host::commands::retrieval_json(r);
+        }
+        v
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{} samples ({} skipped)\nby volume:\n{}",
+            self.samples,
+            self.skipped,
+            gram_host::commands::retrieval_table(&self.volume)
+        );
+        if let Some((k, r)) = &self.reranked {
+            s += &format!(
+                "top {k} re-ranked by DAM:\n{}",
+                gram_host::commands::retrieval_table(r)
+            );
+        }
+        s
+    }
+}
+
+/// DAM logits of (anchor i, candidate j) pairs from unit embeddings in modality order.
+pub fn dam_logits(
+    model: &GramModel,
+    emb: &[Vec<f32>],
+    pairs: &[(usize, usize)],
+    dev: &Device,
+) -> Result<Vec<f32>, String> {
+    let dam = model.dam.as_ref().ok_or(
+        "the checkpoint has no DAM head (trained with a baseline loss or --dam-weight 0)",
+    )?;
+    let d = model.config.embed_dim;
+    let a = model.anchor_index();
+    let order: Vec<usize> = std::iter::once(a)
+        .chain((0..emb.len()).filter(|&t| t != a))
+        .collect();
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(DAM_CHUNK) {
+        let mut joined = Vec::with_capacity(chunk.len() * d * order.len());
+        for &(i, j) in chunk {
+            for (pos, &t) in order.iter().enumerate() {
+                let row = if pos == 0 { i } else { j };
+                joined.extend_from_slice(&emb[t][row * d..(row + 1) * d]);
+            }
+        }
+        let x = Tensor::from_vec(joined, (chunk.len(), d * order.len()), dev)
+            .map_err(|e| e.to_string())?;
+        out.extend(
+            dam.forward(&x)
+                .and_then(|l| l.to_vec1::<f32>())
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(out)
+}
+
+/// Rank of the ground truth `truth` among `top` after ordering by `logit` (higher first):
+/// 1 + the others whose logit is ≥ the truth's; `fallback` when the truth is not in `top`.
+fn reranked_rank(top: &[u32], logits: &[f32], truth: usize, fallback: u32) -> u32 {
+    match top.iter().position(|&j| j as usize == truth) {
+        Some(p) => {
+            let mine = logits[p];
+            1 + top
+                .iter()
+                .zip(logits)
+                .filter(|&(&j, &l)| j as usize != truth && l >= mine)
+                .count() as u32
+        }
+        None => fallback,
+    }
+}
+
+/// Retrieval of `emb` (unit embeddings per modality, row i of each belonging together) by
+/// volume, and after re-ranking each query's top `k` by the DAM head. Builds the full N×N
+/// volume matrix (N² floats) for the column direction.
+pub fn rerank(
+    model: &GramModel,
+    emb: &[Vec<f32>],
+    k: usize,
+    dev: &Device,
+) -> Result<Retrieval, String> {
+    let d = model.config.embed_dim;
+    let a = model.anchor_index();
+    let n = emb[a].len() / d;
+    let others: Vec<&[f32]> = (0..emb.len())
+        .filter(|&t| t != a)
+        .map(|t| emb[t].as_slice())
+        .collect();
+    let scorer = Scorer::new(&others, n, d).map_err(|e| e.to_string())?;
+    let (base_a2d, base_d2a, _) = ranks(&scorer, &emb[a], d).map_err(|e| e.to_string())?;
+    let mut v = vec![0f32; n * n];
+    scorer
+        .volume_matrix(&emb[a], &mut v)
+        .map_err(|e| e.to_string())?;
+    let k = k.max(1).min(n);
+    let row_top: Vec<Vec<u32>> = (0..n)
+        .map(|i| top_k_of_row(&v[i * n..(i + 1) * n], k).into_iter().map(|x| x.0).collect())
+        .collect();
+    let col_top: Vec<Vec<u32>> = (0..n)
+        .map(|j| {
+            let col: Vec<f32> = (0..n).map(|i| v[i * n + j]).collect();
+            top_k_of_row(&col, k).into_iter().map(|x| x.0).collect()
+        })
+        .collect();
+    let mut pairs = Vec::with_capacity(2 * n * k);
+    for (i, top) in row_top.iter().enumerate() {
+        pairs.extend(top.iter().map(|&j| (i, j as usize)));
+    }
+    for (j, top) in col_top.iter().enumerate() {
+        pairs.extend(top.iter().map(|&i| (i as usize, j)));
+    }
+    let logits = dam_logits(model, emb, &pairs, dev)?;
+    let (row_logits, col_logits) = logits.split_at(n * k);
+    let outside = k as u32 + 1;
+    let mut a2d: Vec<u32> = (0..n)
+        .map(|i| {
+            reranked_rank(
+                &row_top[i],
+                &row_logits[i * k..(i + 1) * k],
+                i,
+                base_a2d[i].max(outside),
+            )
+        })
+        .collect();
+    let mut d2a: Vec<u32> = (0..n)
+        .map(|j| {
+            reranked_rank(
+                &col_top[j],
+                &col_logits[j * k..(j + 1) * k],
+                j,
+                base_d2a[j].max(outside),
+            )
+        })
+        .collect();
+    Ok(Retrieval {
+        anchor_to_data: summarize_ranks(&mut a2d).map_err(|e| e.to_string())?,
+        data_to_anchor: summarize_ranks(&mut d2a).map_err(|e| e.to_string())?,
+    })
+}
+
+/// `gram-train eval`: embed `split` of `data` with the checkpoint, evaluate, optionally
+/// re-rank.
+pub fn evaluate_checkpoint(
+    checkpoint: &Path,
+    data: &Path,
+    split: &str,
+    rerank_k: Option<usize>,
+    skip_bad: bool,
+    dev: &Device,
+) -> Result<Evaluation, String> {
+    let loaded = load_checkpoint(checkpoint, dev)?;
+    let model = &loaded.model;
+    let source = open_source(data, split, &model.config, &loaded.tokenizers, skip_bad)?;
+    let (emb, kept) = embed_source(model, source.as_ref(), dev)?;
+    if kept.len() < 2 {
+        return Err(format!(
+            "{}: fewer than 2 good samples in split {split}",
+            data.display()
+        ));
+    }
+    let volume = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;
+    let reranked = match rerank_k {
+        Some(k) => Some((k, rerank(model, &emb, k, dev)?)),
+        None => None,
+    };
+    Ok(Evaluation {
+        samples: kept.len(),
+        skipped: source.skipped(),
+        volume,
+        reranked,
+    })
+}
