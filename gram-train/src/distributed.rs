@@ -100,7 +100,10 @@ impl Collective for ThreadWorld {
     }
     fn all_gather(&self, local: &Tensor) -> Result<Tensor> {
         let mut dims = local.dims().to_vec();
-        let host = local.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let host = local
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let all: Vec<f32> = self.exchange(host).concat();
         dims[0] *= self.world;
         Tensor::from_vec(all, dims, local.device())?.to_dtype(local.dtype())
@@ -198,7 +201,10 @@ pub fn local_loss(
                 let dev = anchor.device();
                 let index = |f: fn(&(usize, usize)) -> usize| {
                     Tensor::from_vec(
-                        pairs.iter().map(|p| (f(p) + off) as u32).collect::<Vec<_>>(),
+                        pairs
+                            .iter()
+                            .map(|p| (f(p) + off) as u32)
+                            .collect::<Vec<_>>(),
                         pairs.len(),
                         dev,
                     )

@@ -2,8 +2,8 @@
 
 use candle_core::Device;
 use clap::{Parser, Subcommand};
-use gram_train::synth::SynthConfig;
 use gram_train::encoders::{EncoderSpec, Kind};
+use gram_train::synth::SynthConfig;
 use gram_train::train::{LossKind, TrainConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -125,7 +125,11 @@ fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), String> {
         "clip" => Kind::Clip,
         "ast" => Kind::Ast,
         "features" => Kind::Features,
-        other => return Err(format!("--encoder {arg}: unknown kind '{other}' (bert, clip, ast, features)")),
+        other => {
+            return Err(format!(
+                "--encoder {arg}: unknown kind '{other}' (bert, clip, ast, features)"
+            ));
+        }
     };
     let mut spec = EncoderSpec::of(kind);
     spec.path = path;

@@ -182,7 +182,14 @@ impl GramModel {
             .iter()
             .zip(&encs)
             .map(|(name, enc)| {
-                Head::new(varmap, &format!("head.{name}"), enc.hidden(), config, &mut rng, dev)
+                Head::new(
+                    varmap,
+                    &format!("head.{name}"),
+                    enc.hidden(),
+                    config,
+                    &mut rng,
+                    dev,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let log_inv_tau = register(
@@ -243,7 +250,13 @@ impl GramModel {
     /// same order. Frozen encoders' outputs are detached (no backward through them).
     pub fn embed(&self, inputs: &[HostInput], dev: &Device) -> Result<Vec<Tensor>> {
         let mut out = Vec::with_capacity(inputs.len());
-        for (t, ((enc, head), x)) in self.encoders.iter().zip(&self.heads).zip(inputs).enumerate() {
+        for (t, ((enc, head), x)) in self
+            .encoders
+            .iter()
+            .zip(&self.heads)
+            .zip(inputs)
+            .enumerate()
+        {
             let mut h = enc.forward(x, dev)?;
             if !self.config.encoder(t).trainable {
                 h = h.detach();

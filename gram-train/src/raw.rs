@@ -28,9 +28,19 @@ struct Line {
 #[derive(Clone)]
 pub enum Prep {
     Features,
-    Text { tokenizer: Tokenizer, max_len: usize },
-    Vision { size: usize, frames: usize },
-    Audio { n_mels: usize, frames: usize, filters: Vec<f32> },
+    Text {
+        tokenizer: Tokenizer,
+        max_len: usize,
+    },
+    Vision {
+        size: usize,
+        frames: usize,
+    },
+    Audio {
+        n_mels: usize,
+        frames: usize,
+        filters: Vec<f32>,
+    },
 }
 
 impl Prep {
@@ -161,8 +171,8 @@ impl RawSplit {
             .ok_or_else(|| format!("no field \"{field}\""))?;
         match prep {
             Prep::Features => {
-                let row: Vec<f32> = serde_json::from_value(v.clone())
-                    .map_err(|e| format!("\"{field}\": {e}"))?;
+                let row: Vec<f32> =
+                    serde_json::from_value(v.clone()).map_err(|e| format!("\"{field}\": {e}"))?;
                 if row.iter().any(|x| !x.is_finite()) {
                     return Err(format!("\"{field}\": non-finite value"));
                 }
@@ -195,7 +205,9 @@ impl RawSplit {
                 let p = self.path(v)?;
                 let wav = audio::read_wav(&self.read(&p)?)
                     .map_err(|e| format!("{}: {e}", p.display()))?;
-                Ok(Decoded::Floats(audio::log_mel(&wav, *n_mels, *frames, filters)))
+                Ok(Decoded::Floats(audio::log_mel(
+                    &wav, *n_mels, *frames, filters,
+                )))
             }
         }
     }
@@ -231,7 +243,9 @@ impl RawSplit {
         }
         let mut inputs = Vec::with_capacity(self.preps.len());
         for (t, prep) in self.preps.iter().enumerate() {
-            let cells = rows.iter_mut().map(|r| std::mem::replace(&mut r[t], Decoded::Text(String::new())));
+            let cells = rows
+                .iter_mut()
+                .map(|r| std::mem::replace(&mut r[t], Decoded::Text(String::new())));
             inputs.push(match prep {
                 Prep::Text { tokenizer, max_len } => {
                     let texts: Vec<String> = cells

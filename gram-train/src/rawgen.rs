@@ -115,7 +115,10 @@ pub fn generate(out: &Path, sizes: [usize; 3], seed: u64) -> Result<(), String> 
                 16.0 - 1.5 * vy as f32 + rng.random_range(-2.0..2.0),
             );
             let img = format!("img/{id}.png");
-            write(&out.join(&img), &render(shape, colour, 16.0, 16.0, &mut rng))?;
+            write(
+                &out.join(&img),
+                &render(shape, colour, 16.0, 16.0, &mut rng),
+            )?;
             let mut frames = Vec::new();
             for f in 0..FRAMES {
                 let p = format!("video/{id}_{f}.png");

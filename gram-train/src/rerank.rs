@@ -60,9 +60,10 @@ pub fn dam_logits(
     pairs: &[(usize, usize)],
     dev: &Device,
 ) -> Result<Vec<f32>, String> {
-    let dam = model.dam.as_ref().ok_or(
-        "the checkpoint has no DAM head (trained with a baseline loss or --dam-weight 0)",
-    )?;
+    let dam = model
+        .dam
+        .as_ref()
+        .ok_or("the checkpoint has no DAM head (trained with a baseline loss or --dam-weight 0)")?;
     let d = model.config.embed_dim;
     let a = model.anchor_index();
     let order: Vec<usize> = std::iter::once(a)
@@ -128,7 +129,12 @@ pub fn rerank(
         .map_err(|e| e.to_string())?;
     let k = k.max(1).min(n);
     let row_top: Vec<Vec<u32>> = (0..n)
-        .map(|i| top_k_of_row(&v[i * n..(i + 1) * n], k).into_iter().map(|x| x.0).collect())
+        .map(|i| {
+            top_k_of_row(&v[i * n..(i + 1) * n], k)
+                .into_iter()
+                .map(|x| x.0)
+                .collect()
+        })
         .collect();
     let col_top: Vec<Vec<u32>> = (0..n)
         .map(|j| {

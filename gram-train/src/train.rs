@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tokenizers::Tokenizer;
 use std::time::Instant;
+use tokenizers::Tokenizer;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -161,7 +161,9 @@ pub fn model_config_for(cfg: &TrainConfig, data: &Path) -> Result<ModelConfig, S
         (specs, dims)
     } else {
         if modalities != info.modalities {
-            return Err("feature datasets train on all their modalities, in dataset.json order".into());
+            return Err(
+                "feature datasets train on all their modalities, in dataset.json order".into(),
+            );
         }
         let dims = load_split(data, "train")?.dims();
         (Vec::new(), dims)
@@ -196,7 +198,10 @@ fn tokenizer_file(dir: &Path, modality: &str) -> PathBuf {
 
 /// Tokenizers of `config`'s text encoders: from checkpoint `dir` when given, else from each
 /// encoder's pretrained folder, else the character-level one.
-fn tokenizers_for(config: &ModelConfig, dir: Option<&Path>) -> Result<Vec<Option<Tokenizer>>, String> {
+fn tokenizers_for(
+    config: &ModelConfig,
+    dir: Option<&Path>,
+) -> Result<Vec<Option<Tokenizer>>, String> {
     (0..config.modalities.len())
         .map(|t| {
             let spec = config.encoder(t);
@@ -204,12 +209,8 @@ fn tokenizers_for(config: &ModelConfig, dir: Option<&Path>) -> Result<Vec<Option
                 return Ok(None);
             }
             match dir {
-                Some(d) => {
-                    let p = tokenizer_file(d, &config.modalities[t]);
-                    Tokenizer::from_file(&p)
-                        .map(Some)
-                        .map_err(|e| format!("{}: {e}", p.display()))
-                }
+                Some(d) => encoders::tokenizer_from_file(&tokenizer_file(d, &config.modalities[t]))
+                    .map(Some),
                 None => encoders::load_tokenizer(spec.path.as_deref()).map(Some),
             }
         })
@@ -313,7 +314,9 @@ pub fn embed_source(
     let chunk = if encoded { 64 } else { 1024 };
     let mut out: Vec<Vec<f32>> = vec![Vec::new(); model.heads.len()];
     let mut kept = Vec::with_capacity(n);
-    let plans = (0..n).step_by(chunk).map(|s| (s..(s + chunk).min(n)).collect());
+    let plans = (0..n)
+        .step_by(chunk)
+        .map(|s| (s..(s + chunk).min(n)).collect());
     prefetched(source, plans, 2, |batch| {
         let (inputs, idx) = batch?;
         if idx.is_empty() {
@@ -509,10 +512,25 @@ pub fn fit(
         None => build_model(&model_cfg, cfg.seed, dev)?,
     };
     let model = &loaded.model;
-    let train = open_source(data, "train", &model_cfg, &loaded.tokenizers, opts.skip_bad_samples)?;
-    let val = open_source(data, "val", &model_cfg, &loaded.tokenizers, opts.skip_bad_samples)?;
+    let train = open_source(
+        data,
+        "train",
+        &model_cfg,
+        &loaded.tokenizers,
+        opts.skip_bad_samples,
+    )?;
+    let val = open_source(
+        data,
+        "val",
+        &model_cfg,
+        &loaded.tokenizers,
+        opts.skip_bad_samples,
+    )?;
     if train.len() < 2 {
-        return Err(format!("{}: need at least 2 training samples", data.display()));
+        return Err(format!(
+            "{}: need at least 2 training samples",
+            data.display()
+        ));
     }
     let batch = cfg.batch_size.min(train.len());
     let params = optimizer_params(&loaded, cfg);

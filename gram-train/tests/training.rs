@@ -150,7 +150,7 @@ fn training_improves_retrieval_and_embeddings_feed_gram_eval() {
         "val R@1 {r1} should beat chance (1.6%) clearly"
     );
     let emb = tmp.path().join("emb");
-    gram_train::train::embed(&run, &data, "test", &emb, &Device::Cpu).unwrap();
+    gram_train::train::embed(&run, &data, "test", false, &emb, &Device::Cpu).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_gram-train"))
         .arg("--help")
         .output()

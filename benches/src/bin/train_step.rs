@@ -7,6 +7,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use gram_train::encoders::HostInput;
 use gram_train::losses::gram_loss;
 use gram_train::model::{GramModel, ModelConfig, decays};
 use gram_train::optim::{AdamW, AdamWConfig};
@@ -34,6 +35,7 @@ fn main() -> candle_core::Result<()> {
         mlp_hidden: 0,
         dam_hidden: 0,
         init_temperature: 0.07,
+        encoders: Vec::new(),
     };
     let varmap = VarMap::new();
     let model = GramModel::new(&cfg, &varmap, 0, &dev)?;
@@ -42,7 +44,7 @@ fn main() -> candle_core::Result<()> {
         .lock()
         .unwrap()
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone(), decays(k)))
+        .map(|(k, v)| (k.clone(), v.clone(), decays(k), 1.0))
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let mut opt = AdamW::new(
@@ -55,13 +57,17 @@ fn main() -> candle_core::Result<()> {
             weight_decay: 0.05,
         },
     )?;
-    let feats: Vec<Tensor> = (0..3)
-        .map(|_| Tensor::randn(0f32, 1.0, (B, IN), &dev))
+    let feats: Vec<HostInput> = (0..3)
+        .map(|_| {
+            Tensor::randn(0f32, 1.0, B * IN, &Device::Cpu)
+                .and_then(|t| t.to_vec1::<f32>())
+                .map(|data| HostInput::Features { data, dim: IN })
+        })
         .collect::<candle_core::Result<_>>()?;
     let (mut fwd, mut bwd, mut opt_t, mut total) = (vec![], vec![], vec![], vec![]);
     for step in 0..steps + 3 {
         let t0 = Instant::now();
-        let emb = model.embed(&feats)?;
+        let emb = model.embed(&feats, &dev)?;
         let v = volume_matrix(&emb[0], &emb[1..])?;
         let loss = gram_loss(&v, &model.inv_tau()?, 0.1)?.loss;
         let _ = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?; // synchronise

@@ -241,7 +241,8 @@ pub fn log_mel(samples: &[f32], n_mels: usize, frames: usize, filters: &[f32]) -
         for i in 0..N_FFT {
             input[i] = s[i] * window[i];
         }
-        fft.process(&mut input, &mut spec).expect("sizes from the plan");
+        fft.process(&mut input, &mut spec)
+            .expect("sizes from the plan");
         for (p, c) in power.iter_mut().zip(&spec) {
             *p = c.norm_sqr();
         }

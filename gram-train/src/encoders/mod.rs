@@ -106,10 +106,16 @@ impl EncoderSpec {
 #[derive(Clone, Debug)]
 pub enum HostInput {
     /// Rows [B, dim].
-    Features { data: Vec<f32>, dim: usize },
+    Features {
+        data: Vec<f32>,
+        dim: usize,
+    },
     Tokens(text::Tokens),
     /// CHW pixels of B·frames images.
-    Pixels { data: Vec<f32>, frames: usize },
+    Pixels {
+        data: Vec<f32>,
+        frames: usize,
+    },
     /// Log-mels [B, n_mels, frames].
     Mel(Vec<f32>),
 }
@@ -282,12 +288,20 @@ pub fn save_folder(
 /// one the small configuration is built for.
 pub fn load_tokenizer(dir: Option<&Path>) -> std::result::Result<Tokenizer, String> {
     match dir {
-        Some(d) => {
-            let p = d.join("tokenizer.json");
-            Tokenizer::from_file(&p).map_err(|e| format!("{}: {e}", p.display()))
-        }
+        Some(d) => tokenizer_from_file(&d.join("tokenizer.json")),
         None => text::char_tokenizer(),
     }
+}
+
+/// A tokenizer.json with its own padding and truncation switched off: [`text::tokenize`]
+/// truncates to the spec's `max_len` and pads to the batch (MiniLM's file pads every
+/// sequence to 128, which would change nothing but the cost).
+pub fn tokenizer_from_file(p: &Path) -> std::result::Result<Tokenizer, String> {
+    let mut t = Tokenizer::from_file(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    t.with_padding(None);
+    t.with_truncation(None)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(t)
 }
 
 /// Write the small configuration of `spec.kind`, initialised from `seed`, as a folder that

@@ -43,7 +43,10 @@ const SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 /// Specials, then every printable ASCII character on its own and as a `##` continuation.
 fn char_vocab() -> Vec<String> {
     let mut v: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
-    for c in (b'!'..=b'~').map(char::from).filter(|c| !c.is_ascii_uppercase()) {
+    for c in (b'!'..=b'~')
+        .map(char::from)
+        .filter(|c| !c.is_ascii_uppercase())
+    {
         v.push(c.to_string());
         v.push(format!("##{c}"));
     }

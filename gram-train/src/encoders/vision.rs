@@ -120,8 +120,7 @@ pub fn preprocess(bytes: &[u8], size: usize) -> std::result::Result<Vec<f32>, St
         for x in 0..size {
             let p = resized.get_pixel((x0 + x) as u32, (y0 + y) as u32);
             for c in 0..3 {
-                out[(c * size + y) * size + x] =
-                    (p[c] as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
+                out[(c * size + y) * size + x] = (p[c] as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
             }
         }
     }
