@@ -9,13 +9,12 @@
 //!
 //! Encoder (AST, Gong et al. 2021): non-overlapping `patch`×`patch` patches of the
 //! [n_mels, frames] spectrogram → linear embedding, a [CLS] token, learned positions, a
-//! pre-LayerNorm transformer (candle-transformers' CLIP encoder blocks), LayerNorm'd [CLS].
+//! pre-LayerNorm transformer (the ViT of [`super::blocks`], one channel, GELU), LayerNorm'd
+//! [CLS].
 
-use candle_core::{Device, Module, Result, Tensor};
-use candle_nn::{Conv2dConfig, VarBuilder};
-use candle_transformers::models::clip::EncoderConfig;
-use candle_transformers::models::clip::text_model::{Activation, ClipEncoder};
-use candle_transformers::models::clip::vision_model::ClipVisionConfig;
+use super::blocks::{Activation, Vit, VitShape};
+use candle_core::{Device, Result, Tensor};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -47,8 +46,19 @@ impl AstConfig {
         Ok(c)
     }
 
-    fn patches(&self) -> usize {
-        (self.n_mels / self.patch_size) * (self.frames / self.patch_size)
+    fn shape(&self) -> VitShape {
+        VitShape {
+            hidden: self.hidden_size,
+            intermediate: self.intermediate_size,
+            layers: self.num_hidden_layers,
+            heads: self.num_attention_heads,
+            channels: 1,
+            patch: self.patch_size,
+            grid_h: self.n_mels / self.patch_size,
+            grid_w: self.frames / self.patch_size,
+            act: Activation::Gelu,
+            eps: 1e-6,
+        }
     }
 }
 
@@ -61,54 +71,16 @@ pub fn small_config() -> serde_json::Value {
 }
 
 pub struct AudioEncoder {
-    patch: candle_nn::Conv2d,
-    cls: Tensor,
-    positions: Tensor,
-    pre_ln: candle_nn::LayerNorm,
-    encoder: ClipEncoder,
-    post_ln: candle_nn::LayerNorm,
+    vit: Vit,
     pub hidden: usize,
     pub cfg: AstConfig,
 }
 
 impl AudioEncoder {
     pub fn new(vb: VarBuilder, cfg: &AstConfig) -> Result<Self> {
-        let d = cfg.hidden_size;
-        let patch = candle_nn::conv2d(
-            1,
-            d,
-            cfg.patch_size,
-            Conv2dConfig {
-                stride: cfg.patch_size,
-                ..Default::default()
-            },
-            vb.pp("patch_embedding"),
-        )?;
-        let init = candle_nn::init::Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
-        let cls = vb.get_with_hints(d, "cls_token", init)?;
-        let positions = vb.get_with_hints((cfg.patches() + 1, d), "position_embedding", init)?;
-        let clip = ClipVisionConfig {
-            embed_dim: d,
-            activation: Activation::QuickGelu,
-            intermediate_size: cfg.intermediate_size,
-            num_hidden_layers: cfg.num_hidden_layers,
-            num_attention_heads: cfg.num_attention_heads,
-            projection_dim: d,
-            num_channels: 1,
-            image_size: cfg.n_mels,
-            patch_size: cfg.patch_size,
-        };
         Ok(AudioEncoder {
-            patch,
-            cls,
-            positions,
-            pre_ln: candle_nn::layer_norm(d, 1e-5, vb.pp("pre_layernorm"))?,
-            encoder: ClipEncoder::new(vb.pp("encoder"), &EncoderConfig::Vision(clip))?,
-            post_ln: candle_nn::layer_norm(d, 1e-5, vb.pp("post_layernorm"))?,
-            hidden: d,
+            vit: Vit::new(vb, &cfg.shape())?,
+            hidden: cfg.hidden_size,
             cfg: cfg.clone(),
         })
     }
@@ -117,12 +89,8 @@ impl AudioEncoder {
     pub fn forward(&self, mels: &[f32], dev: &Device) -> Result<Tensor> {
         let (m, f) = (self.cfg.n_mels, self.cfg.frames);
         let b = mels.len() / (m * f);
-        let x = Tensor::from_slice(mels, (b, 1, m, f), dev)?;
-        let patches = self.patch.forward(&x)?.flatten_from(2)?.transpose(1, 2)?;
-        let cls = self.cls.reshape((1, 1, self.hidden))?.repeat((b, 1, 1))?;
-        let x = Tensor::cat(&[cls, patches], 1)?.broadcast_add(&self.positions)?;
-        let x = self.encoder.forward(&self.pre_ln.forward(&x)?, None)?;
-        self.post_ln.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)
+        self.vit
+            .forward(&Tensor::from_slice(mels, (b, 1, m, f), dev)?)
     }
 }
 

@@ -10,6 +10,7 @@
 //! the run's seed (BERT's recipe: N(0, 0.02) weights, unit LayerNorm scales, zero biases).
 
 pub mod audio;
+pub mod blocks;
 pub mod text;
 pub mod vision;
 

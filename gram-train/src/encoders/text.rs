@@ -1,10 +1,10 @@
-//! Text: a BERT-family encoder (candle-transformers' `BertModel`) with a `tokenizers`
-//! tokenizer, pooled over tokens (mean over the attention mask, as sentence-transformers'
-//! MiniLM does, or the [CLS] token).
+//! Text: a BERT-family encoder ([`super::blocks::Bert`], Hugging Face parameter names) with a
+//! `tokenizers` tokenizer, pooled over tokens (mean over the attention mask, as
+//! sentence-transformers' MiniLM does, or the [CLS] token).
 
-use candle_core::{D, DType, Device, Result, Tensor};
+use super::blocks::{Bert, BertConfig};
+use candle_core::{D, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -124,7 +124,7 @@ pub fn tokenize(
 }
 
 pub struct TextEncoder {
-    bert: BertModel,
+    bert: Bert,
     pooling: Pooling,
     pub hidden: usize,
 }
@@ -135,7 +135,7 @@ impl TextEncoder {
         let cfg: BertConfig = serde_json::from_value(config.clone())
             .map_err(|e| candle_core::Error::Msg(format!("BERT config.json: {e}")))?;
         Ok(TextEncoder {
-            bert: BertModel::load(vb, &cfg)?,
+            bert: Bert::new(vb, &cfg)?,
             pooling,
             hidden: cfg.hidden_size,
         })
@@ -146,8 +146,7 @@ impl TextEncoder {
         let b = tokens.ids.len() / tokens.len;
         let ids = Tensor::from_slice(&tokens.ids, (b, tokens.len), dev)?;
         let mask = Tensor::from_slice(&tokens.mask, (b, tokens.len), dev)?;
-        let types = ids.zeros_like()?;
-        let states = self.bert.forward(&ids, &types, Some(&mask))?;
+        let states = self.bert.forward(&ids, &mask)?;
         match self.pooling {
             Pooling::Cls => states.narrow(1, 0, 1)?.squeeze(1),
             Pooling::Mean => {
@@ -159,6 +158,3 @@ impl TextEncoder {
         }
     }
 }
-
-/// Model dtype used by the encoders (f32; see the README for bf16 on GPUs).
-pub const DTYPE: DType = DType::F32;

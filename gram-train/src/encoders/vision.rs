@@ -3,10 +3,9 @@
 //! CLIP's preprocessing: shorter side resized to `image_size` (bicubic), centre crop, RGB
 //! scaled to [0, 1] and normalised with CLIP's per-channel mean and standard deviation.
 
-use candle_core::{D, Device, Module, Result, Tensor};
+use super::blocks::{Vit, VitShape, activation_named};
+use candle_core::{D, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::clip::text_model::Activation;
-use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
 use serde::{Deserialize, Serialize};
 
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -24,6 +23,14 @@ pub struct VitConfig {
     pub patch_size: usize,
     #[serde(default = "three")]
     pub num_channels: usize,
+    #[serde(default)]
+    pub hidden_act: Option<String>,
+    #[serde(default = "clip_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn clip_eps() -> f64 {
+    1e-5
 }
 
 fn three() -> usize {
@@ -37,18 +44,27 @@ impl VitConfig {
         serde_json::from_value(inner.clone()).map_err(|e| format!("CLIP vision config: {e}"))
     }
 
-    fn clip(&self) -> ClipVisionConfig {
-        ClipVisionConfig {
-            embed_dim: self.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: self.intermediate_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            projection_dim: self.hidden_size,
-            num_channels: self.num_channels,
-            image_size: self.image_size,
-            patch_size: self.patch_size,
+    pub fn shape(&self) -> Result<VitShape> {
+        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+            candle_core::bail!(
+                "image_size {} is not a multiple of patch_size {}",
+                self.image_size,
+                self.patch_size
+            )
         }
+        let grid = self.image_size / self.patch_size;
+        Ok(VitShape {
+            hidden: self.hidden_size,
+            intermediate: self.intermediate_size,
+            layers: self.num_hidden_layers,
+            heads: self.num_attention_heads,
+            channels: self.num_channels,
+            patch: self.patch_size,
+            grid_h: grid,
+            grid_w: grid,
+            act: activation_named(self.hidden_act.as_deref())?,
+            eps: self.layer_norm_eps,
+        })
     }
 }
 
@@ -61,23 +77,17 @@ pub fn small_config() -> serde_json::Value {
 }
 
 pub struct VisionEncoder {
-    vit: ClipVisionTransformer,
+    vit: Vit,
     pub hidden: usize,
     pub image_size: usize,
 }
 
 impl VisionEncoder {
-    /// Parameters under `vb` with HF CLIP names (`embeddings.*`, `encoder.layers.*`,
-    /// `pre_layrnorm`, `post_layernorm`). The class embedding is registered first: candle's
-    /// tower otherwise draws an unsaved random one.
+    /// Parameters under `vb` with HF CLIP vision names (`embeddings.*`, `pre_layrnorm`,
+    /// `encoder.layers.*`, `post_layernorm`).
     pub fn new(vb: VarBuilder, cfg: &VitConfig) -> Result<Self> {
-        vb.get_with_hints(
-            cfg.hidden_size,
-            "embeddings.class_embedding",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
-        )?;
         Ok(VisionEncoder {
-            vit: ClipVisionTransformer::new(vb, &cfg.clip())?,
+            vit: Vit::new(vb, &cfg.shape()?)?,
             hidden: cfg.hidden_size,
             image_size: cfg.image_size,
         })
@@ -88,8 +98,8 @@ impl VisionEncoder {
         let s = self.image_size;
         let bf = pixels.len() / (3 * s * s);
         let x = Tensor::from_slice(pixels, (bf, 3, s, s), dev)?;
-        let pooled = self.vit.forward(&x)?;
-        pooled
+        self.vit
+            .forward(&x)?
             .reshape((bf / frames, frames, self.hidden))?
             .mean(D::Minus2)
     }

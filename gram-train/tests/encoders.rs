@@ -1,0 +1,300 @@
+//! Encoders: every parameter trains (candle's fused LayerNorm would silently cut gradients),
+//! the differentiable blocks equal candle's reference ops, encoder folders round-trip, and the
+//! image and audio frontends do what their documentation says.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use gram_train::distributed::SingleProcess;
+use gram_train::encoders::{self, Encoder, EncoderSpec, HostInput, Kind, audio, blocks, vision};
+use gram_train::train::{TrainConfig, build_model, model_config_for, open_source, train_step};
+use rand::SeedableRng;
+use std::path::PathBuf;
+
+fn testdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/raw")
+}
+
+#[test]
+fn every_parameter_of_every_encoder_gets_a_gradient() {
+    let cfg = TrainConfig {
+        batch_size: 6,
+        embed_dim: 16,
+        dam_hidden: 8,
+        ..TrainConfig::default()
+    };
+    let mc = model_config_for(&cfg, &testdata()).unwrap();
+    assert_eq!(
+        mc.encoders.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [Kind::Bert, Kind::Clip, Kind::Ast]
+    );
+    let l = build_model(&mc, 0, &Device::Cpu).unwrap();
+    let src = open_source(&testdata(), "train", &mc, &l.tokenizers, false).unwrap();
+    let (inputs, _) = src.batch(&[0, 1, 2, 3, 4, 5]).unwrap();
+    let vars: Vec<(String, candle_core::Var)> = l
+        .varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let params: Vec<_> = vars.iter().map(|v| v.1.clone()).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (loss, grads) = train_step(
+        &l.model,
+        &cfg,
+        &inputs,
+        &params,
+        &SingleProcess,
+        &mut rng,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(loss.is_finite());
+    let mut missing = Vec::new();
+    for (name, var) in &vars {
+        // Unused rows of the embedding tables have zero gradient; the tables must have one.
+        match grads.get(var.as_tensor()) {
+            Some(g) => {
+                let norm = g
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let typeless = name.contains("token_type") || name.contains("position_embeddings");
+                if !(norm > 0.0 || typeless) {
+                    missing.push(format!("{name} (zero)"));
+                }
+            }
+            None => missing.push(name.clone()),
+        }
+    }
+    assert!(missing.is_empty(), "no gradient for {missing:?}");
+    assert!(vars.len() > 100, "{} parameters", vars.len());
+}
+
+#[test]
+fn layer_norm_and_patch_embedding_equal_candles_reference_ops() {
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 2.0, (3, 5, 16), &dev).unwrap();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let ours = blocks::LayerNorm::new(vb.pp("ln"), 16, 1e-5).unwrap();
+    encoders::seeded_init(&varmap, "ln", 3).unwrap();
+    let w = Tensor::randn(1f32, 0.5, 16, &dev).unwrap();
+    let b = Tensor::randn(0f32, 0.5, 16, &dev).unwrap();
+    for (name, t) in [("ln.weight", &w), ("ln.bias", &b)] {
+        varmap.data().lock().unwrap()[name].set(t).unwrap();
+    }
+    let reference = candle_nn::LayerNorm::new(w, b, 1e-5).forward(&x).unwrap();
+    let diff = (ours.forward(&x).unwrap() - reference)
+        .unwrap()
+        .abs()
+        .unwrap();
+    let worst = diff
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(worst < 1e-5, "LayerNorm differs by {worst}");
+
+    // The ViT's patches-as-matmul equal a stride-p convolution with the same weight.
+    let vit_json = vision::small_config();
+    let cfg = vision::VitConfig::from_json(&vit_json).unwrap();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let vit = blocks::Vit::new(vb.pp("v"), &cfg.shape().unwrap()).unwrap();
+    encoders::seeded_init(&varmap, "v", 1).unwrap();
+    let img = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &dev).unwrap();
+    let pooled = vit.forward(&img).unwrap();
+    assert_eq!(pooled.dims(), [2, 128]);
+    let weight = varmap.data().lock().unwrap()["v.embeddings.patch_embedding.weight"]
+        .as_tensor()
+        .clone();
+    let conv = img
+        .conv2d(&weight, 0, 8, 1, 1)
+        .unwrap()
+        .flatten_from(2)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
+    let p = 8;
+    let patches = img
+        .reshape((2, 3, 4, p, 4, p))
+        .unwrap()
+        .permute((0, 2, 4, 1, 3, 5))
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((2, 16, 3 * p * p))
+        .unwrap();
+    let mm = patches
+        .broadcast_matmul(&weight.reshape((128, 3 * p * p)).unwrap().t().unwrap())
+        .unwrap();
+    let worst = (conv - mm)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        worst < 1e-4,
+        "patch embedding differs from conv2d by {worst}"
+    );
+}
+
+#[test]
+fn encoder_folders_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = Device::Cpu;
+    let inputs = [
+        (Kind::Bert, None),
+        (
+            Kind::Clip,
+            Some(HostInput::Pixels {
+                data: (0..2 * 3 * 32 * 32)
+                    .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+                    .collect(),
+                frames: 1,
+            }),
+        ),
+        (
+            Kind::Ast,
+            Some(HostInput::Mel(
+                (0..2 * 64 * 128)
+                    .map(|i| ((i % 13) as f32) / 13.0)
+                    .collect(),
+            )),
+        ),
+    ];
+    for (kind, input) in inputs {
+        let dir = tmp.path().join(format!("{kind:?}"));
+        encoders::write_small(&EncoderSpec::of(kind), 5, &dir).unwrap();
+        let mut spec = EncoderSpec::of(kind);
+        spec.path = Some(dir.clone());
+        spec.resolve().unwrap();
+        let build = |seed: Option<u64>| {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev).pp("enc.m");
+            let enc = Encoder::new(&spec, vb, 0).unwrap();
+            match seed {
+                Some(s) => encoders::seeded_init(&varmap, "enc.m", s).unwrap(),
+                None => encoders::load_folder(&varmap, "enc.m", &dir).unwrap(),
+            }
+            enc
+        };
+        let (loaded, same_seed, other_seed) = (build(None), build(Some(5)), build(Some(6)));
+        let input = input.unwrap_or_else(|| {
+            let tok = encoders::load_tokenizer(Some(&dir)).unwrap();
+            HostInput::Tokens(
+                encoders::text::tokenize(&tok, &["a red circle", "a blue square moving up"], 64)
+                    .unwrap(),
+            )
+        });
+        let out = |e: &Encoder| e.forward(&input, &dev).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(
+            out(&loaded),
+            out(&same_seed),
+            "{kind:?}: reloaded folder differs"
+        );
+        assert_ne!(
+            out(&loaded),
+            out(&other_seed),
+            "{kind:?}: seed has no effect"
+        );
+    }
+}
+
+#[test]
+fn a_tone_lands_in_the_mel_band_of_its_frequency() {
+    let filters = audio::mel_filters(64);
+    let bins = audio::N_FFT / 2 + 1;
+    // Every filter has area-normalised, non-negative weights and a peak.
+    for m in 0..64 {
+        let row = &filters[m * bins..(m + 1) * bins];
+        assert!(
+            row.iter().all(|&w| w >= 0.0) && row.iter().any(|&w| w > 0.0),
+            "filter {m}"
+        );
+    }
+    for freq in [300.0f32, 1000.0, 3000.0] {
+        let samples: Vec<f32> = (0..16000)
+            .map(|i| (2.0 * std::f32::consts::PI * freq * i as f32 / 16000.0).sin())
+            .collect();
+        let mel = audio::log_mel(&samples, 64, 100, &filters);
+        let frame = 50;
+        let loudest = (0..64)
+            .max_by(|&a, &b| mel[a * 100 + frame].total_cmp(&mel[b * 100 + frame]))
+            .unwrap();
+        // The filter with the largest weight at the tone's FFT bin.
+        let bin = (freq as usize * audio::N_FFT) / 16000;
+        let expected = (0..64)
+            .max_by(|&a, &b| filters[a * bins + bin].total_cmp(&filters[b * bins + bin]))
+            .unwrap();
+        assert!(
+            loudest.abs_diff(expected) <= 1,
+            "{freq} Hz: band {loudest}, expected {expected}"
+        );
+    }
+    // Silence and too-short clips stay finite (padding maps to the floor).
+    for clip in [vec![0f32; 16000], vec![0.5f32; 10], Vec::new()] {
+        let mel = audio::log_mel(&clip, 64, 100, &filters);
+        assert!(mel.iter().all(|x| x.is_finite()));
+    }
+}
+
+#[test]
+fn wav_reading_resamples_and_rejects_garbage() {
+    let committed = std::fs::read(testdata().join("audio/0.wav")).unwrap();
+    let s = audio::read_wav(&committed).unwrap();
+    assert_eq!(s.len(), 8000, "0.5 s at 8 kHz resampled to 16 kHz");
+    assert!(s.iter().all(|x| x.abs() <= 1.0));
+    let e = audio::read_wav(b"RIFF....WAVEnope").unwrap_err();
+    assert!(e.starts_with("WAV:"), "{e}");
+    assert_eq!(
+        audio::resample_linear(&[0.0, 1.0], 1, 2),
+        vec![0.0, 0.5, 1.0, 1.0]
+    );
+}
+
+#[test]
+fn clip_preprocessing_normalises_and_centre_crops() {
+    let mut png = Vec::new();
+    let img = image::RgbImage::from_fn(48, 32, |x, _| {
+        if x < 8 || x >= 40 {
+            image::Rgb([0, 0, 0])
+        } else {
+            image::Rgb([255, 128, 0])
+        }
+    });
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let px = vision::preprocess(&png, 16).unwrap();
+    assert_eq!(px.len(), 3 * 16 * 16);
+    // Shorter side 32 → 16: 24×16, centre crop keeps the coloured middle (columns 4..20).
+    let centre = |c: usize| px[(c * 16 + 8) * 16 + 8];
+    let want = |v: f32, c: usize| (v / 255.0 - vision::CLIP_MEAN[c]) / vision::CLIP_STD[c];
+    for (c, v) in [255.0, 128.0, 0.0].into_iter().enumerate() {
+        assert!(
+            (centre(c) - want(v, c)).abs() < 0.02,
+            "channel {c}: {}",
+            centre(c)
+        );
+    }
+    assert!(
+        vision::preprocess(b"\x89PNG garbage", 16)
+            .unwrap_err()
+            .contains("decode")
+    );
+    assert_eq!(vision::sample_frames(4, 2), vec![1, 3]);
+    assert_eq!(vision::sample_frames(1, 3), vec![0, 0, 0]);
+}
