@@ -11,8 +11,8 @@
 //! (`tests/distributed.rs` checks this with several simulated ranks in one process).
 //!
 //! [`SingleProcess`] is the world of size 1 (the gathers are identities). [`ThreadWorld`]
-//! runs ranks as threads of one process. A multi-GPU backend implements [`Collective`] with
-//! NCCL's all-gather and all-reduce on device buffers; see the README for its status.
+//! runs ranks as threads of one process. With the `nccl` feature, [`crate::nccl`] connects
+//! one process per GPU through NCCL.
 
 use crate::losses::{bce_with_logits, sample_hard_negatives, smoothed_ce_offset};
 use crate::model::GramModel;
@@ -25,7 +25,7 @@ use std::sync::{Arc, Barrier, Mutex};
 
 /// The two collectives data-parallel training needs. Every rank calls them in the same order
 /// with tensors of the same shape.
-pub trait Collective: Send + Sync {
+pub trait Collective {
     fn rank(&self) -> usize;
     fn world(&self) -> usize;
     /// Every rank's `local`, concatenated along dimension 0 in rank order.
@@ -262,6 +262,9 @@ pub fn step_gradients(
         Some(s) => s.backward()?,
         None => candle_core::bail!("no embedding gradient: the loss does not use the batch"),
     };
+    // Each parameter's gradient: through the embeddings plus directly from the loss (the
+    // temperature and the DAM head).
+    let mut present = Vec::with_capacity(params.len());
     for p in params {
         let t = p.as_tensor();
         let g = match (grads.remove(t), loss_grads.remove(t)) {
@@ -269,12 +272,27 @@ pub fn step_gradients(
             (Some(g), None) | (None, Some(g)) => g,
             (None, None) => continue,
         };
-        let g = if world > 1 {
-            (coll.all_reduce_sum(&g)? / world as f64)?
-        } else {
-            g
-        };
-        grads.insert(t, g);
+        present.push((t.clone(), g));
+    }
+    if world > 1 && !present.is_empty() {
+        // One all-reduce for the whole model (a flat bucket), then the mean over ranks.
+        let flat = Tensor::cat(
+            &present
+                .iter()
+                .map(|(_, g)| g.flatten_all())
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        )?;
+        let mean = (coll.all_reduce_sum(&flat)? / world as f64)?;
+        let mut offset = 0;
+        for (_, g) in present.iter_mut() {
+            let n = g.elem_count();
+            *g = mean.narrow(0, offset, n)?.reshape(g.shape())?;
+            offset += n;
+        }
+    }
+    for (t, g) in present {
+        grads.insert(&t, g);
     }
     let value = loss.detach().to_dtype(DType::F64)?;
     let global = (coll.all_reduce_sum(&value)? / world as f64)?.to_scalar::<f64>()?;

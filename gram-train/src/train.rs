@@ -469,8 +469,31 @@ pub fn fit(
     opts: FitOptions,
     dev: &Device,
 ) -> Result<FitSummary, String> {
+    fit_with(data, out, cfg, opts, dev, &SingleProcess)
+}
+
+/// [`fit`] as one rank of a data-parallel world: every rank runs this with the same
+/// arguments; each embeds its slice of every global batch (`batch_size` / world), gradients
+/// are averaged over ranks (see [`crate::distributed`]), and rank 0 alone validates, logs
+/// and writes checkpoints. World size 1 is plain [`fit`].
+pub fn fit_with(
+    data: &Path,
+    out: &Path,
+    cfg: &TrainConfig,
+    opts: FitOptions,
+    dev: &Device,
+    coll: &dyn Collective,
+) -> Result<FitSummary, String> {
+    let (rank, world) = (coll.rank(), coll.world());
+    let lead = rank == 0;
     if cfg.batch_size < 2 {
         return Err("batch size must be ≥ 2".into());
+    }
+    if world > 1 && cfg.batch_size % world != 0 {
+        return Err(format!(
+            "batch size {} is not a multiple of the world size {world}",
+            cfg.batch_size
+        ));
     }
     if opts.resume && opts.init_from.is_some() {
         return Err("--resume and --init-from exclude each other".into());
@@ -568,7 +591,7 @@ pub fn fit(
         start = state.step;
     }
     let metrics_path = out.join("metrics.jsonl");
-    let bar = if opts.progress {
+    let bar = if opts.progress && lead {
         indicatif::ProgressBar::new(cfg.steps)
     } else {
         indicatif::ProgressBar::hidden()
@@ -579,6 +602,9 @@ pub fn fit(
     );
     bar.set_position(start);
     let save = |step: u64, opt: &AdamW| -> Result<(), String> {
+        if !lead {
+            return Ok(());
+        }
         // Tokenizers first: state.json, written last, must only name complete checkpoints.
         for (m, tok) in model.config.modalities.iter().zip(&loaded.tokenizers) {
             if let Some(tok) = tok {
@@ -603,6 +629,9 @@ pub fn fit(
         checkpoint::save(out, &state, &weights, &opt.state_tensors())
     };
     let validate = |step: u64| -> Result<serde_json::Value, String> {
+        if !lead {
+            return Ok(serde_json::Value::Null);
+        }
         let (emb, _) = embed_source(model, val.as_ref(), dev)?;
         let r = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;
         let v = retrieval_json(&r);
@@ -614,11 +643,27 @@ pub fn fit(
     let mut samples = 0usize;
     let end = opts.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
     let n = train.len();
-    let plans = (start..end).map(|step| batch_indices(cfg.seed, step, batch, n));
+    if world > 1 && batch % world != 0 {
+        return Err(format!(
+            "{}: {n} training samples, fewer than a batch divisible by {world} ranks",
+            data.display()
+        ));
+    }
+    let local = batch / world;
+    // Every rank draws the same global batch and takes its own slice of it.
+    let plans = (start..end).map(|step| {
+        batch_indices(cfg.seed, step, batch, n)[rank * local..(rank + 1) * local].to_vec()
+    });
     let mut step = start;
     prefetched(train.as_ref(), plans, opts.prefetch, |prepared| {
         let (inputs, kept) = prepared?;
-        if kept.len() < 2 {
+        if world > 1 && kept.len() != local {
+            // Ranks must gather equal slices; skipping cannot be reconciled across them.
+            return Err(format!(
+                "step {step}: rank {rank} has a bad sample; data-parallel runs need clean data (check it with world size 1 and --skip-bad-samples)"
+            ));
+        }
+        if kept.len() < 2 && world == 1 {
             return Err(format!(
                 "step {step}: fewer than 2 good samples in the batch ({} skipped so far)",
                 train.skipped()
@@ -627,7 +672,7 @@ pub fn fit(
         let mut rng =
             ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
         let (value, grads) =
-            train_step(model, cfg, &inputs, &vars, &SingleProcess, &mut rng, dev).map_err(err)?;
+            train_step(model, cfg, &inputs, &vars, coll, &mut rng, dev).map_err(err)?;
         let norm = opt.grad_norm(&grads).map_err(err)?;
         if !value.is_finite() || !norm.is_finite() {
             bar.abandon();
@@ -644,13 +689,13 @@ pub fn fit(
         };
         opt.step(&grads, lr, scale).map_err(err)?;
         final_loss = value;
-        samples += kept.len();
+        samples += kept.len() * world;
         let rate = samples as f64 / t0.elapsed().as_secs_f64();
         bar.set_message(format!("loss {value:.4} lr {lr:.2e} {rate:.0} samples/s"));
         bar.inc(1);
         let done = step + 1;
         step += 1;
-        if done % cfg.log_every.max(1) == 0 || done == cfg.steps {
+        if lead && (done % cfg.log_every.max(1) == 0 || done == cfg.steps) {
             let tau = 1.0
                 / model
                     .inv_tau()
@@ -664,7 +709,7 @@ pub fn fit(
                 &serde_json::json!({"step": done, "loss": value, "lr": lr, "temperature": tau, "grad_norm": norm, "samples_per_s": rate, "skipped_samples": train.skipped()}),
             )?;
         }
-        if cfg.eval_every > 0 && done % cfg.eval_every == 0 && done != cfg.steps {
+        if lead && cfg.eval_every > 0 && done % cfg.eval_every == 0 && done != cfg.steps {
             let v = validate(done)?;
             bar.println(format!(
                 "step {done}: val anchor->data R@1 {:.2}",
@@ -680,7 +725,7 @@ pub fn fit(
     if end < cfg.steps {
         save(end, &opt)?;
     } else if start < cfg.steps || !opts.resume {
-        last_val = Some(validate(cfg.steps)?);
+        last_val = Some(validate(cfg.steps)?).filter(|v| !v.is_null());
         save(cfg.steps, &opt)?;
     }
     Ok(FitSummary {
