@@ -22,6 +22,8 @@ pub mod distributed;
 pub mod encoders;
 pub mod losses;
 pub mod model;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod optim;
 pub mod raw;
 pub mod rawgen;

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Device: cpu, or cuda (needs a build with --features cuda).
+    /// Device: cpu, cuda or cuda:N (needs a build with --features cuda).
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
 }
@@ -212,6 +212,16 @@ enum Command {
         prefetch: usize,
         #[arg(long)]
         no_progress: bool,
+        /// Data parallelism: number of processes (one per GPU; needs --features nccl).
+        #[arg(long, default_value_t = 1, env = "WORLD_SIZE")]
+        world_size: usize,
+        /// This process's rank in 0..world-size (its GPU is --device cuda:N).
+        #[arg(long, default_value_t = 0, env = "RANK")]
+        rank: usize,
+        /// Rendezvous file (on a filesystem all ranks see; must not exist yet) through which
+        /// rank 0 hands out NCCL's id.
+        #[arg(long)]
+        dist_init: Option<PathBuf>,
     },
     /// Retrieval R@1/5/10, MedR, MeanR in both directions by volume; --rerank K re-orders each
     /// query's top K with the DAM head.
@@ -281,11 +291,63 @@ enum Command {
 }
 
 fn device(name: &str) -> Result<Device, String> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(|e| format!("--device cuda: {e}")),
-        other => Err(format!("--device {other}: expected cpu or cuda")),
+    let ordinal = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("--device {other}: expected cpu, cuda or cuda:N"))?,
+    };
+    Device::new_cuda(ordinal).map_err(|e| format!("--device {name}: {e}"))
+}
+
+fn gpu_ordinal(dev: &Device) -> usize {
+    match dev.location() {
+        candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id,
+        _ => 0,
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[cfg(feature = "nccl")]
+fn fit_data_parallel(
+    data: &std::path::Path,
+    out: &std::path::Path,
+    cfg: &TrainConfig,
+    opts: gram_train::train::FitOptions,
+    dev: &Device,
+    world: usize,
+    rank: usize,
+    dist_init: Option<PathBuf>,
+) -> Result<gram_train::train::FitSummary, String> {
+    let rendezvous = dist_init.ok_or("--world-size > 1 needs --dist-init FILE")?;
+    let coll = gram_train::nccl::Nccl::join(
+        rank,
+        world,
+        gpu_ordinal(dev),
+        &rendezvous,
+        std::time::Duration::from_secs(600),
+    )?;
+    gram_train::train::fit_with(data, out, cfg, opts, dev, &coll)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[cfg(not(feature = "nccl"))]
+fn fit_data_parallel(
+    _: &std::path::Path,
+    _: &std::path::Path,
+    _: &TrainConfig,
+    _: gram_train::train::FitOptions,
+    dev: &Device,
+    world: usize,
+    _: usize,
+    _: Option<PathBuf>,
+) -> Result<gram_train::train::FitSummary, String> {
+    Err(format!(
+        "--world-size {world}: this gram-train was built without the nccl feature (cargo build --release -p gram-train --features cuda,nccl); device {:?}",
+        gpu_ordinal(dev)
+    ))
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -302,6 +364,9 @@ fn run(cli: Cli) -> Result<(), String> {
             skip_bad_samples,
             prefetch,
             no_progress,
+            world_size,
+            rank,
+            dist_init,
         } => {
             let cfg = train.config(TrainConfig::default())?;
             let opts = gram_train::train::FitOptions {
@@ -312,8 +377,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 skip_bad_samples,
                 prefetch,
             };
-            let s = gram_train::train::fit(&data, &out, &cfg, opts, &dev)?;
-            println!("{}", serde_json::to_string(&s).expect("json"));
+            let s = if world_size > 1 {
+                fit_data_parallel(&data, &out, &cfg, opts, &dev, world_size, rank, dist_init)?
+            } else {
+                gram_train::train::fit(&data, &out, &cfg, opts, &dev)?
+            };
+            if rank == 0 {
+                println!("{}", serde_json::to_string(&s).expect("json"));
+            }
             Ok(())
         }
         Command::Embed {

@@ -29,7 +29,7 @@ struct Line {
 pub enum Prep {
     Features,
     Text {
-        tokenizer: Tokenizer,
+        tokenizer: Box<Tokenizer>,
         max_len: usize,
     },
     Vision {
@@ -49,7 +49,7 @@ impl Prep {
         Ok(match spec.kind {
             Kind::Features => Prep::Features,
             Kind::Bert => Prep::Text {
-                tokenizer: tokenizer.cloned().ok_or("text encoder without tokenizer")?,
+                tokenizer: Box::new(tokenizer.cloned().ok_or("text encoder without tokenizer")?),
                 max_len: spec.max_len.max(2),
             },
             Kind::Clip => Prep::Vision {

@@ -489,7 +489,7 @@ pub fn fit_with(
     if cfg.batch_size < 2 {
         return Err("batch size must be ≥ 2".into());
     }
-    if world > 1 && cfg.batch_size % world != 0 {
+    if world > 1 && !cfg.batch_size.is_multiple_of(world) {
         return Err(format!(
             "batch size {} is not a multiple of the world size {world}",
             cfg.batch_size
@@ -643,7 +643,7 @@ pub fn fit_with(
     let mut samples = 0usize;
     let end = opts.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
     let n = train.len();
-    if world > 1 && batch % world != 0 {
+    if world > 1 && !batch.is_multiple_of(world) {
         return Err(format!(
             "{}: {n} training samples, fewer than a batch divisible by {world} ranks",
             data.display()

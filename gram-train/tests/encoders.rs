@@ -269,7 +269,7 @@ fn wav_reading_resamples_and_rejects_garbage() {
 fn clip_preprocessing_normalises_and_centre_crops() {
     let mut png = Vec::new();
     let img = image::RgbImage::from_fn(48, 32, |x, _| {
-        if x < 8 || x >= 40 {
+        if !(8..40).contains(&x) {
             image::Rgb([0, 0, 0])
         } else {
             image::Rgb([255, 128, 0])

@@ -37,7 +37,10 @@ impl AstConfig {
     pub fn from_json(v: &serde_json::Value) -> std::result::Result<AstConfig, String> {
         let c: AstConfig =
             serde_json::from_value(v.clone()).map_err(|e| format!("audio config: {e}"))?;
-        if c.patch_size == 0 || c.n_mels % c.patch_size != 0 || c.frames % c.patch_size != 0 {
+        if c.patch_size == 0
+            || !c.n_mels.is_multiple_of(c.patch_size)
+            || !c.frames.is_multiple_of(c.patch_size)
+        {
             return Err(format!(
                 "audio config: n_mels {} and frames {} must be multiples of patch_size {}",
                 c.n_mels, c.frames, c.patch_size

@@ -71,7 +71,7 @@ pub struct SelfAttention {
 impl SelfAttention {
     /// `names`: the (q, k, v, out) projections' paths under `vb`.
     pub fn new(vb: &VarBuilder, dim: usize, heads: usize, names: [&str; 4]) -> Result<Self> {
-        if heads == 0 || dim % heads != 0 {
+        if heads == 0 || !dim.is_multiple_of(heads) {
             candle_core::bail!("hidden size {dim} is not a multiple of {heads} heads")
         }
         let lin = |n: &str| candle_nn::linear(dim, dim, vb.pp(n));

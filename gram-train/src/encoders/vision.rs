@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const CLIP_STD: [f32; 3] = [0.268_629_5, 0.261_302_6, 0.275_777_1];
 
 /// The vision tower's shape, with Hugging Face's field names (`vision_config` of a CLIP
 /// `config.json`, or the top level of a `CLIPVisionModel` one).
@@ -45,7 +45,7 @@ impl VitConfig {
     }
 
     pub fn shape(&self) -> Result<VitShape> {
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             candle_core::bail!(
                 "image_size {} is not a multiple of patch_size {}",
                 self.image_size,
