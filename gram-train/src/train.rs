@@ -424,7 +424,7 @@ impl Default for FitOptions {
 
 /// The optimizer's parameters: trainable variables (frozen encoders left out), each with
 /// whether it decays and its learning-rate scale.
-fn optimizer_params(loaded: &Loaded, cfg: &TrainConfig) -> Vec<(String, Var, bool, f64)> {
+pub fn optimizer_params(loaded: &Loaded, cfg: &TrainConfig) -> Vec<(String, Var, bool, f64)> {
     let config = &loaded.model.config;
     named_vars(&loaded.varmap)
         .into_iter()

@@ -1,0 +1,145 @@
+//! Pretraining-step throughput with encoders (issue 6): text = MiniLM (all-MiniLM-L6-v2,
+//! `scripts/fetch-minilm.sh`) or the small BERT, video = the small CLIP ViT over 4 frames of
+//! 32×32, audio = the small AST over 64 mels × 128 frames; GRAM loss + DAM, all encoders
+//! trainable, B = 64 by default. Data: a generated raw dataset (PNG frames, WAV tones,
+//! captions) decoded by the real loader on background threads.
+//!
+//! Reports the median over the timed steps of: waiting for the loader, forward + backward
+//! (embed, gather, loss, both backward passes), the optimizer step; and samples/s.
+//!
+//! Run: `cargo run --release -p gram-benches --bin pretrain_step -- [--steps N] [--batch B]
+//!       [--minilm DIR] [--device cpu|cuda]` (cuda: build with `--features cuda`).
+
+use candle_core::{DType, Device, Var};
+use gram_train::distributed::SingleProcess;
+use gram_train::encoders::{EncoderSpec, Kind};
+use gram_train::optim::{AdamW, AdamWConfig};
+use gram_train::source::prefetched;
+use gram_train::train::{
+    TrainConfig, batch_indices, build_model, model_config_for, open_source, optimizer_params,
+    train_step,
+};
+use rand::SeedableRng;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let steps: u64 = arg(&args, "--steps").unwrap_or(6);
+    let batch: usize = arg(&args, "--batch").unwrap_or(64);
+    let device: String = arg(&args, "--device").unwrap_or_else(|| "cpu".into());
+    let dev = match device.as_str() {
+        "cpu" => Device::Cpu,
+        _ => Device::new_cuda(0).map_err(|e| e.to_string())?,
+    };
+    let minilm: PathBuf = arg(&args, "--minilm")
+        .unwrap_or_else(|| PathBuf::from("target/models/all-MiniLM-L6-v2"));
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let data = tmp.path().join("raw");
+    gram_train::rawgen::generate(&data, [4 * batch, batch, batch], 1)?;
+
+    let mut text = EncoderSpec::of(Kind::Bert);
+    let text_name = if minilm.join("model.safetensors").exists() {
+        text.path = Some(minilm.clone());
+        "MiniLM-L6 (22.7 M)"
+    } else {
+        eprintln!("{} not found: using the small BERT", minilm.display());
+        "small BERT"
+    };
+    let cfg = TrainConfig {
+        batch_size: batch,
+        steps: steps + 2,
+        encoders: [
+            ("text".to_string(), text),
+            ("video".to_string(), EncoderSpec::of(Kind::Clip)),
+            ("audio".to_string(), EncoderSpec::of(Kind::Ast)),
+        ]
+        .into_iter()
+        .collect(),
+        ..TrainConfig::default()
+    };
+    let mc = model_config_for(&cfg, &data)?;
+    let loaded = build_model(&mc, 0, &dev)?;
+    let source = open_source(&data, "train", &mc, &loaded.tokenizers, false)?;
+    let params = optimizer_params(&loaded, &cfg);
+    let count: usize = params.iter().map(|p| p.1.elem_count()).sum();
+    let vars: Vec<Var> = params.iter().map(|p| p.1.clone()).collect();
+    let mut opt = AdamW::new(
+        params,
+        AdamWConfig {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.05,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let n = source.len();
+    let (mut wait, mut compute, mut update, mut total) = (vec![], vec![], vec![], vec![]);
+    let mut t_prev = Instant::now();
+    let mut step = 0u64;
+    let plans = (0..cfg.steps).map(|s| batch_indices(0, s, batch, n));
+    prefetched(source.as_ref(), plans, 2, |prepared| {
+        let t0 = Instant::now();
+        let (inputs, _) = prepared?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step);
+        let (loss, grads) =
+            train_step(&loaded.model, &cfg, &inputs, &vars, &SingleProcess, &mut rng, &dev)
+                .map_err(|e| e.to_string())?;
+        let norm = opt.grad_norm(&grads).map_err(|e| e.to_string())?;
+        let t1 = Instant::now();
+        opt.step(&grads, 1e-4, (1.0 / norm.max(1.0)).min(1.0))
+            .map_err(|e| e.to_string())?;
+        let _ = loaded
+            .model
+            .log_inv_tau
+            .to_dtype(DType::F64)
+            .and_then(|t| t.to_scalar::<f64>())
+            .map_err(|e| e.to_string())?; // synchronise
+        let t2 = Instant::now();
+        if step >= 2 {
+            wait.push((t0 - t_prev).as_secs_f64());
+            compute.push((t1 - t0).as_secs_f64());
+            update.push((t2 - t1).as_secs_f64());
+            total.push((t2 - t_prev).as_secs_f64());
+        }
+        eprintln!("step {step}: loss {loss:.4}, {:.2} s", (t2 - t_prev).as_secs_f64());
+        t_prev = t2;
+        step += 1;
+        Ok::<(), String>(())
+    })?;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (w, c, u, t) = (
+        median(&mut wait),
+        median(&mut compute),
+        median(&mut update),
+        median(&mut total),
+    );
+    println!(
+        "device: {dev:?}, B = {batch}, text = {text_name}, video = small CLIP ViT (4 frames of 32×32), audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median)",
+        count,
+        total.len()
+    );
+    println!("| samples/s | step (s) | loader wait (s) | forward + backward (s) | optimizer (s) |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {:.1} | {:.3} | {:.3} | {:.3} | {:.3} |",
+        batch as f64 / t,
+        t,
+        w,
+        c,
+        u
+    );
+    Ok(())
+}
