@@ -27,6 +27,62 @@ struct Param {
     v: Tensor,
 }
 
+impl Param {
+    /// The same update as the tensor-op path, in one pass over host memory (CPU, f32):
+    /// a dozen elementwise ops, each allocating a parameter-sized tensor, become one loop.
+    fn step_cpu(
+        &mut self,
+        g: &Tensor,
+        c: &AdamWConfig,
+        lr: f64,
+        grad_scale: f64,
+        (bc1, bc2): (f64, f64),
+    ) -> Result<()> {
+        use rayon::prelude::*;
+        let shape = self.var.shape().clone();
+        let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
+        let (mut theta, g, mut m, mut v) = (
+            host(self.var.as_tensor())?,
+            host(g)?,
+            host(&self.m)?,
+            host(&self.v)?,
+        );
+        let lr = lr * self.lr_scale;
+        let decay = if self.decay {
+            (1.0 - lr * c.weight_decay) as f32
+        } else {
+            1.0
+        };
+        let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
+        let (s, inv_bc1, inv_bc2, lr) = (
+            grad_scale as f32,
+            (1.0 / bc1) as f32,
+            (1.0 / bc2) as f32,
+            lr as f32,
+        );
+        const CHUNK: usize = 1 << 14;
+        theta
+            .par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((th, m), v), g)| {
+                for i in 0..th.len() {
+                    let gi = g[i] * s;
+                    m[i] = m[i] * b1 + gi * (1.0 - b1);
+                    v[i] = v[i] * b2 + gi * gi * (1.0 - b2);
+                    let update = (m[i] * inv_bc1) / ((v[i] * inv_bc2).sqrt() + eps);
+                    th[i] = th[i] * decay - update * lr;
+                }
+            });
+        let dev = self.var.device().clone();
+        self.var.set(&Tensor::from_vec(theta, &shape, &dev)?)?;
+        self.m = Tensor::from_vec(m, &shape, &dev)?;
+        self.v = Tensor::from_vec(v, &shape, &dev)?;
+        Ok(())
+    }
+}
+
 pub struct AdamW {
     cfg: AdamWConfig,
     params: Vec<Param>,
@@ -81,6 +137,14 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
+            let fused = p.var.device().is_cpu()
+                && [p.var.dtype(), g.dtype(), p.m.dtype(), p.v.dtype()]
+                    .iter()
+                    .all(|&d| d == candle_core::DType::F32);
+            if fused {
+                p.step_cpu(g, &c, lr, grad_scale, (bc1, bc2))?;
+                continue;
+            }
             let g = (g * grad_scale)?;
             p.m = ((&p.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             p.v = ((&p.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
@@ -145,6 +209,51 @@ mod tests {
         assert!((learning_rate(10, 1.0, 10, 100, 0.0) - 1.0).abs() < 1e-12);
         assert!((learning_rate(55, 1.0, 10, 100, 0.0) - 0.5).abs() < 1e-12);
         assert!(learning_rate(100, 1.0, 10, 100, 0.1) - 0.1 < 1e-12);
+    }
+
+    #[test]
+    fn fused_cpu_step_equals_the_tensor_op_step() {
+        // The tensor-op path runs on f64 parameters; the fused one on f32: same updates.
+        let dev = Device::Cpu;
+        let init: Vec<f64> = (0..1000)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 40.0)
+            .collect();
+        let run = |dtype: candle_core::DType| {
+            let w = Var::from_tensor(
+                &Tensor::from_vec(init.clone(), (10, 100), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
+            )
+            .unwrap();
+            let cfg = AdamWConfig {
+                lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.1,
+            };
+            let mut opt = AdamW::new(vec![("w".into(), w.clone(), true, 0.5)], cfg).unwrap();
+            for _ in 0..5 {
+                let loss = (w.as_tensor().sqr().unwrap().sum_all().unwrap()
+                    + w.as_tensor().sin().unwrap().sum_all().unwrap())
+                .unwrap();
+                let grads = loss.backward().unwrap();
+                opt.step(&grads, 0.01, 0.7).unwrap();
+            }
+            w.as_tensor()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+        };
+        let (fused, reference) = (run(candle_core::DType::F32), run(candle_core::DType::F64));
+        for (a, b) in fused.iter().zip(&reference) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert!(fused.iter().zip(&init).any(|(a, b)| (a - b).abs() > 1e-3));
     }
 
     #[test]

@@ -298,3 +298,62 @@ fn clip_preprocessing_normalises_and_centre_crops() {
     assert_eq!(vision::sample_frames(4, 2), vec![1, 3]);
     assert_eq!(vision::sample_frames(1, 3), vec![0, 0, 0]);
 }
+
+#[test]
+fn fused_layer_norm_matches_the_tensor_op_version_forward_and_backward() {
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let ln = blocks::LayerNorm::new(vb.pp("ln"), 24, 1e-6).unwrap();
+    for (name, mean) in [("ln.weight", 1f32), ("ln.bias", 0.0)] {
+        let t = Tensor::randn(mean, 0.3, 24, &dev).unwrap();
+        varmap.data().lock().unwrap()[name].set(&t).unwrap();
+    }
+    // Rows at very different scales and offsets, as activations are.
+    let x = candle_core::Var::from_tensor(
+        &(Tensor::randn(0f32, 1.0, (4, 7, 24), &dev).unwrap() * 50.0)
+            .unwrap()
+            .broadcast_add(&Tensor::randn(3f32, 10.0, (4, 7, 1), &dev).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let r = Tensor::randn(0f32, 1.0, (4, 7, 24), &dev).unwrap();
+    let grads = |y: Tensor| {
+        let g = (y.clone() * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let v = |t: &Tensor| {
+            g.get(t)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let vars = varmap.data().lock().unwrap();
+        (
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            v(x.as_tensor()),
+            v(vars["ln.weight"].as_tensor()),
+            v(vars["ln.bias"].as_tensor()),
+        )
+    };
+    let fused = grads(ln.forward(x.as_tensor()).unwrap());
+    let ops = grads(ln.forward_ops(x.as_tensor()).unwrap());
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (p, q) in a.iter().zip(b) {
+            assert!(
+                (p - q).abs() <= 1e-4 * scale,
+                "{what}: {p} vs {q} (scale {scale})"
+            );
+        }
+    };
+    close(&fused.0, &ops.0, "y");
+    close(&fused.1, &ops.1, "dx");
+    close(&fused.2, &ops.2, "dw");
+    close(&fused.3, &ops.3, "db");
+}

@@ -23,6 +23,9 @@ use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     args.iter()
         .position(|a| a == name)
@@ -39,8 +42,8 @@ fn main() -> Result<(), String> {
         "cpu" => Device::Cpu,
         _ => Device::new_cuda(0).map_err(|e| e.to_string())?,
     };
-    let minilm: PathBuf = arg(&args, "--minilm")
-        .unwrap_or_else(|| PathBuf::from("target/models/all-MiniLM-L6-v2"));
+    let minilm: PathBuf =
+        arg(&args, "--minilm").unwrap_or_else(|| PathBuf::from("target/models/all-MiniLM-L6-v2"));
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = tmp.path().join("raw");
     gram_train::rawgen::generate(&data, [4 * batch, batch, batch], 1)?;
@@ -91,9 +94,16 @@ fn main() -> Result<(), String> {
         let t0 = Instant::now();
         let (inputs, _) = prepared?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step);
-        let (loss, grads) =
-            train_step(&loaded.model, &cfg, &inputs, &vars, &SingleProcess, &mut rng, &dev)
-                .map_err(|e| e.to_string())?;
+        let (loss, grads) = train_step(
+            &loaded.model,
+            &cfg,
+            &inputs,
+            &vars,
+            &SingleProcess,
+            &mut rng,
+            &dev,
+        )
+        .map_err(|e| e.to_string())?;
         let norm = opt.grad_norm(&grads).map_err(|e| e.to_string())?;
         let t1 = Instant::now();
         opt.step(&grads, 1e-4, (1.0 / norm.max(1.0)).min(1.0))
@@ -111,7 +121,10 @@ fn main() -> Result<(), String> {
             update.push((t2 - t1).as_secs_f64());
             total.push((t2 - t_prev).as_secs_f64());
         }
-        eprintln!("step {step}: loss {loss:.4}, {:.2} s", (t2 - t_prev).as_secs_f64());
+        eprintln!(
+            "step {step}: loss {loss:.4}, {:.2} s",
+            (t2 - t_prev).as_secs_f64()
+        );
         t_prev = t2;
         step += 1;
         Ok::<(), String>(())

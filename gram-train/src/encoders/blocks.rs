@@ -3,12 +3,15 @@
 //! Why not candle-transformers' BERT and CLIP: candle-nn 0.11's `LayerNorm` takes a fused
 //! kernel without a backward pass whenever its input is contiguous (huggingface/candle#2977,
 //! #3011), so every parameter below a LayerNorm silently gets no gradient — encoders would
-//! "train" frozen. These blocks compute LayerNorm and softmax from differentiable tensor ops,
-//! keep Hugging Face's parameter names (pretrained folders load unchanged), and
-//! `tests/encoders.rs` checks that every parameter receives a gradient.
+//! "train" frozen. Here LayerNorm is a fused CPU op with its own backward (tensor ops on
+//! other devices) and softmax is built from differentiable ops; Hugging Face's parameter
+//! names are kept (pretrained folders load unchanged), and `tests/encoders.rs` checks that
+//! every parameter receives a gradient and that the fused op matches the tensor-op version in
+//! both directions.
 
-use candle_core::{D, Module, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Linear, VarBuilder, init::Init};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// LayerNorm over the last dimension: (x − mean)/sqrt(var + eps)·weight + bias.
@@ -28,12 +31,134 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            // One fused pass each way instead of nine allocating tensor ops.
+            return x.contiguous()?.apply_op3(
+                &self.weight,
+                &self.bias,
+                LayerNormOp { eps: self.eps },
+            );
+        }
+        self.forward_ops(x)
+    }
+
+    /// The same function from differentiable tensor ops (any device; the CPU op's reference).
+    pub fn forward_ops(&self, x: &Tensor) -> Result<Tensor> {
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         centred
             .broadcast_div(&(var + self.eps)?.sqrt()?)?
             .broadcast_mul(&self.weight)?
             .broadcast_add(&self.bias)
+    }
+}
+
+/// LayerNorm over rows of a contiguous f32 CPU tensor, with its backward:
+/// x̂ = (x − μ)·r, r = 1/sqrt(σ² + eps); y = x̂·w + b;
+/// ∂x = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = ∂y·w; ∂w = Σ ∂y·x̂; ∂b = Σ ∂y.
+struct LayerNormOp {
+    eps: f64,
+}
+
+fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("layer norm: needs contiguous f32"),
+    }
+}
+
+/// Mean and 1/std of a row (two passes in f64: rows are short, accuracy is cheap).
+fn row_stats(row: &[f32], eps: f64) -> (f32, f32) {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "gram-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (f32s(xs, xl)?, f32s(ws, wl)?, f32s(bs, bl)?);
+        let d = w.len();
+        if d == 0 || x.len() % d != 0 || b.len() != d {
+            candle_core::bail!("layer norm: last dimension differs from the weight's {d}")
+        }
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .for_each(|(yr, xr)| {
+                let (mean, r) = row_stats(xr, self.eps);
+                for i in 0..d {
+                    yr[i] = (xr[i] - mean) * r * w[i] + b[i];
+                }
+            });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
+        let (xv, wv, gv) = (host(x)?, host(w)?, host(grad)?);
+        let d = wv.len();
+        let mut dx = vec![0f32; xv.len()];
+        const ROWS: usize = 64;
+        let (dw, db) = dx
+            .par_chunks_mut(ROWS * d)
+            .zip(xv.par_chunks(ROWS * d).zip(gv.par_chunks(ROWS * d)))
+            .map(|(dxc, (xc, gc))| {
+                let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
+                let mut xhat = vec![0f32; d];
+                for ((dxr, xr), gr) in dxc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
+                    let (mean, r) = row_stats(xr, self.eps);
+                    let (mut sum_g, mut sum_gx) = (0f32, 0f32);
+                    for i in 0..d {
+                        xhat[i] = (xr[i] - mean) * r;
+                        let gh = gr[i] * wv[i];
+                        sum_g += gh;
+                        sum_gx += gh * xhat[i];
+                        dw[i] += gr[i] * xhat[i];
+                        db[i] += gr[i];
+                    }
+                    let (mg, mgx) = (sum_g / d as f32, sum_gx / d as f32);
+                    for i in 0..d {
+                        dxr[i] = r * (gr[i] * wv[i] - mg - xhat[i] * mgx);
+                    }
+                }
+                (dw, db)
+            })
+            .reduce(
+                || (vec![0f32; d], vec![0f32; d]),
+                |(mut a, mut b), (c, e)| {
+                    for i in 0..d {
+                        a[i] += c[i];
+                        b[i] += e[i];
+                    }
+                    (a, b)
+                },
+            );
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dw, d, dev)?),
+            Some(Tensor::from_vec(db, d, dev)?),
+        ))
     }
 }
 
