@@ -189,32 +189,40 @@ pub fn local_loss(
             };
             let mut loss = both(rows.neg()?, cols.neg()?)?;
             if let Some(dam) = &model.dam {
-                // DAM on the local b×b block: its hard negatives come from the local batch.
-                let block = rows.narrow(1, off, b)?;
-                let vols: Vec<f64> = block
+                // DAM on the local b×b block: its hard negatives come from the local batch,
+                // drawn by the GRAM logits, which are also one of its inputs (detached).
+                let block = rows
+                    .narrow(1, off, b)?
                     .detach()
-                    .flatten_all()?
-                    .to_dtype(DType::F64)?
-                    .to_vec1()?;
+                    .neg()?
+                    .broadcast_mul(&inv_tau.detach())?;
+                let logits_bb: Vec<f64> = block.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
                 let mut pairs: Vec<(usize, usize)> = (0..b).map(|i| (i, i)).collect();
-                pairs.extend(sample_hard_negatives(&vols, b, rng));
+                pairs.extend(sample_hard_negatives(&logits_bb, b, rng));
                 let dev = anchor.device();
-                let index = |f: fn(&(usize, usize)) -> usize| {
+                let index = |f: fn(&(usize, usize)) -> usize, shift: usize| {
                     Tensor::from_vec(
                         pairs
                             .iter()
-                            .map(|p| (f(p) + off) as u32)
+                            .map(|p| (f(p) + shift) as u32)
                             .collect::<Vec<_>>(),
                         pairs.len(),
                         dev,
                     )
                 };
-                let (ai, dj) = (index(|p| p.0)?, index(|p| p.1)?);
-                let mut parts = vec![anchor.index_select(&ai, 0)?];
-                for o in &others {
-                    parts.push(o.index_select(&dj, 0)?);
-                }
-                let logits = dam.forward(&Tensor::cat(&parts, 1)?)?;
+                let (ai, dj) = (index(|p| p.0, off)?, index(|p| p.1, off)?);
+                let flat = pairs
+                    .iter()
+                    .map(|&(i, j)| (i * b + j) as u32)
+                    .collect::<Vec<_>>();
+                let gram_logit = block
+                    .flatten_all()?
+                    .index_select(&Tensor::from_vec(flat, pairs.len(), dev)?, 0)?;
+                let rows = others
+                    .iter()
+                    .map(|o| o.index_select(&dj, 0))
+                    .collect::<Result<Vec<_>>>()?;
+                let logits = dam.score(&anchor.index_select(&ai, 0)?, &rows, &gram_logit)?;
                 let targets: Vec<f32> = pairs.iter().map(|p| (p.0 == p.1) as u8 as f32).collect();
                 let targets = Tensor::from_vec(targets, pairs.len(), dev)?;
                 loss = (loss + (bce_with_logits(&logits, &targets)? * cfg.dam_weight)?)?;

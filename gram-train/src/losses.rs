@@ -90,11 +90,11 @@ pub fn symile(all: &[Tensor], inv_tau: &Tensor, label_smoothing: f64) -> Result<
     total / all.len() as f64
 }
 
-/// Hard negatives for DAM from the volume matrix (detached): for each anchor i a candidate
-/// j ≠ i drawn with probability softmax(−V[i, :]) (diagonal excluded), and for each candidate
-/// j an anchor i ≠ j drawn from softmax(−V[:, j]). Returns (anchor index, candidate index)
-/// pairs, B of each kind. Needs B ≥ 2.
-pub fn sample_hard_negatives(volumes: &[f64], b: usize, rng: &mut impl Rng) -> Vec<(usize, usize)> {
+/// Hard negatives for DAM from the GRAM logits −V/τ (detached, row-major B×B): for each
+/// anchor i a candidate j ≠ i drawn with probability softmax(logits[i, :]) (diagonal
+/// excluded), and for each candidate j an anchor i ≠ j drawn from softmax(logits[:, j]).
+/// Returns (anchor index, candidate index) pairs, B of each kind. Needs B ≥ 2.
+pub fn sample_hard_negatives(logits: &[f64], b: usize, rng: &mut impl Rng) -> Vec<(usize, usize)> {
     let mut draw = |weights: &mut dyn Iterator<Item = (usize, f64)>| -> usize {
         let w: Vec<(usize, f64)> = weights.collect();
         let max = w.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
@@ -110,11 +110,11 @@ pub fn sample_hard_negatives(volumes: &[f64], b: usize, rng: &mut impl Rng) -> V
     };
     let mut pairs = Vec::with_capacity(2 * b);
     for i in 0..b {
-        let j = draw(&mut (0..b).filter(|&j| j != i).map(|j| (j, -volumes[i * b + j])));
+        let j = draw(&mut (0..b).filter(|&j| j != i).map(|j| (j, logits[i * b + j])));
         pairs.push((i, j));
     }
     for j in 0..b {
-        let i = draw(&mut (0..b).filter(|&i| i != j).map(|i| (i, -volumes[i * b + j])));
+        let i = draw(&mut (0..b).filter(|&i| i != j).map(|i| (i, logits[i * b + j])));
         pairs.push((i, j));
     }
     pairs

@@ -53,11 +53,13 @@ impl Evaluation {
     }
 }
 
-/// DAM logits of (anchor i, candidate j) pairs from unit embeddings in modality order.
+/// DAM logits of (anchor i, candidate j) pairs from unit embeddings in modality order;
+/// `volumes[p]` is pair p's volume (the head also sees its GRAM logit).
 pub fn dam_logits(
     model: &GramModel,
     emb: &[Vec<f32>],
     pairs: &[(usize, usize)],
+    volumes: &[f32],
     dev: &Device,
 ) -> Result<Vec<f32>, String> {
     let dam = model
@@ -66,22 +68,33 @@ pub fn dam_logits(
         .ok_or("the checkpoint has no DAM head (trained with a baseline loss or --dam-weight 0)")?;
     let d = model.config.embed_dim;
     let a = model.anchor_index();
-    let order: Vec<usize> = std::iter::once(a)
-        .chain((0..emb.len()).filter(|&t| t != a))
-        .collect();
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(DAM_CHUNK) {
-        let mut joined = Vec::with_capacity(chunk.len() * d * order.len());
-        for &(i, j) in chunk {
-            for (pos, &t) in order.iter().enumerate() {
-                let row = if pos == 0 { i } else { j };
-                joined.extend_from_slice(&emb[t][row * d..(row + 1) * d]);
-            }
+    let others: Vec<usize> = (0..emb.len()).filter(|&t| t != a).collect();
+    let rows = |t: usize, idx: &mut dyn Iterator<Item = usize>| -> Result<Tensor, String> {
+        let mut v = Vec::new();
+        let mut n = 0;
+        for r in idx {
+            v.extend_from_slice(&emb[t][r * d..(r + 1) * d]);
+            n += 1;
         }
-        let x = Tensor::from_vec(joined, (chunk.len(), d * order.len()), dev)
-            .map_err(|e| e.to_string())?;
+        Tensor::from_vec(v, (n, d), dev).map_err(|e| e.to_string())
+    };
+    let inv_tau = model
+        .inv_tau()
+        .and_then(|t| t.to_dtype(candle_core::DType::F32))
+        .and_then(|t| t.to_scalar::<f32>())
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (chunk, vols) in pairs.chunks(DAM_CHUNK).zip(volumes.chunks(DAM_CHUNK)) {
+        let gram_logit: Vec<f32> = vols.iter().map(|v| -v * inv_tau).collect();
+        let gram_logit =
+            Tensor::from_vec(gram_logit, vols.len(), dev).map_err(|e| e.to_string())?;
+        let anchor = rows(a, &mut chunk.iter().map(|p| p.0))?;
+        let cands = others
+            .iter()
+            .map(|&t| rows(t, &mut chunk.iter().map(|p| p.1)))
+            .collect::<Result<Vec<_>, String>>()?;
         out.extend(
-            dam.forward(&x)
+            dam.score(&anchor, &cands, &gram_logit)
                 .and_then(|l| l.to_vec1::<f32>())
                 .map_err(|e| e.to_string())?,
         );
@@ -149,7 +162,8 @@ pub fn rerank(
     for (j, top) in col_top.iter().enumerate() {
         pairs.extend(top.iter().map(|&i| (i as usize, j)));
     }
-    let logits = dam_logits(model, emb, &pairs, dev)?;
+    let vols: Vec<f32> = pairs.iter().map(|&(i, j)| v[i * n + j]).collect();
+    let logits = dam_logits(model, emb, &pairs, &vols, dev)?;
     let (row_logits, col_logits) = logits.split_at(n * k);
     let outside = k as u32 + 1;
     let mut a2d: Vec<u32> = (0..n)
