@@ -166,26 +166,21 @@ pub fn rerank(
     let logits = dam_logits(model, emb, &pairs, &vols, dev)?;
     let (row_logits, col_logits) = logits.split_at(n * k);
     let outside = k as u32 + 1;
-    let mut a2d: Vec<u32> = (0..n)
-        .map(|i| {
-            reranked_rank(
-                &row_top[i],
-                &row_logits[i * k..(i + 1) * k],
-                i,
-                base_a2d[i].max(outside),
-            )
-        })
-        .collect();
-    let mut d2a: Vec<u32> = (0..n)
-        .map(|j| {
-            reranked_rank(
-                &col_top[j],
-                &col_logits[j * k..(j + 1) * k],
-                j,
-                base_d2a[j].max(outside),
-            )
-        })
-        .collect();
+    // One direction: query q's top list, its logits, and its volume rank.
+    let direction = |tops: &[Vec<u32>], logits: &[f32], base: &[u32]| -> Vec<u32> {
+        (0..n)
+            .map(|q| {
+                reranked_rank(
+                    &tops[q],
+                    &logits[q * k..(q + 1) * k],
+                    q,
+                    base[q].max(outside),
+                )
+            })
+            .collect()
+    };
+    let mut a2d = direction(&row_top, row_logits, &base_a2d);
+    let mut d2a = direction(&col_top, col_logits, &base_d2a);
     Ok(Retrieval {
         anchor_to_data: summarize_ranks(&mut a2d).map_err(|e| e.to_string())?,
         data_to_anchor: summarize_ranks(&mut d2a).map_err(|e| e.to_string())?,
