@@ -229,3 +229,68 @@ fn bad_samples_fail_with_their_line_or_are_skipped_and_counted() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("train.jsonl line 1:"), "{err}");
 }
+
+#[test]
+fn cli_refuses_what_this_build_cannot_do_with_one_error_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gram-train"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let data = testdata();
+    let out = tmp.path().join("run");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let multi = [
+        "fit",
+        "--data",
+        d,
+        "--out",
+        o,
+        "--world-size",
+        "2",
+        "--steps",
+        "1",
+        "--no-progress",
+    ];
+    let e = run(&multi);
+    if cfg!(not(feature = "nccl")) {
+        assert!(
+            e.starts_with("error: ") && e.contains("nccl feature"),
+            "{e}"
+        );
+    }
+    let e = run(&[
+        "fit",
+        "--data",
+        d,
+        "--out",
+        o,
+        "--encoder",
+        "text=gpt",
+        "--steps",
+        "1",
+    ]);
+    assert!(
+        e.starts_with("error: --encoder text=gpt: unknown kind"),
+        "{e}"
+    );
+    let e = run(&[
+        "fit",
+        "--data",
+        d,
+        "--out",
+        o,
+        "--encoder",
+        "text=bert:/no/such/dir",
+    ]);
+    assert!(e.starts_with("error: /no/such/dir/config.json"), "{e}");
+    let e = run(&["fit", "--data", d, "--out", o, "--resume", "--init-from", d]);
+    assert!(e.contains("exclude each other"), "{e}");
+    let e = run(&["eval", "--checkpoint", o, "--data", d]);
+    assert!(e.starts_with("error: ") && e.contains("state.json"), "{e}");
+    assert!(!out.join("state.json").exists());
+}
