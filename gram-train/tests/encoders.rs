@@ -409,3 +409,33 @@ fn clip_vision_tower_matches_transformers_on_its_own_saved_folder() {
         "CLIP vision tower differs from transformers by {worst}"
     );
 }
+
+#[test]
+fn fused_softmax_matches_candles_composed_softmax_forward_and_backward() {
+    let dev = Device::Cpu;
+    let x = candle_core::Var::from_tensor(&(Tensor::randn(0f32, 3.0, (3, 4, 5, 9), &dev).unwrap()))
+        .unwrap();
+    let r = Tensor::randn(0f32, 1.0, (3, 4, 5, 9), &dev).unwrap();
+    let run = |y: Tensor| {
+        let g = (y.clone() * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        (
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            g.get(x.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+        )
+    };
+    let fused = run(blocks::softmax_last_dim(x.as_tensor()).unwrap());
+    let ops = run(candle_nn::ops::softmax(x.as_tensor(), candle_core::D::Minus1).unwrap());
+    for (a, b) in fused.0.iter().zip(&ops.0).chain(fused.1.iter().zip(&ops.1)) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+}

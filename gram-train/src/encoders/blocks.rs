@@ -9,7 +9,9 @@
 //! every parameter receives a gradient and that the fused op matches the tensor-op version in
 //! both directions.
 
-use candle_core::{CpuStorage, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor,
+};
 use candle_nn::{Linear, VarBuilder, init::Init};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -224,9 +226,64 @@ impl SelfAttention {
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = softmax_last_dim(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out.forward(&ctx)
+    }
+}
+
+/// Softmax over the last dimension, differentiable: a fused CPU op with its backward
+/// (∂x = y·(∂y − Σ ∂y·y)) for contiguous f32, candle's composed ops elsewhere. (candle-nn's own
+/// fused `softmax_last_dim` has no backward, like its LayerNorm.)
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1(SoftmaxOp);
+    }
+    candle_nn::ops::softmax(x, D::Minus1)
+}
+
+struct SoftmaxOp;
+
+impl CustomOp1 for SoftmaxOp {
+    fn name(&self) -> &'static str {
+        "gram-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32s(s, l)?;
+        let d = l.shape().dims().last().copied().unwrap_or(1).max(1);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .for_each(|(yr, xr)| {
+                let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = (v - max).exp();
+                    sum += *o;
+                }
+                let inv = 1.0 / sum;
+                for o in yr.iter_mut() {
+                    *o *= inv;
+                }
+            });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
+        let (y, g) = (host(res)?, host(grad)?);
+        let d = res.dims().last().copied().unwrap_or(1).max(1);
+        let mut dx = vec![0f32; y.len()];
+        dx.par_chunks_mut(d)
+            .zip(y.par_chunks(d).zip(g.par_chunks(d)))
+            .for_each(|(o, (yr, gr))| {
+                let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+                for i in 0..d {
+                    o[i] = yr[i] * (gr[i] - dot);
+                }
+            });
+        Ok(Some(Tensor::from_vec(dx, res.shape(), res.device())?))
     }
 }
 
