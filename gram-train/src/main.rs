@@ -183,6 +183,20 @@ impl TrainArgs {
     }
 }
 
+/// A checkpoint applied to one split of a dataset (`embed`, `eval`).
+#[derive(clap::Args)]
+struct SplitArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Raw data: skip and count bad samples instead of failing.
+    #[arg(long)]
+    skip_bad_samples: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Generate a synthetic feature dataset (DESIGN.md format) where joint alignment matters.
@@ -231,16 +245,10 @@ enum Command {
     /// Retrieval R@1/5/10, MedR, MeanR in both directions by volume; --rerank K re-orders each
     /// query's top K with the DAM head.
     Eval {
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long, default_value = "test")]
-        split: String,
+        #[command(flatten)]
+        on: SplitArgs,
         #[arg(long)]
         rerank: Option<usize>,
-        #[arg(long)]
-        skip_bad_samples: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -270,16 +278,10 @@ enum Command {
     },
     /// Write <modality>.npy unit embeddings of a split, for `gram eval`.
     Embed {
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long, default_value = "test")]
-        split: String,
+        #[command(flatten)]
+        on: SplitArgs,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long)]
-        skip_bad_samples: bool,
     },
     /// The main job: synthetic data, GRAM vs. the pairwise baseline with the same budget, a table.
     Demo {
@@ -392,27 +394,21 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Embed {
-            checkpoint,
-            data,
-            split,
-            out,
-            skip_bad_samples,
-        } => gram_train::train::embed(&checkpoint, &data, &split, skip_bad_samples, &out, &dev),
-        Command::Eval {
-            checkpoint,
-            data,
-            split,
-            rerank,
-            skip_bad_samples,
-            json,
-        } => {
+        Command::Embed { on, out } => gram_train::train::embed(
+            &on.checkpoint,
+            &on.data,
+            &on.split,
+            on.skip_bad_samples,
+            &out,
+            &dev,
+        ),
+        Command::Eval { on, rerank, json } => {
             let e = gram_train::rerank::evaluate_checkpoint(
-                &checkpoint,
-                &data,
-                &split,
+                &on.checkpoint,
+                &on.data,
+                &on.split,
                 rerank,
-                skip_bad_samples,
+                on.skip_bad_samples,
                 &dev,
             )?;
             if json {

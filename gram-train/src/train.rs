@@ -265,7 +265,8 @@ pub fn open_source(
     }
 }
 
-fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+/// Every variable of `varmap` with its name, sorted by name (a stable parameter order).
+pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
     let mut v: Vec<(String, candle_core::Var)> = varmap
         .data()
         .lock()

@@ -3,11 +3,13 @@
 //! concatenated batch exactly (up to f32 rounding) — the gather/local-loss/all-reduce
 //! bookkeeping that a multi-GPU run relies on.
 
+mod common;
+
 use candle_core::{Device, Var};
 use gram_train::distributed::{Collective, SingleProcess, ThreadWorld};
 use gram_train::encoders::HostInput;
 use gram_train::model::ModelConfig;
-use gram_train::train::{LossKind, TrainConfig, build_model, train_step};
+use gram_train::train::{LossKind, TrainConfig, build_model, named_vars, train_step};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -45,15 +47,7 @@ fn run(loss: LossKind, dam: usize, world: usize, n: usize) -> Vec<(f64, Vec<Vec<
         ..TrainConfig::default()
     };
     let loaded = build_model(&config(dam), 3, &Device::Cpu).unwrap();
-    let mut vars: Vec<(String, Var)> = loaded
-        .varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let vars = named_vars(&loaded.varmap);
     let params: Vec<Var> = vars.into_iter().map(|v| v.1).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let data: Vec<Vec<f32>> = DIMS
@@ -195,16 +189,7 @@ fn a_two_rank_fit_trains_the_same_weights_as_one_process() {
     let (a, b) = (weights(&single), weights(&multi));
     assert_eq!(a.len(), b.len());
     for (name, t) in &a {
-        let d = (t - &b[name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = common::max_abs_diff(t, &b[name]);
         assert!(d < 1e-4, "{name} differs by {d} after 6 steps");
     }
 }

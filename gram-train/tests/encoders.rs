@@ -2,11 +2,15 @@
 //! the differentiable blocks equal candle's reference ops, encoder folders round-trip, and the
 //! image and audio frontends do what their documentation says.
 
+mod common;
+
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use gram_train::distributed::SingleProcess;
 use gram_train::encoders::{self, Encoder, EncoderSpec, HostInput, Kind, audio, blocks, vision};
-use gram_train::train::{TrainConfig, build_model, model_config_for, open_source, train_step};
+use gram_train::train::{
+    TrainConfig, build_model, model_config_for, named_vars, open_source, train_step,
+};
 use rand::SeedableRng;
 use std::path::PathBuf;
 
@@ -30,14 +34,7 @@ fn every_parameter_of_every_encoder_gets_a_gradient() {
     let l = build_model(&mc, 0, &Device::Cpu).unwrap();
     let src = open_source(&testdata(), "train", &mc, &l.tokenizers, false).unwrap();
     let (inputs, _) = src.batch(&[0, 1, 2, 3, 4, 5]).unwrap();
-    let vars: Vec<(String, candle_core::Var)> = l
-        .varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let vars = named_vars(&l.varmap);
     let params: Vec<_> = vars.iter().map(|v| v.1.clone()).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (loss, grads) = train_step(
@@ -89,17 +86,7 @@ fn layer_norm_and_patch_embedding_equal_candles_reference_ops() {
         varmap.data().lock().unwrap()[name].set(t).unwrap();
     }
     let reference = candle_nn::LayerNorm::new(w, b, 1e-5).forward(&x).unwrap();
-    let diff = (ours.forward(&x).unwrap() - reference)
-        .unwrap()
-        .abs()
-        .unwrap();
-    let worst = diff
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let worst = common::max_abs_diff(&ours.forward(&x).unwrap(), &reference);
     assert!(worst < 1e-5, "LayerNorm differs by {worst}");
 
     // The ViT's patches-as-matmul equal a stride-p convolution with the same weight.
@@ -135,16 +122,7 @@ fn layer_norm_and_patch_embedding_equal_candles_reference_ops() {
     let mm = patches
         .broadcast_matmul(&weight.reshape((128, 3 * p * p)).unwrap().t().unwrap())
         .unwrap();
-    let worst = (conv - mm)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let worst = common::max_abs_diff(&conv, &mm);
     assert!(
         worst < 1e-4,
         "patch embedding differs from conv2d by {worst}"
@@ -319,27 +297,10 @@ fn fused_layer_norm_matches_the_tensor_op_version_forward_and_backward() {
     .unwrap();
     let r = Tensor::randn(0f32, 1.0, (4, 7, 24), &dev).unwrap();
     let grads = |y: Tensor| {
-        let g = (y.clone() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let v = |t: &Tensor| {
-            g.get(t)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
         let vars = varmap.data().lock().unwrap();
-        (
-            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            v(x.as_tensor()),
-            v(vars["ln.weight"].as_tensor()),
-            v(vars["ln.bias"].as_tensor()),
-        )
+        let (w, b) = (vars["ln.weight"].as_tensor(), vars["ln.bias"].as_tensor());
+        let (y, g) = common::value_and_grads(&y, &r, &[x.as_tensor(), w, b]);
+        (y, g[0].clone(), g[1].clone(), g[2].clone())
     };
     let fused = grads(ln.forward(x.as_tensor()).unwrap());
     let ops = grads(ln.forward_ops(x.as_tensor()).unwrap());
@@ -417,21 +378,8 @@ fn fused_softmax_matches_candles_composed_softmax_forward_and_backward() {
         .unwrap();
     let r = Tensor::randn(0f32, 1.0, (3, 4, 5, 9), &dev).unwrap();
     let run = |y: Tensor| {
-        let g = (y.clone() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        (
-            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            g.get(x.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap(),
-        )
+        let (y, g) = common::value_and_grads(&y, &r, &[x.as_tensor()]);
+        (y, g[0].clone())
     };
     let fused = run(blocks::softmax_last_dim(x.as_tensor()).unwrap());
     let ops = run(candle_nn::ops::softmax(x.as_tensor(), candle_core::D::Minus1).unwrap());
