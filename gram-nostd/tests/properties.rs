@@ -302,3 +302,47 @@ fn gram_factor_agrees_with_volume_when_well_conditioned() {
     }
     check(p as fn(Tuple) -> TestResult);
 }
+
+/// Found by the volume fuzzer (CI smoke, 2026-11-23): eleven vectors whose 10-vector candidate
+/// has its last pivot just below the zero tolerance (3.05e-30 vs 3.06e-30 relative) while the
+/// whole tuple's is just above it. `score_row` returned 0 from the "degenerate" candidate where
+/// `volume` returned 3.2e46 (exact: 3.2474509e46, by rational arithmetic). Now such a candidate
+/// sends every pair to the exact path, and the two agree.
+#[test]
+fn near_threshold_candidate_agrees_with_volume() {
+    let data = include_bytes!("../../fuzz/corpus/volume/regression-near-threshold-candidate");
+    let k = 1 + (data[0] as usize % 16);
+    let values: Vec<f32> = data[1..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let n = values.len() / k;
+    let vectors: Vec<&[f32]> = (0..k).map(|i| &values[i * n..(i + 1) * n]).collect();
+    let exact = gram_nostd::volume(&vectors).unwrap();
+    assert!(exact > 3.2e46 && exact < 3.3e46, "{exact}");
+    let mods: Vec<&[f32]> = vectors[1..].to_vec();
+    let cand = gram_nostd::candidate_at(&mods, n, 0).unwrap();
+    assert!(!cand.is_degenerate());
+    // The exact path decides, and 3.2e46 does not fit score_row's f32 output: OutOfRange,
+    // not the 0 it used to return.
+    let mut out = [0.0f32];
+    let r = gram_nostd::score_row(vectors[0], &mods, &[cand.clone()], &mut out);
+    assert_eq!(r, Err(GramError::OutOfRange));
+    // Scaled into f32's range (÷8 per vector), the score equals the volume.
+    let scale = 0.125f32;
+    let small: Vec<Vec<f32>> = vectors
+        .iter()
+        .map(|v| v.iter().map(|x| x * scale).collect())
+        .collect();
+    let small_refs: Vec<&[f32]> = small.iter().map(|v| v.as_slice()).collect();
+    let exact = gram_nostd::volume(&small_refs).unwrap();
+    let mods: Vec<&[f32]> = small_refs[1..].to_vec();
+    let cand = gram_nostd::candidate_at(&mods, n, 0).unwrap();
+    let stats = gram_nostd::score_row(small_refs[0], &mods, &[cand], &mut out).unwrap();
+    assert_eq!(stats.exact_recomputes, 1);
+    assert!(
+        ((out[0] as f64) - exact).abs() <= 1e-7 * exact,
+        "{} vs {exact}",
+        out[0]
+    );
+}
