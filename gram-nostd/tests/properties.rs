@@ -326,7 +326,7 @@ fn near_threshold_candidate_agrees_with_volume() {
     // The exact path decides, and 3.2e46 does not fit score_row's f32 output: OutOfRange,
     // not the 0 it used to return.
     let mut out = [0.0f32];
-    let r = gram_nostd::score_row(vectors[0], &mods, &[cand.clone()], &mut out);
+    let r = gram_nostd::score_row(vectors[0], &mods, std::slice::from_ref(&cand), &mut out);
     assert_eq!(r, Err(GramError::OutOfRange));
     // Scaled into f32's range (÷8 per vector), the score equals the volume.
     let scale = 0.125f32;
