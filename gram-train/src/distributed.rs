@@ -154,7 +154,12 @@ pub fn local_loss(
             let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
             for (m, m_local) in others.iter().zip(&others_local) {
                 let rows = local(anchor)?.matmul(&m.t()?)?;
-                let cols = anchor.matmul(&m_local.t()?)?;
+                // One rank: the column block is the whole matrix again.
+                let cols = if n == b {
+                    rows.clone()
+                } else {
+                    anchor.matmul(&m_local.t()?)?
+                };
                 total = (total + both(rows, cols)?)?;
             }
             Ok(total)

@@ -7,8 +7,8 @@ use crate::model::GramModel;
 use crate::train::{embed_source, load_checkpoint, open_source, retrieval};
 use candle_core::{Device, Tensor};
 use gram_host::cpu::Scorer;
-use gram_host::metrics::{Retrieval, ranks, top_k_of_row};
-use gram_nostd::summarize_ranks;
+use gram_host::metrics::{Retrieval, ranks_from_matrix, top_k_of_row};
+use gram_nostd::{summarize_ranks, to_f32};
 use std::path::Path;
 
 /// Pairs scored by the DAM head per forward pass.
@@ -119,14 +119,15 @@ fn reranked_rank(top: &[u32], logits: &[f32], truth: usize, fallback: u32) -> u3
 }
 
 /// Retrieval of `emb` (unit embeddings per modality, row i of each belonging together) by
-/// volume, and after re-ranking each query's top `k` by the DAM head. Builds the full N×N
-/// volume matrix (N² floats) for the column direction.
+/// volume, and after re-ranking each query's top `k` by the DAM head: (by volume, re-ranked).
+/// Builds the full N×N volume matrix (N² floats) once, for both directions and both
+/// rankings; its diagonal comes from the accurate path, as in [`gram_host::metrics::ranks`].
 pub fn rerank(
     model: &GramModel,
     emb: &[Vec<f32>],
     k: usize,
     dev: &Device,
-) -> Result<Retrieval, String> {
+) -> Result<(Retrieval, Retrieval), String> {
     let d = model.config.embed_dim;
     let a = model.anchor_index();
     let n = emb[a].len() / d;
@@ -135,11 +136,18 @@ pub fn rerank(
         .map(|t| emb[t].as_slice())
         .collect();
     let scorer = Scorer::new(&others, n, d).map_err(|e| e.to_string())?;
-    let (base_a2d, base_d2a, _) = ranks(&scorer, &emb[a], d).map_err(|e| e.to_string())?;
     let mut v = vec![0f32; n * n];
     scorer
         .volume_matrix(&emb[a], &mut v)
         .map_err(|e| e.to_string())?;
+    for i in 0..n {
+        let accurate = scorer
+            .pair_volume_accurate(&emb[a][i * d..(i + 1) * d], i)
+            .and_then(to_f32)
+            .map_err(|e| e.to_string())?;
+        v[i * n + i] = accurate;
+    }
+    let (mut base_a2d, mut base_d2a) = ranks_from_matrix(&v, n).map_err(|e| e.to_string())?;
     let k = k.max(1).min(n);
     let row_top: Vec<Vec<u32>> = (0..n)
         .map(|i| {
@@ -181,10 +189,16 @@ pub fn rerank(
     };
     let mut a2d = direction(&row_top, row_logits, &base_a2d);
     let mut d2a = direction(&col_top, col_logits, &base_d2a);
-    Ok(Retrieval {
-        anchor_to_data: summarize_ranks(&mut a2d).map_err(|e| e.to_string())?,
-        data_to_anchor: summarize_ranks(&mut d2a).map_err(|e| e.to_string())?,
-    })
+    let summary = |a: &mut [u32], b: &mut [u32]| -> Result<Retrieval, String> {
+        Ok(Retrieval {
+            anchor_to_data: summarize_ranks(a).map_err(|e| e.to_string())?,
+            data_to_anchor: summarize_ranks(b).map_err(|e| e.to_string())?,
+        })
+    };
+    Ok((
+        summary(&mut base_a2d, &mut base_d2a)?,
+        summary(&mut a2d, &mut d2a)?,
+    ))
 }
 
 /// `gram-train eval`: embed `split` of `data` with the checkpoint, evaluate, optionally
@@ -207,10 +221,15 @@ pub fn evaluate_checkpoint(
             data.display()
         ));
     }
-    let volume = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;
-    let reranked = match rerank_k {
-        Some(k) => Some((k, rerank(model, &emb, k, dev)?)),
-        None => None,
+    let (volume, reranked) = match rerank_k {
+        Some(k) => {
+            let (volume, reranked) = rerank(model, &emb, k, dev)?;
+            (volume, Some((k, reranked)))
+        }
+        None => (
+            retrieval(&emb, model.anchor_index(), model.config.embed_dim)?,
+            None,
+        ),
     };
     Ok(Evaluation {
         samples: kept.len(),

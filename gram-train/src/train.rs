@@ -121,6 +121,26 @@ fn err(e: impl std::fmt::Display) -> String {
 /// config's override), an encoder per modality for raw datasets (the config's, else BERT for
 /// `text`, CLIP for `image`/`video`, AST for `audio`), resolved to concrete architectures.
 pub fn model_config_for(cfg: &TrainConfig, data: &Path) -> Result<ModelConfig, String> {
+    let dims = if raw::is_raw(data) {
+        None
+    } else {
+        Some(load_split(data, "train")?.dims())
+    };
+    model_config_with(cfg, data, dims)
+}
+
+/// Whether modality `m`'s encoder trains: its spec says so and `frozen` does not list it.
+fn trainable(cfg: &TrainConfig, m: &str) -> bool {
+    cfg.encoders.get(m).is_none_or(|s| s.trainable) && !cfg.frozen.iter().any(|f| f == m)
+}
+
+/// [`model_config_for`] with a feature dataset's dimensions already known (`None` for raw
+/// data), so `fit` reads its training split once.
+fn model_config_with(
+    cfg: &TrainConfig,
+    data: &Path,
+    feature_dims: Option<Vec<usize>>,
+) -> Result<ModelConfig, String> {
     let info = read_info(data)?;
     let modalities = if cfg.modalities.is_empty() {
         info.modalities.clone()
@@ -137,7 +157,14 @@ pub fn model_config_for(cfg: &TrainConfig, data: &Path) -> Result<ModelConfig, S
             "modalities {modalities:?} with anchor '{anchor}': need ≥ 2 modalities including the anchor"
         ));
     }
-    let (encoders, input_dims) = if raw::is_raw(data) {
+    let (encoders, input_dims) = if let Some(dims) = feature_dims {
+        if modalities != info.modalities {
+            return Err(
+                "feature datasets train on all their modalities, in dataset.json order".into(),
+            );
+        }
+        (Vec::new(), dims)
+    } else {
         let mut specs = Vec::new();
         for m in &modalities {
             let mut spec = match cfg.encoders.get(m) {
@@ -154,19 +181,11 @@ pub fn model_config_for(cfg: &TrainConfig, data: &Path) -> Result<ModelConfig, S
                 }),
             };
             spec.resolve()?;
-            spec.trainable = spec.trainable && !cfg.frozen.contains(m);
+            spec.trainable = trainable(cfg, m);
             specs.push(spec);
         }
         let dims = vec![0; modalities.len()];
         (specs, dims)
-    } else {
-        if modalities != info.modalities {
-            return Err(
-                "feature datasets train on all their modalities, in dataset.json order".into(),
-            );
-        }
-        let dims = load_split(data, "train")?.dims();
-        (Vec::new(), dims)
     };
     Ok(ModelConfig {
         modalities,
@@ -499,10 +518,25 @@ pub fn fit_with(
     if opts.resume && opts.init_from.is_some() {
         return Err("--resume and --init-from exclude each other".into());
     }
-    let model_cfg = match &opts.init_from {
-        Some(ck) => {
-            let mut mc = checkpoint::load_state(ck)?.model;
-            let wanted = model_config_for(cfg, data)?;
+    // A feature training split is read once: its dimensions shape the model, then it is the
+    // training source.
+    let features = if raw::is_raw(data) {
+        None
+    } else {
+        Some(load_split(data, "train")?)
+    };
+    let wanted = model_config_with(cfg, data, features.as_ref().map(|s| s.dims()))?;
+    let init = match &opts.init_from {
+        Some(ck) => Some(checkpoint::load_state(ck)?),
+        None => None,
+    };
+    let model_cfg = match &init {
+        Some(state) => {
+            let ck = opts
+                .init_from
+                .as_deref()
+                .expect("init state comes from init_from");
+            let mut mc = state.model.clone();
             if wanted.modalities != mc.modalities || wanted.anchor != mc.anchor {
                 return Err(format!(
                     "{}: the checkpoint's modalities {:?} (anchor {}) differ from this run's {:?} (anchor {})",
@@ -513,17 +547,24 @@ pub fn fit_with(
                     wanted.anchor
                 ));
             }
+            if mc.input_dims != wanted.input_dims && mc.encoders.is_empty() {
+                return Err(format!(
+                    "{}: the checkpoint's feature sizes {:?} differ from this dataset's {:?}",
+                    ck.display(),
+                    mc.input_dims,
+                    wanted.input_dims
+                ));
+            }
             // What may change when finetuning: which encoders train.
             for (s, m) in mc.encoders.iter_mut().zip(&wanted.modalities) {
-                s.trainable = !cfg.frozen.contains(m);
+                s.trainable = trainable(cfg, m);
             }
             mc
         }
-        None => model_config_for(cfg, data)?,
+        None => wanted,
     };
-    let loaded = match &opts.init_from {
-        Some(ck) => {
-            let state = checkpoint::load_state(ck)?;
+    let loaded = match (&opts.init_from, &init) {
+        (Some(ck), Some(state)) => {
             let varmap = VarMap::new();
             let model = GramModel::new(&model_cfg, &varmap, 0, dev).map_err(err)?;
             set_weights(&varmap, &checkpoint::load_tensors(ck, &state.weights, dev)?)?;
@@ -533,16 +574,19 @@ pub fn fit_with(
                 tokenizers: tokenizers_for(&model_cfg, Some(ck))?,
             }
         }
-        None => build_model(&model_cfg, cfg.seed, dev)?,
+        _ => build_model(&model_cfg, cfg.seed, dev)?,
     };
     let model = &loaded.model;
-    let train = open_source(
-        data,
-        "train",
-        &model_cfg,
-        &loaded.tokenizers,
-        opts.skip_bad_samples,
-    )?;
+    let train: Box<dyn Source> = match features {
+        Some(split) => Box::new(split),
+        None => open_source(
+            data,
+            "train",
+            &model_cfg,
+            &loaded.tokenizers,
+            opts.skip_bad_samples,
+        )?,
+    };
     let val = open_source(
         data,
         "val",
