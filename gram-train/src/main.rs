@@ -179,6 +179,7 @@ impl TrainArgs {
             let (m, spec) = parse_encoder(e)?;
             c.encoders.insert(m, spec);
         }
+        c.validate()?;
         Ok(c)
     }
 }

@@ -292,5 +292,19 @@ fn cli_refuses_what_this_build_cannot_do_with_one_error_line() {
     assert!(e.contains("exclude each other"), "{e}");
     let e = run(&["eval", "--checkpoint", o, "--data", d]);
     assert!(e.starts_with("error: ") && e.contains("state.json"), "{e}");
+    // Numeric flags are checked up front and named (not found inside the volume op).
+    for (flag, value, named) in [
+        ("--lr", "nan", "error: --lr (lr): NaN"),
+        ("--lr", "-1", "error: --lr (lr): -1"),
+        ("--encoder-lr-scale", "inf", "error: --encoder-lr-scale"),
+        ("--dam-weight", "-0.5", "error: --dam-weight"),
+        ("--batch-size", "1", "error: --steps, --batch-size"),
+    ] {
+        let e = run(&["fit", "--data", d, "--out", o, &format!("{flag}={value}")]);
+        assert!(
+            e.starts_with(named) && e.lines().count() == 1,
+            "{flag} {value}: {e}"
+        );
+    }
     assert!(!out.join("state.json").exists());
 }

@@ -3,7 +3,10 @@
 //! with the cuda feature). Reports samples/s and the split between forward (embed + volume
 //! matrix + loss), backward and the optimizer step; median over the timed steps.
 //!
-//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--dam] [--cuda]`
+//! `--volume fused|ops` picks the volume-matrix implementation (default: the device's, see
+//! `VolumePath::for_device`).
+//!
+//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops]`
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -11,7 +14,7 @@ use gram_train::encoders::HostInput;
 use gram_train::losses::gram_loss;
 use gram_train::model::{GramModel, ModelConfig, decays};
 use gram_train::optim::{AdamW, AdamWConfig};
-use gram_train::volume::volume_matrix;
+use gram_train::volume::{VolumePath, volume_matrix_with};
 use std::time::Instant;
 
 const B: usize = 256;
@@ -26,6 +29,16 @@ fn main() -> candle_core::Result<()> {
         Device::new_cuda(0)?
     } else {
         Device::Cpu
+    };
+    let path = match args
+        .iter()
+        .position(|a| a == "--volume")
+        .map(|i| args.get(i + 1))
+    {
+        None => VolumePath::for_device(&dev),
+        Some(Some(p)) if p == "fused" => VolumePath::FusedCpu,
+        Some(Some(p)) if p == "ops" => VolumePath::TensorOps,
+        Some(other) => candle_core::bail!("--volume: expected fused or ops, got {other:?}"),
     };
     let cfg = ModelConfig {
         modalities: vec!["text".into(), "video".into(), "audio".into()],
@@ -68,7 +81,7 @@ fn main() -> candle_core::Result<()> {
     for step in 0..steps + 3 {
         let t0 = Instant::now();
         let emb = model.embed(&feats, &dev)?;
-        let v = volume_matrix(&emb[0], &emb[1..])?;
+        let v = volume_matrix_with(path, &emb[0], &emb[1..])?;
         let loss = gram_loss(&v, &model.inv_tau()?, 0.1)?.loss;
         let _ = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?; // synchronise
         let t1 = Instant::now();
@@ -96,7 +109,7 @@ fn main() -> candle_core::Result<()> {
         median(&mut total),
     );
     println!(
-        "device: {dev:?}, B = {B}, in = {IN}, out = {OUT}, k = 3, GRAM loss, {steps} timed steps (median)"
+        "device: {dev:?}, volume: {path:?}, B = {B}, in = {IN}, out = {OUT}, k = 3, GRAM loss, {steps} timed steps (median)"
     );
     println!("| samples/s | step (ms) | forward (ms) | backward (ms) | optimizer (ms) |");
     println!("|---|---|---|---|---|");

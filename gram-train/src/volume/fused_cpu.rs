@@ -1,8 +1,4 @@
-//! The differentiable volume matrix V[i, j] = vol(anchor_i, m1_j, …, m_{k−1, j}).
-//!
-//! Dot products go through Candle — the B1×B2 cross terms as k−1 matmuls, anchor norms and the
-//! within-candidate Gram matrices as row sums — so their gradients flow to every input by
-//! Candle's own rules. The k×k part is one custom op over (cross [B1, B2, m], inner [B2, m, m],
+//! The CPU path of the volume matrix: the k×k part as one custom op over (cross [B1, B2, m], inner [B2, m, m],
 //! norms [B1]) that assembles each pair's Gram matrix G and takes sqrt(det G) with
 //! `gram_nostd::GramFactor` (equilibrated, pivoted LDLᵀ in f64: the same code every other
 //! backend is tested against); its backward is ∂vol/∂G = ½·vol·G⁻¹ from the same
@@ -178,7 +174,14 @@ impl CustomOp3 for PairVolumes {
 /// V[i, j] = vol(anchor_i, m1_j, …, m_{k−1, j}) for anchor [B1, D] and modalities [B2, D],
 /// differentiable with respect to all of them. The k×k work runs on the CPU whatever the
 /// device (B1·B2·k² numbers, small next to the matmuls that made them).
-pub fn volume_matrix(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
+pub(super) fn volume_matrix(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
+    if !matches!(anchor.dtype(), DType::F32 | DType::F64) {
+        let f32s: Vec<Tensor> = modalities
+            .iter()
+            .map(|m| m.to_dtype(DType::F32))
+            .collect::<Result<_>>()?;
+        return volume_matrix(&anchor.to_dtype(DType::F32)?, &f32s);
+    }
     let (b2, _) = modalities[0].dims2()?;
     let m = modalities.len();
     let cross: Vec<Tensor> = modalities
@@ -196,15 +199,19 @@ pub fn volume_matrix(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
     let norms = anchor.sqr()?.sum(1)?;
     let dev = anchor.device().clone();
     if dev.is_cpu() {
-        cross
-            .contiguous()?
-            .apply_op3(&inner.contiguous()?, &norms.contiguous()?, PairVolumes)
+        pair_volumes(&cross, &inner, &norms)
     } else {
-        let cpu = |t: Tensor| t.to_device(&Device::Cpu)?.contiguous();
-        cpu(cross)?
-            .apply_op3(&cpu(inner)?, &cpu(norms)?, PairVolumes)?
-            .to_device(&dev)
+        let cpu = |t: Tensor| t.to_device(&Device::Cpu);
+        pair_volumes(&cpu(cross)?, &cpu(inner)?, &cpu(norms)?)?.to_device(&dev)
     }
+}
+
+/// The k×k part on the CPU: `cross` [B1, B2, m], `inner` [B2, m, m], `norms` [B1] (squared
+/// anchor norms), all on the CPU and contiguous; returns V [B1, B2] in the inputs' dtype.
+pub(super) fn pair_volumes(cross: &Tensor, inner: &Tensor, norms: &Tensor) -> Result<Tensor> {
+    cross
+        .contiguous()?
+        .apply_op3(&inner.contiguous()?, &norms.contiguous()?, PairVolumes)
 }
 
 #[cfg(test)]
