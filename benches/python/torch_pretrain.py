@@ -6,6 +6,8 @@ overlapping 16x16 patches), 512-d projection heads, GRAM loss by the published r
 pre-made tensors (the loader is not timed here; in gram it overlaps the step).
 
 Usage: python torch_pretrain.py MINILM_DIR [--batch 64] [--steps 5] [--threads N] [--device cpu|cuda]
+       [--vision small|vit-b16]
+--vision vit-b16: a ViT-B/16-size CLIP vision tower (768 wide, 12 layers) at 224x224, random weights.
 Needs: torch, transformers.
 """
 import argparse, statistics, time
@@ -18,6 +20,7 @@ p.add_argument("--batch", type=int, default=64)
 p.add_argument("--steps", type=int, default=5)
 p.add_argument("--threads", type=int, default=0)
 p.add_argument("--device", default="cpu")
+p.add_argument("--vision", default="small", choices=["small", "vit-b16"])
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
@@ -26,11 +29,16 @@ torch.manual_seed(0)
 
 text = AutoModel.from_pretrained(a.minilm).to(dev)
 tok = AutoTokenizer.from_pretrained(a.minilm)
-vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-    num_attention_heads=4, image_size=32, patch_size=8)).to(dev)
+if a.vision == "vit-b16":
+    vcfg = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+        num_attention_heads=12, image_size=224, patch_size=16)
+else:
+    vcfg = CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, image_size=32, patch_size=8)
+vision = CLIPVisionModel(vcfg).to(dev)
 audio = ViTModel(ViTConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
     image_size=(64, 128), patch_size=16, num_channels=1, hidden_act="gelu"), add_pooling_layer=False).to(dev)
-heads = nn.ModuleList([nn.Linear(384, 512, bias=False), nn.Linear(128, 512, bias=False), nn.Linear(128, 512, bias=False)]).to(dev)
+heads = nn.ModuleList([nn.Linear(384, 512, bias=False), nn.Linear(vcfg.hidden_size, 512, bias=False), nn.Linear(128, 512, bias=False)]).to(dev)
 dam = nn.Sequential(nn.Linear(3 * 512, 256), nn.GELU(), nn.Linear(256, 1)).to(dev)
 log_inv_tau = nn.Parameter(torch.tensor(1 / 0.07).log().to(dev))
 enc_params = list(text.parameters()) + list(vision.parameters()) + list(audio.parameters())
@@ -42,7 +50,7 @@ B = a.batch
 colours, shapes = ["red", "green", "blue", "yellow"], ["circle", "square", "triangle", "cross"]
 captions = [f"a {colours[i % 4]} {shapes[(i // 4) % 4]} moving left with a steady high tone" for i in range(B)]
 enc = tok(captions, padding=True, return_tensors="pt").to(dev)
-frames = torch.randn(B * 4, 3, 32, 32, device=dev)
+frames = torch.randn(B * 4, 3, vcfg.image_size, vcfg.image_size, device=dev)
 mels = torch.randn(B, 1, 64, 128, device=dev)
 
 def mean_pool(states, mask):
@@ -93,5 +101,7 @@ for i in range(a.steps + 2):
         times.append(dt)
 med = statistics.median(times)
 n_params = sum(p.numel() for p in enc_params) + sum(p.numel() for p in heads.parameters()) + sum(p.numel() for p in dam.parameters()) + 1
+peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
+print(f"vision = {a.vision}, peak GPU memory {peak:.2f} GiB")
 print(f"PyTorch {torch.__version__} on {dev} ({torch.get_num_threads()} threads), B = {B}, {n_params} parameters: "
       f"{B / med:.1f} samples/s, step {med:.3f} s (median of {len(times)})")

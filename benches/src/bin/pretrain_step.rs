@@ -8,7 +8,9 @@
 //! (embed, gather, loss, both backward passes), the optimizer step; and samples/s.
 //!
 //! Run: `cargo run --release -p gram-benches --bin pretrain_step -- [--steps N] [--batch B]
-//!       [--minilm DIR] [--device cpu|cuda]` (cuda: build with `--features cuda`).
+//!       [--minilm DIR] [--vision small|vit-b16] [--device cpu|cuda]` (cuda: build with
+//!       `--features cuda`). `--vision vit-b16`: a ViT-B/16-size tower (hidden 768, 12 layers,
+//!       12 heads, MLP 3072) at 224×224 with random weights, over the same 4 frames (resized).
 
 use candle_core::{DType, Device, Var};
 use gram_train::distributed::SingleProcess;
@@ -48,6 +50,19 @@ fn main() -> Result<(), String> {
     let data = tmp.path().join("raw");
     gram_train::rawgen::generate(&data, [4 * batch, batch, batch], 1)?;
 
+    let vision: String = arg(&args, "--vision").unwrap_or_else(|| "small".into());
+    let mut video = EncoderSpec::of(Kind::Clip);
+    let video_name = match vision.as_str() {
+        "small" => "small CLIP ViT (4 frames of 32×32)",
+        "vit-b16" => {
+            video.config = serde_json::json!({
+                "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                "num_attention_heads": 12, "image_size": 224, "patch_size": 16, "num_channels": 3
+            });
+            "ViT-B/16 (4 frames of 224×224)"
+        }
+        other => return Err(format!("--vision: expected small or vit-b16, got {other}")),
+    };
     let mut text = EncoderSpec::of(Kind::Bert);
     let text_name = if minilm.join("model.safetensors").exists() {
         text.path = Some(minilm.clone());
@@ -61,7 +76,7 @@ fn main() -> Result<(), String> {
         steps: steps + 2,
         encoders: [
             ("text".to_string(), text),
-            ("video".to_string(), EncoderSpec::of(Kind::Clip)),
+            ("video".to_string(), video),
             ("audio".to_string(), EncoderSpec::of(Kind::Ast)),
         ]
         .into_iter()
@@ -140,7 +155,7 @@ fn main() -> Result<(), String> {
         median(&mut total),
     );
     println!(
-        "device: {dev:?}, B = {batch}, text = {text_name}, video = small CLIP ViT (4 frames of 32×32), audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median)",
+        "device: {dev:?}, B = {batch}, text = {text_name}, video = {video_name}, audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median)",
         count,
         total.len()
     );
