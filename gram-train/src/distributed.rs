@@ -201,9 +201,8 @@ pub fn local_loss(
                     .detach()
                     .neg()?
                     .broadcast_mul(&inv_tau.detach())?;
-                let logits_bb: Vec<f64> = block.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
                 let mut pairs: Vec<(usize, usize)> = (0..b).map(|i| (i, i)).collect();
-                pairs.extend(sample_hard_negatives(&logits_bb, b, rng));
+                pairs.extend(sample_hard_negatives(&block, rng)?);
                 let dev = anchor.device();
                 let index = |f: fn(&(usize, usize)) -> usize, shift: usize| {
                     Tensor::from_vec(

@@ -90,34 +90,46 @@ pub fn symile(all: &[Tensor], inv_tau: &Tensor, label_smoothing: f64) -> Result<
     total / all.len() as f64
 }
 
-/// Hard negatives for DAM from the GRAM logits −V/τ (detached, row-major B×B): for each
-/// anchor i a candidate j ≠ i drawn with probability softmax(logits[i, :]) (diagonal
+/// Hard negatives for DAM from the GRAM logits −V/τ (detached, [B, B] on any device): for
+/// each anchor i a candidate j ≠ i drawn with probability softmax(logits[i, :]) (diagonal
 /// excluded), and for each candidate j an anchor i ≠ j drawn from softmax(logits[:, j]).
 /// Returns (anchor index, candidate index) pairs, B of each kind. Needs B ≥ 2.
-pub fn sample_hard_negatives(logits: &[f64], b: usize, rng: &mut impl Rng) -> Vec<(usize, usize)> {
-    let mut draw = |weights: &mut dyn Iterator<Item = (usize, f64)>| -> usize {
-        let w: Vec<(usize, f64)> = weights.collect();
-        let max = w.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
-        let total: f64 = w.iter().map(|x| (x.1 - max).exp()).sum();
-        let mut u = rng.random::<f64>() * total;
-        for &(idx, logit) in &w {
-            u -= (logit - max).exp();
-            if u <= 0.0 {
-                return idx;
-            }
-        }
-        w.last().expect("b ≥ 2").0
-    };
-    let mut pairs = Vec::with_capacity(2 * b);
-    for i in 0..b {
-        let j = draw(&mut (0..b).filter(|&j| j != i).map(|j| (j, logits[i * b + j])));
-        pairs.push((i, j));
-    }
-    for j in 0..b {
-        let i = draw(&mut (0..b).filter(|&i| i != j).map(|i| (i, logits[i * b + j])));
-        pairs.push((i, j));
-    }
-    pairs
+///
+/// Inverse-CDF sampling on the logits' device, in f64: the row's cumulative weights against
+/// u·total with one uniform u per row from `rng` (rows first, then columns: 2B draws), so only
+/// the 2B chosen indices reach the host, never the B×B matrix.
+pub fn sample_hard_negatives(logits: &Tensor, rng: &mut impl Rng) -> Result<Vec<(usize, usize)>> {
+    let b = logits.dim(0)?;
+    let rows = draw_per_row(logits, rng)?;
+    let cols = draw_per_row(&logits.t()?, rng)?;
+    let mut pairs: Vec<(usize, usize)> = rows.into_iter().enumerate().collect();
+    pairs.extend(cols.into_iter().enumerate().map(|(j, i)| (i, j)));
+    debug_assert_eq!(pairs.len(), 2 * b);
+    Ok(pairs)
+}
+
+/// One index per row of `logits` [B, B], j ≠ row, drawn from softmax over the row.
+fn draw_per_row(logits: &Tensor, rng: &mut impl Rng) -> Result<Vec<usize>> {
+    let (b, dev) = (logits.dim(0)?, logits.device());
+    let l = logits.to_dtype(DType::F64)?;
+    let diag = Tensor::eye(b, DType::U8, dev)?;
+    let l = diag.where_cond(&l.ones_like()?.affine(0.0, f64::NEG_INFINITY)?, &l)?;
+    let w = l.broadcast_sub(&l.max_keepdim(1)?)?.exp()?;
+    let cum = w.cumsum(1)?;
+    // u = 0 would select a zero-weight column (the diagonal); u is in [0, 1).
+    let u: Vec<f64> = (0..b)
+        .map(|_| rng.random::<f64>().max(f64::MIN_POSITIVE))
+        .collect();
+    let target = cum
+        .narrow(1, b - 1, 1)?
+        .mul(&Tensor::from_vec(u, (b, 1), dev)?)?;
+    // The first column whose cumulative weight reaches the target = how many stay below it.
+    let idx = cum
+        .broadcast_lt(&target)?
+        .to_dtype(DType::U32)?
+        .sum(1)?
+        .to_vec1::<u32>()?;
+    Ok(idx.into_iter().map(|i| (i as usize).min(b - 1)).collect())
 }
 
 /// Binary cross-entropy with logits, mean over the batch.
@@ -126,4 +138,60 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         logits,
         &targets.to_dtype(DType::F32)?.to_dtype(logits.dtype())?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use rand::SeedableRng;
+
+    /// The sampler written out on the host: walk the row subtracting weights from u·total.
+    fn reference(logits: &[f64], b: usize, rng: &mut impl Rng) -> Vec<(usize, usize)> {
+        let mut draw = |w: Vec<(usize, f64)>| -> usize {
+            let max = w.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = w.iter().map(|x| (x.1 - max).exp()).sum();
+            let mut u = rng.random::<f64>().max(f64::MIN_POSITIVE) * total;
+            for &(idx, logit) in &w {
+                u -= (logit - max).exp();
+                if u <= 0.0 {
+                    return idx;
+                }
+            }
+            w.last().expect("b ≥ 2").0
+        };
+        let mut pairs = Vec::new();
+        for i in 0..b {
+            let w = (0..b).filter(|&j| j != i).map(|j| (j, logits[i * b + j]));
+            pairs.push((i, draw(w.collect())));
+        }
+        for j in 0..b {
+            let w = (0..b).filter(|&i| i != j).map(|i| (i, logits[i * b + j]));
+            pairs.push((draw(w.collect()), j));
+        }
+        pairs
+    }
+
+    #[test]
+    fn device_sampler_draws_what_the_host_walk_draws() {
+        let b = 24;
+        for seed in 0..20u64 {
+            // Spread logits (as −V/τ with τ = 0.07 gives) so rows are far from uniform.
+            let logits: Vec<f64> = gram_nostd::uniform::Uniform::new(2 * seed + 1)
+                .take(b * b)
+                .map(|x| 30.0 * x)
+                .collect();
+            let t = Tensor::from_vec(logits.clone(), (b, b), &Device::Cpu).unwrap();
+            let mut r1 = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut r2 = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let got = sample_hard_negatives(&t.to_dtype(DType::F32).unwrap(), &mut r1).unwrap();
+            let want = reference(
+                &logits.iter().map(|&x| x as f32 as f64).collect::<Vec<_>>(),
+                b,
+                &mut r2,
+            );
+            assert_eq!(got, want, "seed {seed}");
+            assert!(got[..b].iter().all(|&(i, j)| i != j) && got[b..].iter().all(|&(i, j)| i != j));
+        }
+    }
 }
