@@ -5,6 +5,7 @@
 //! - [`losses`]: GRAM, DAM hard-negative sampling, pairwise InfoNCE and Symile baselines.
 //! - [`encoders`]: BERT text, CLIP ViT vision (images, video frames), AST audio (log-mel).
 //! - [`model`]: encoders → projection heads, learnable temperature, DAM head.
+//! - [`precision`]: f32 or bf16 matmuls in the encoders and heads (autocast-like).
 //! - [`optim`]: checkpointable AdamW, warmup + cosine schedule, clipping.
 //! - [`data`], [`synth`]: the feature-dataset format and a synthetic generator in it.
 //! - [`raw`], [`rawgen`], [`source`]: JSONL raw datasets, a tiny generator, batching with
@@ -25,6 +26,7 @@ pub mod model;
 #[cfg(feature = "nccl")]
 pub mod nccl;
 pub mod optim;
+pub mod precision;
 pub mod raw;
 pub mod rawgen;
 pub mod rerank;

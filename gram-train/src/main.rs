@@ -115,6 +115,10 @@ struct TrainArgs {
     /// Encoder learning rate as a fraction of --lr.
     #[arg(long)]
     encoder_lr_scale: Option<f64>,
+    /// Matmul operands of the encoders and heads: f32, or bf16 (f32 master weights, AdamW
+    /// state, volume and loss).
+    #[arg(long, value_enum)]
+    precision: Option<gram_train::precision::Precision>,
 }
 
 fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), String> {
@@ -164,7 +168,8 @@ impl TrainArgs {
             dam_weight,
             eval_every,
             checkpoint_every,
-            encoder_lr_scale
+            encoder_lr_scale,
+            precision
         );
         if let Some(m) = &self.modalities {
             c.modalities = m.clone();

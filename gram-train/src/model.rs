@@ -4,8 +4,9 @@
 //! cannot be seeded, and runs must be reproducible).
 
 use crate::encoders::{self, Encoder, EncoderSpec, HostInput};
+use crate::precision::Linear;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
-use candle_nn::{Linear, Module, VarBuilder, VarMap};
+use candle_nn::{Module, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Uniform};

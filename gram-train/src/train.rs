@@ -6,6 +6,7 @@ use crate::distributed::{Collective, SingleProcess, step_gradients};
 use crate::encoders::{self, EncoderSpec, HostInput, Kind};
 use crate::model::{GramModel, ModelConfig, decays};
 use crate::optim::{AdamW, AdamWConfig, learning_rate};
+use crate::precision::Precision;
 use crate::raw::{self, Prep, RawSplit};
 use crate::source::{Source, prefetched};
 use candle_core::backprop::GradStore;
@@ -70,6 +71,8 @@ pub struct TrainConfig {
     pub encoder_lr_scale: f64,
     /// Modalities whose encoders stay frozen (all others train; also when finetuning).
     pub frozen: Vec<String>,
+    /// Operand precision of the encoders' and heads' matmuls (see [`crate::precision`]).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -98,6 +101,7 @@ impl Default for TrainConfig {
             encoders: BTreeMap::new(),
             encoder_lr_scale: 0.1,
             frozen: Vec::new(),
+            precision: Precision::F32,
         }
     }
 }
@@ -516,6 +520,7 @@ pub fn train_step(
     rng: &mut ChaCha8Rng,
     dev: &Device,
 ) -> candle_core::Result<(f64, GradStore)> {
+    crate::precision::set(cfg.precision);
     let emb = model.embed(inputs, dev)?;
     step_gradients(model, cfg, &emb, params, coll, rng)
 }

@@ -5,7 +5,8 @@
 //!
 //! Without a CUDA device each test prints why it skips; with `GRAM_REQUIRE_CUDA=1` it fails
 //! instead. Run on a GPU machine: `GRAM_REQUIRE_CUDA=1 cargo test -p gram-train --features cuda
-//! --test cuda` (or the test binary built with `--no-run`).
+//! --test cuda`, or the test binary built with `--no-run` (scripts/gpu-pack.sh) with `GRAM_REPO`
+//! (repository root) and `GRAM_TRAIN_BIN` (the gram-train binary) set.
 
 mod common;
 
@@ -32,9 +33,7 @@ fn cuda() -> Option<Device> {
 }
 
 fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(rel)
+    common::repo_root().join("testdata").join(rel)
 }
 
 fn reference(name: &str) -> (usize, usize, Vec<f32>) {
@@ -147,7 +146,9 @@ fn a_checkpoint_trained_on_the_gpu_evaluates_on_the_cpu() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_gram-train"))
+        // GRAM_TRAIN_BIN: the binary beside a test binary carried to a GPU machine.
+        let bin = std::env::var("GRAM_TRAIN_BIN");
+        let out = Command::new(bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_gram-train")))
             .args(args)
             .output()
             .unwrap();

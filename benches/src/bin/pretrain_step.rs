@@ -8,7 +8,7 @@
 //! (embed, gather, loss, both backward passes), the optimizer step; and samples/s.
 //!
 //! Run: `cargo run --release -p gram-benches --bin pretrain_step -- [--steps N] [--batch B]
-//!       [--minilm DIR] [--vision small|vit-b16] [--device cpu|cuda]` (cuda: build with
+//!       [--minilm DIR] [--vision small|vit-b16] [--precision f32|bf16] [--device cpu|cuda]` (cuda: build with
 //!       `--features cuda`). `--vision vit-b16`: a ViT-B/16-size tower (hidden 768, 12 layers,
 //!       12 heads, MLP 3072) at 224×224 with random weights, over the same 4 frames (resized).
 
@@ -50,6 +50,11 @@ fn main() -> Result<(), String> {
     let data = tmp.path().join("raw");
     gram_train::rawgen::generate(&data, [4 * batch, batch, batch], 1)?;
 
+    let precision = match arg::<String>(&args, "--precision").as_deref() {
+        None | Some("f32") => gram_train::precision::Precision::F32,
+        Some("bf16") => gram_train::precision::Precision::Bf16,
+        Some(other) => return Err(format!("--precision: expected f32 or bf16, got {other}")),
+    };
     let vision: String = arg(&args, "--vision").unwrap_or_else(|| "small".into());
     let mut video = EncoderSpec::of(Kind::Clip);
     let video_name = match vision.as_str() {
@@ -81,6 +86,7 @@ fn main() -> Result<(), String> {
         ]
         .into_iter()
         .collect(),
+        precision,
         ..TrainConfig::default()
     };
     let mc = model_config_for(&cfg, &data)?;
@@ -155,7 +161,7 @@ fn main() -> Result<(), String> {
         median(&mut total),
     );
     println!(
-        "device: {dev:?}, B = {batch}, text = {text_name}, video = {video_name}, audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median)",
+        "device: {dev:?}, precision {precision:?}, B = {batch}, text = {text_name}, video = {video_name}, audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median)",
         count,
         total.len()
     );

@@ -1,12 +1,13 @@
 //! Training-step throughput of gram-train (issue 5): B = 256, input dims 768 per modality,
-//! output 512, k = 3, GRAM loss (DAM off unless `--dam`), on the CPU (or `--cuda` in a build
+//! output 512, k = 3, GRAM loss (no DAM), on the CPU (or `--cuda` in a build
 //! with the cuda feature). Reports samples/s and the split between forward (embed + volume
 //! matrix + loss), backward and the optimizer step; median over the timed steps.
 //!
 //! `--volume fused|ops` picks the volume-matrix implementation (default: the device's, see
 //! `VolumePath::for_device`).
 //!
-//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops]`
+//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops] [--bf16]`
+//! (`--bf16`: the heads' matmuls take bf16 operands, see `gram_train::precision`).
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -30,6 +31,9 @@ fn main() -> candle_core::Result<()> {
     } else {
         Device::Cpu
     };
+    if args.iter().any(|a| a == "--bf16") {
+        gram_train::precision::set(gram_train::precision::Precision::Bf16);
+    }
     let path = match args
         .iter()
         .position(|a| a == "--volume")
@@ -109,7 +113,8 @@ fn main() -> candle_core::Result<()> {
         median(&mut total),
     );
     println!(
-        "device: {dev:?}, volume: {path:?}, B = {B}, in = {IN}, out = {OUT}, k = 3, GRAM loss, {steps} timed steps (median)"
+        "device: {dev:?}, volume: {path:?}, matmuls: {:?}, B = {B}, in = {IN}, out = {OUT}, k = 3, GRAM loss, {steps} timed steps (median)",
+        gram_train::precision::current()
     );
     println!("| samples/s | step (ms) | forward (ms) | backward (ms) | optimizer (ms) |");
     println!("|---|---|---|---|---|");

@@ -9,10 +9,11 @@
 //! every parameter receives a gradient and that the fused op matches the tensor-op version in
 //! both directions.
 
+use crate::precision::{Linear, linear, matmul};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor,
 };
-use candle_nn::{Linear, VarBuilder, init::Init};
+use candle_nn::{VarBuilder, init::Init};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -201,7 +202,7 @@ impl SelfAttention {
         if heads == 0 || !dim.is_multiple_of(heads) {
             candle_core::bail!("hidden size {dim} is not a multiple of {heads} heads")
         }
-        let lin = |n: &str| candle_nn::linear(dim, dim, vb.pp(n));
+        let lin = |n: &str| linear(dim, dim, vb.pp(n));
         Ok(SelfAttention {
             q: lin(names[0])?,
             k: lin(names[1])?,
@@ -222,12 +223,12 @@ impl SelfAttention {
                 .contiguous()
         };
         let (q, k, v) = (split(&self.q)?, split(&self.k)?, split(&self.v)?);
-        let mut scores = (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
+        let mut scores = (matmul(&q, &k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
         let probs = softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let ctx = matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out.forward(&ctx)
     }
 }
@@ -366,8 +367,8 @@ impl Bert {
                         ["self.query", "self.key", "self.value", "output.dense"],
                     )?,
                     attn_ln: LayerNorm::new(l.pp("attention.output.LayerNorm"), h, eps)?,
-                    inter: candle_nn::linear(h, c.intermediate_size, l.pp("intermediate.dense"))?,
-                    out: candle_nn::linear(c.intermediate_size, h, l.pp("output.dense"))?,
+                    inter: linear(h, c.intermediate_size, l.pp("intermediate.dense"))?,
+                    out: linear(c.intermediate_size, h, l.pp("output.dense"))?,
                     out_ln: LayerNorm::new(l.pp("output.LayerNorm"), h, eps)?,
                     act,
                 })
@@ -472,8 +473,8 @@ impl Vit {
                         ["q_proj", "k_proj", "v_proj", "out_proj"],
                     )?,
                     ln2: LayerNorm::new(l.pp("layer_norm2"), h, s.eps)?,
-                    fc1: candle_nn::linear(h, s.intermediate, l.pp("mlp.fc1"))?,
-                    fc2: candle_nn::linear(s.intermediate, h, l.pp("mlp.fc2"))?,
+                    fc1: linear(h, s.intermediate, l.pp("mlp.fc1"))?,
+                    fc2: linear(s.intermediate, h, l.pp("mlp.fc2"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -508,7 +509,7 @@ impl Vit {
             .contiguous()?
             .reshape((b, s.grid_h * s.grid_w, s.channels * p * p))?;
         let w = self.patch.reshape((s.hidden, s.channels * p * p))?;
-        let tokens = patches.broadcast_matmul(&w.t()?)?;
+        let tokens = matmul(&patches, &w.t()?)?;
         let cls = self.class.reshape((1, 1, s.hidden))?.repeat((b, 1, 1))?;
         let mut h = Tensor::cat(&[cls, tokens], 1)?.broadcast_add(&self.positions)?;
         h = self.pre_ln.forward(&h)?;

@@ -33,7 +33,7 @@ pub fn gradient_census(dev: &candle_core::Device) {
         TrainConfig, build_model, model_config_for, named_vars, open_source, train_step,
     };
     use rand::SeedableRng;
-    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/raw");
+    let data = repo_root().join("testdata/raw");
     let cfg = TrainConfig {
         batch_size: 6,
         embed_dim: 16,
@@ -85,4 +85,13 @@ pub fn gradient_census(dev: &candle_core::Device) {
     }
     assert!(missing.is_empty(), "no gradient for {missing:?}");
     assert!(vars.len() > 100, "{} parameters", vars.len());
+}
+
+/// The repository root: `GRAM_REPO` if set (a test binary carried to another machine), else
+/// where this crate was built.
+pub fn repo_root() -> std::path::PathBuf {
+    match std::env::var_os("GRAM_REPO") {
+        Some(p) => p.into(),
+        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+    }
 }

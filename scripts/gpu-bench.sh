@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# GPU figures for the README, on an NVIDIA machine (H100/H200 here), from binaries built
+# elsewhere: `bash scripts/gpu-pack.sh` on the build machine fills gpu-carry/ (stripped, xz'd
+# CUDA builds of gram-train, train_step, pretrain_step, gpu_scaling and the CUDA test binary;
+# Debian's Vulkan loader and GL dispatch packages; MiniLM's config and tokenizer). Then, in
+# the repository root on the GPU machine: `OUT=/some/dir bash scripts/gpu-bench.sh [parts…]`,
+# parts among: info tests train recipe vulkan pretrain vitb demo (default: all).
+# Everything it prints also lands in $OUT/*.txt.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:?set OUT to a folder for the results}"
+CARRY="${CARRY:-gpu-carry}"
+parts="${*:-info tests train recipe vulkan pretrain vitb demo}"
+BIN="$OUT/.bin"; mkdir -p "$BIN"
+for f in "$CARRY"/bin/*.xz; do xz -dc "$f" >"$BIN/$(basename "$f" .xz)"; chmod +x "$BIN/$(basename "$f" .xz)"; done
+PY="${PYTHON:-python3}"
+# libcublas/libcurand/libcudart 13 from the PyTorch install (the driver brings libcuda).
+NVLIB=$("$PY" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)
+export LD_LIBRARY_PATH="${NVLIB:+$NVLIB:}${LD_LIBRARY_PATH:-}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"; chmod 0700 "$XDG_RUNTIME_DIR"
+has() { [[ " $parts " == *" $1 "* ]]; }
+log() { local name=$1; shift; echo "== $name: $*"; "$@" 2>&1 | tee "$OUT/$name.txt"; }
+# Peak GPU memory of a command (nvidia-smi sampled every 100 ms), appended to its log.
+peak() {
+  local name=$1; shift
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$OUT/$name.mem" 2>/dev/null &
+  local mon=$!
+  log "$name" "$@"
+  kill $mon 2>/dev/null; wait $mon 2>/dev/null
+  echo "peak GPU memory used (nvidia-smi, MiB): $(sort -n "$OUT/$name.mem" | tail -1)" | tee -a "$OUT/$name.txt"
+}
+
+if has info; then
+  log info bash -c "nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; lscpu | head -20; $PY -c 'import torch, sys; print(sys.version); print(\"torch\", torch.__version__, torch.version.cuda)'; $PY -c 'import transformers; print(\"transformers\", transformers.__version__)'"
+fi
+if has tests; then
+  GRAM_REQUIRE_CUDA=1 GRAM_REPO="$PWD" GRAM_TRAIN_BIN="$BIN/gram-train" log tests "$BIN/cuda-tests" --test-threads 1 --nocapture
+fi
+if has train; then
+  log train_step_ops "$BIN/train_step" 50 --cuda --volume ops
+  log train_step_fused "$BIN/train_step" 20 --cuda --volume fused
+fi
+if has recipe; then
+  log torch_recipe "$PY" benches/python/torch_recipe.py 8192,16384,32768
+fi
+if has vulkan; then
+  # Vulkan on these machines: the loader and GL dispatch libraries from Debian, NVIDIA's ICD.
+  for d in "$CARRY"/debs/*.deb; do dpkg -x "$d" / ; done; ldconfig
+  icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd*.json /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json 2>/dev/null | head -1)
+  [ -n "$icd" ] && export VK_DRIVER_FILES="$icd"
+  echo "ICD: ${icd:-none found}" | tee "$OUT/vulkan-icd.txt"
+  for k in 3 4 5; do log "gpu_scaling_k$k" "$BIN/gpu_scaling" 8192,16384,32768 "$k" 3; done
+fi
+if has pretrain || has vitb; then
+  if [ ! -e "$OUT/.minilm/model.safetensors" ]; then
+    "$PY" scripts/random-bert.py "$CARRY/minilm-config" "$OUT/.minilm" >/dev/null 2>&1 \
+      || echo "no transformers: the small BERT stands in for MiniLM"
+  fi
+fi
+if has pretrain; then
+  for b in 64 256; do
+    peak "pretrain_b$b" "$BIN/pretrain_step" --device cuda --steps 10 --batch $b --minilm "$OUT/.minilm"
+    peak "torch_pretrain_b$b" "$PY" benches/python/torch_pretrain.py "$OUT/.minilm" --device cuda --steps 10 --batch $b
+  done
+fi
+if has vitb; then
+  for b in 64; do
+    peak "pretrain_vitb_b$b" "$BIN/pretrain_step" --device cuda --steps 6 --batch $b --vision vit-b16 --minilm "$OUT/.minilm"
+    peak "torch_pretrain_vitb_b$b" "$PY" benches/python/torch_pretrain.py "$OUT/.minilm" --device cuda --steps 6 --batch $b --vision vit-b16
+  done
+fi
+if has demo; then
+  log demo_cuda bash -c "time $BIN/gram-train --device cuda demo --out $OUT/demo-cuda --no-progress"
+fi
+echo "gpu-bench: done ($parts)"
