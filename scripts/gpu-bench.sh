@@ -39,6 +39,9 @@ fi
 if has train; then
   log train_step_ops "$BIN/train_step" 50 --cuda --volume ops
   log train_step_fused "$BIN/train_step" 20 --cuda --volume fused
+  log train_step_bf16 "$BIN/train_step" 50 --cuda --bf16
+  log torch_train_step "$PY" benches/python/torch_train_step.py 50 --device cuda
+  log torch_train_step_bf16 "$PY" benches/python/torch_train_step.py 50 --device cuda --bf16
 fi
 if has recipe; then
   log torch_recipe "$PY" benches/python/torch_recipe.py 8192,16384,32768
@@ -59,14 +62,20 @@ if has pretrain || has vitb; then
 fi
 if has pretrain; then
   for b in 64 256; do
-    peak "pretrain_b$b" "$BIN/pretrain_step" --device cuda --steps 10 --batch $b --minilm "$OUT/.minilm"
-    peak "torch_pretrain_b$b" "$PY" benches/python/torch_pretrain.py "$OUT/.minilm" --device cuda --steps 10 --batch $b
+    for p in f32 bf16; do
+      peak "pretrain_b${b}_$p" "$BIN/pretrain_step" --device cuda --steps 10 --batch $b --precision $p --minilm "$OUT/.minilm"
+    done
+    peak "torch_pretrain_b${b}_f32" "$PY" benches/python/torch_pretrain.py "$OUT/.minilm" --device cuda --steps 10 --batch $b
+    peak "torch_pretrain_b${b}_bf16" "$PY" benches/python/torch_pretrain.py "$OUT/.minilm" --device cuda --steps 10 --batch $b --bf16
   done
 fi
 if has vitb; then
   for b in 64; do
-    peak "pretrain_vitb_b$b" "$BIN/pretrain_step" --device cuda --steps 6 --batch $b --vision vit-b16 --minilm "$OUT/.minilm"
-    peak "torch_pretrain_vitb_b$b" "$PY" benches/python/torch_pretrain.py "$OUT/.minilm" --device cuda --steps 6 --batch $b --vision vit-b16
+    for p in f32 bf16; do
+      peak "pretrain_vitb_b${b}_$p" "$BIN/pretrain_step" --device cuda --steps 6 --batch $b --precision $p --vision vit-b16 --minilm "$OUT/.minilm"
+    done
+    peak "torch_pretrain_vitb_b${b}_f32" "$PY" benches/python/torch_pretrain.py "$OUT/.minilm" --device cuda --steps 6 --batch $b --vision vit-b16
+    peak "torch_pretrain_vitb_b${b}_bf16" "$PY" benches/python/torch_pretrain.py "$OUT/.minilm" --device cuda --steps 6 --batch $b --vision vit-b16 --bf16
   done
 fi
 if has demo; then

@@ -21,6 +21,7 @@ p.add_argument("--steps", type=int, default=5)
 p.add_argument("--threads", type=int, default=0)
 p.add_argument("--device", default="cpu")
 p.add_argument("--vision", default="small", choices=["small", "vit-b16"])
+p.add_argument("--bf16", action="store_true", help="autocast encoders and heads to bf16")
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
@@ -66,10 +67,12 @@ def volume_matrix(anchor, others):
     return torch.sqrt(torch.abs(torch.det(gram)))
 
 def step():
-    t = mean_pool(text(**enc).last_hidden_state, enc["attention_mask"])
-    v = vision(pixel_values=frames).pooler_output.view(B, 4, -1).mean(1)
-    s = audio(pixel_values=mels).last_hidden_state[:, 0]
-    e = [F.normalize(h(x), dim=-1) for h, x in zip(heads, [t, v, s])]
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
+        t = mean_pool(text(**enc).last_hidden_state, enc["attention_mask"])
+        v = vision(pixel_values=frames).pooler_output.view(B, 4, -1).mean(1)
+        s = audio(pixel_values=mels).last_hidden_state[:, 0]
+        e = [h(x) for h, x in zip(heads, [t, v, s])]
+    e = [F.normalize(x.float(), dim=-1) for x in e]
     vol = volume_matrix(e[0], e[1:])
     logits = -vol * log_inv_tau.clamp(0, 4.6052).exp()
     labels = torch.arange(B, device=dev)
@@ -102,6 +105,6 @@ for i in range(a.steps + 2):
 med = statistics.median(times)
 n_params = sum(p.numel() for p in enc_params) + sum(p.numel() for p in heads.parameters()) + sum(p.numel() for p in dam.parameters()) + 1
 peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
-print(f"vision = {a.vision}, peak GPU memory {peak:.2f} GiB")
+print(f"vision = {a.vision}, bf16 = {a.bf16}, peak GPU memory {peak:.2f} GiB")
 print(f"PyTorch {torch.__version__} on {dev} ({torch.get_num_threads()} threads), B = {B}, {n_params} parameters: "
       f"{B / med:.1f} samples/s, step {med:.3f} s (median of {len(times)})")

@@ -14,11 +14,13 @@
 //!   included.
 //! - [`train`], [`checkpoint`]: `fit` (seeded, resumable, atomic checkpoints, `--init-from`),
 //!   `embed`; [`rerank`]: evaluation with DAM re-ranking.
+//! - [`device`]: opening a CUDA device for training.
 //! - [`demo`]: the end-to-end comparison behind `gram-train demo`.
 
 pub mod checkpoint;
 pub mod data;
 pub mod demo;
+pub mod device;
 pub mod distributed;
 pub mod encoders;
 pub mod losses;

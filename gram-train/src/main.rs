@@ -312,7 +312,7 @@ fn device(name: &str) -> Result<Device, String> {
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| format!("--device {other}: expected cpu, cuda or cuda:N"))?,
     };
-    Device::new_cuda(ordinal).map_err(|e| format!("--device {name}: {e}"))
+    gram_train::device::cuda(ordinal).map_err(|e| format!("--device {name}: {e}"))
 }
 
 fn gpu_ordinal(dev: &Device) -> usize {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn cuda() -> Option<Device> {
-    let dev = Device::new_cuda(0).ok().filter(|d| d.is_cuda());
+    let dev = gram_train::device::cuda(0).ok().filter(|d| d.is_cuda());
     if dev.is_none() {
         let why = if cfg!(feature = "cuda") {
             "no CUDA device"
@@ -131,6 +131,13 @@ fn device_gradients_equal_the_cpu_gradients() {
             "output {what}: {worst:e} of {scale:e}"
         );
     }
+}
+
+#[test]
+fn fused_layer_norm_and_softmax_on_the_device_equal_the_tensor_ops() {
+    let Some(dev) = cuda() else { return };
+    common::fused_layer_norm_parity(&dev);
+    common::fused_softmax_parity(&dev);
 }
 
 #[test]

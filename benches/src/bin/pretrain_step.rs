@@ -42,7 +42,7 @@ fn main() -> Result<(), String> {
     let device: String = arg(&args, "--device").unwrap_or_else(|| "cpu".into());
     let dev = match device.as_str() {
         "cpu" => Device::Cpu,
-        _ => Device::new_cuda(0).map_err(|e| e.to_string())?,
+        _ => gram_train::device::cuda(0).map_err(|e| e.to_string())?,
     };
     let minilm: PathBuf =
         arg(&args, "--minilm").unwrap_or_else(|| PathBuf::from("target/models/all-MiniLM-L6-v2"));

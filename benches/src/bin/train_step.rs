@@ -6,7 +6,10 @@
 //! `--volume fused|ops` picks the volume-matrix implementation (default: the device's, see
 //! `VolumePath::for_device`).
 //!
-//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops] [--bf16]`
+//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops] [--bf16]
+//!       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512]` (the defaults: issue 5's
+//!       configuration; the matched CPU comparison with PyTorch: `--in 384,512,256 --hidden 256
+//!       --out 64`, against `benches/python/torch_train_step.py` with the same flags).
 //! (`--bf16`: the heads' matmuls take bf16 operands, see `gram_train::precision`).
 
 use candle_core::{DType, Device, Tensor};
@@ -18,16 +21,30 @@ use gram_train::optim::{AdamW, AdamWConfig};
 use gram_train::volume::{VolumePath, volume_matrix_with};
 use std::time::Instant;
 
-const B: usize = 256;
-const IN: usize = 768;
-const OUT: usize = 512;
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: cannot parse {v}"))
+        })
+        .unwrap_or(default)
+}
 
 fn main() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let b: usize = flag(&args, "--batch", 256);
+    let dims: Vec<usize> = flag(&args, "--in", "768,768,768".to_string())
+        .split(',')
+        .map(|x| x.parse().expect("--in: comma-separated sizes"))
+        .collect();
+    let out: usize = flag(&args, "--out", 512);
+    let hidden: usize = flag(&args, "--hidden", 0);
     let cuda = args.iter().any(|a| a == "--cuda");
     let dev = if cuda {
-        Device::new_cuda(0)?
+        gram_train::device::cuda(0)?
     } else {
         Device::Cpu
     };
@@ -47,9 +64,9 @@ fn main() -> candle_core::Result<()> {
     let cfg = ModelConfig {
         modalities: vec!["text".into(), "video".into(), "audio".into()],
         anchor: "text".into(),
-        input_dims: vec![IN; 3],
-        embed_dim: OUT,
-        mlp_hidden: 0,
+        input_dims: dims.clone(),
+        embed_dim: out,
+        mlp_hidden: hidden,
         dam_hidden: 0,
         init_temperature: 0.07,
         encoders: Vec::new(),
@@ -74,11 +91,12 @@ fn main() -> candle_core::Result<()> {
             weight_decay: 0.05,
         },
     )?;
-    let feats: Vec<HostInput> = (0..3)
-        .map(|_| {
-            Tensor::randn(0f32, 1.0, B * IN, &Device::Cpu)
+    let feats: Vec<HostInput> = dims
+        .iter()
+        .map(|&dim| {
+            Tensor::randn(0f32, 1.0, b * dim, &Device::Cpu)
                 .and_then(|t| t.to_vec1::<f32>())
-                .map(|data| HostInput::Features { data, dim: IN })
+                .map(|data| HostInput::Features { data, dim })
         })
         .collect::<candle_core::Result<_>>()?;
     let (mut fwd, mut bwd, mut opt_t, mut total) = (vec![], vec![], vec![], vec![]);
@@ -106,24 +124,24 @@ fn main() -> candle_core::Result<()> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (f, b, o, t) = (
+    let (f, bw, o, t) = (
         median(&mut fwd),
         median(&mut bwd),
         median(&mut opt_t),
         median(&mut total),
     );
     println!(
-        "device: {dev:?}, volume: {path:?}, matmuls: {:?}, B = {B}, in = {IN}, out = {OUT}, k = 3, GRAM loss, {steps} timed steps (median)",
+        "device: {dev:?}, volume: {path:?}, matmuls: {:?}, B = {b}, in = {dims:?}, MLP hidden = {hidden}, out = {out}, k = 3, GRAM loss, {steps} timed steps (median)",
         gram_train::precision::current()
     );
     println!("| samples/s | step (ms) | forward (ms) | backward (ms) | optimizer (ms) |");
     println!("|---|---|---|---|---|");
     println!(
         "| {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
-        B as f64 / t,
+        b as f64 / t,
         t * 1e3,
         f * 1e3,
-        b * 1e3,
+        bw * 1e3,
         o * 1e3
     );
     Ok(())

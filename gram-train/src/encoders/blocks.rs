@@ -34,8 +34,9 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() && x.dtype() == DType::F32 {
-            // One fused pass each way instead of nine allocating tensor ops.
+        if fused_here(x) {
+            // One fused pass each way instead of nine allocating tensor ops (whose outputs
+            // the backward pass would keep: on a ViT-B that is most of the GPU's memory).
             return x.contiguous()?.apply_op3(
                 &self.weight,
                 &self.bias,
@@ -56,7 +57,14 @@ impl LayerNorm {
     }
 }
 
-/// LayerNorm over rows of a contiguous f32 CPU tensor, with its backward:
+/// Where the fused LayerNorm and softmax run: f32 on the CPU (our loops) or on CUDA
+/// (candle-kernels' row kernels, the ones candle-nn's no-backward ops launch).
+fn fused_here(x: &Tensor) -> bool {
+    x.dtype() == DType::F32 && (x.device().is_cpu() || x.device().is_cuda())
+}
+
+/// LayerNorm over rows of a contiguous f32 tensor (CPU, or CUDA via candle-kernels), with its
+/// backward (on the CPU a fused loop, on a GPU tensor ops over the recomputed x̂):
 /// x̂ = (x − μ)·r, r = 1/sqrt(σ² + eps); y = x̂·w + b;
 /// ∂x = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = ∂y·w; ∂w = Σ ∂y·x̂; ∂b = Σ ∂y.
 struct LayerNormOp {
@@ -109,6 +117,19 @@ impl CustomOp3 for LayerNormOp {
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ws: &candle_core::CudaStorage,
+        wl: &Layout,
+        bs: &candle_core::CudaStorage,
+        bl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda_rows::layer_norm(xs, xl, ws, wl, bs, bl, self.eps as f32)
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -117,6 +138,9 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if !x.device().is_cpu() {
+            return layer_norm_bwd_ops(x, w, grad, self.eps);
+        }
         let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
         let (xv, wv, gv) = (host(x)?, host(w)?, host(grad)?);
         let d = wv.len();
@@ -161,6 +185,124 @@ impl CustomOp3 for LayerNormOp {
             Some(Tensor::from_vec(dx, x.shape(), dev)?),
             Some(Tensor::from_vec(dw, d, dev)?),
             Some(Tensor::from_vec(db, d, dev)?),
+        ))
+    }
+}
+
+/// The LayerNorm backward as tensor ops (devices other than the CPU): x̂ recomputed from x,
+/// transient, so the forward keeps only x.
+fn layer_norm_bwd_ops(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    eps: f64,
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let r = (centred.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    let xhat = centred.broadcast_mul(&r)?;
+    let gh = grad.broadcast_mul(w)?;
+    let mg = gh.mean_keepdim(D::Minus1)?;
+    let mgx = (&gh * &xhat)?.mean_keepdim(D::Minus1)?;
+    let dx = gh
+        .broadcast_sub(&mg)?
+        .sub(&xhat.broadcast_mul(&mgx)?)?
+        .broadcast_mul(&r)?;
+    let d = w.elem_count();
+    let rows = |t: &Tensor| t.reshape(((), d));
+    let dw = rows(&(grad * &xhat)?)?.sum(0)?;
+    let db = rows(grad)?.sum(0)?;
+    Ok((Some(dx), Some(dw), Some(db)))
+}
+
+/// Launches of candle-kernels' row kernels (`softmax_f32`, `layernorm_f32`: what candle-nn's
+/// fused, backward-less `softmax_last_dim` and `layer_norm` run) inside our ops, which add the
+/// backward passes.
+#[cfg(feature = "cuda")]
+mod cuda_rows {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::{WrapErr, kernels};
+    use candle_core::{CudaStorage, Layout, Result, Shape};
+
+    fn view<'a>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, f32>> {
+        match l.contiguous_offsets() {
+            Some((a, b)) => Ok(s.as_cuda_slice::<f32>()?.slice(a..b)),
+            None => candle_core::bail!("{what}: needs contiguous f32"),
+        }
+    }
+
+    /// (rows, columns) of a row-major tensor over its last dimension.
+    fn shape(l: &Layout) -> (usize, usize) {
+        let cols = l.shape().dims().last().copied().unwrap_or(1).max(1);
+        (l.shape().elem_count() / cols, cols)
+    }
+
+    pub fn softmax(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let src = view(s, l, "softmax")?;
+        let ((rows, cols), dev) = (shape(l), s.device());
+        let func = dev.get_or_load_func("softmax_f32", &kernels::REDUCE)?;
+        // SAFETY: every element is written by the kernel.
+        let dst = unsafe { dev.alloc::<f32>(rows * cols)? };
+        let mut b = func.builder();
+        let n = cols as i32;
+        b.arg(&src).arg(&dst).arg(&n);
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (1, 32, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the kernel's signature (src, dst, ncols) as candle-nn launches it.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(dst, dev.clone()),
+            l.shape().clone(),
+        ))
+    }
+
+    pub fn layer_norm(
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+        eps: f32,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (x, w, bias) = (
+            view(xs, xl, "layer norm")?,
+            view(ws, wl, "layer norm weight")?,
+            view(bs, bl, "layer norm bias")?,
+        );
+        let ((rows, cols), dev) = (shape(xl), xs.device());
+        if w.len() != cols || bias.len() != cols {
+            candle_core::bail!("layer norm: last dimension {cols} differs from the weight's")
+        }
+        let block = if cols < 1024 { 32 } else { 1024 };
+        let func = dev.get_or_load_func("layernorm_f32", &kernels::REDUCE)?;
+        // SAFETY: every element is written by the kernel.
+        let dst = unsafe { dev.alloc::<f32>(rows * cols)? };
+        let (n, bsz) = (cols as i32, block as i32);
+        let mut b = func.builder();
+        b.arg(&x)
+            .arg(&dst)
+            .arg(&w)
+            .arg(&bias)
+            .arg(&n)
+            .arg(&bsz)
+            .arg(&eps);
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the kernel's signature (src, dst, alpha, beta, ncols, block_size, eps) as
+        // candle-nn launches it.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(dst, dev.clone()),
+            xl.shape().clone(),
         ))
     }
 }
@@ -233,11 +375,11 @@ impl SelfAttention {
     }
 }
 
-/// Softmax over the last dimension, differentiable: a fused CPU op with its backward
-/// (∂x = y·(∂y − Σ ∂y·y)) for contiguous f32, candle's composed ops elsewhere. (candle-nn's own
-/// fused `softmax_last_dim` has no backward, like its LayerNorm.)
+/// Softmax over the last dimension, differentiable: a fused op with its backward
+/// (∂x = y·(∂y − Σ ∂y·y)) for f32 on the CPU and CUDA, candle's composed ops elsewhere.
+/// (candle-nn's own fused `softmax_last_dim` has no backward, like its LayerNorm.)
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if fused_here(x) {
         return x.contiguous()?.apply_op1(SoftmaxOp);
     }
     candle_nn::ops::softmax(x, D::Minus1)
@@ -271,7 +413,20 @@ impl CustomOp1 for SoftmaxOp {
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda_rows::softmax(s, l)
+    }
+
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if !res.device().is_cpu() {
+            let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
+            return Ok(Some((res * grad.broadcast_sub(&dot)?)?));
+        }
         let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
         let (y, g) = (host(res)?, host(grad)?);
         let d = res.dims().last().copied().unwrap_or(1).max(1);

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use gram_train::encoders::blocks;
 
 /// Row-major values of any tensor.
 pub fn flat(t: &Tensor) -> Vec<f32> {
@@ -93,5 +95,65 @@ pub fn repo_root() -> std::path::PathBuf {
     match std::env::var_os("GRAM_REPO") {
         Some(p) => p.into(),
         None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+    }
+}
+
+/// Our fused LayerNorm (CPU op, or candle's CUDA kernel) against the tensor-op version on `dev`,
+/// values and the gradients of input, weight and bias.
+pub fn fused_layer_norm_parity(dev: &Device) {
+    let dev = dev.clone();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let ln = blocks::LayerNorm::new(vb.pp("ln"), 24, 1e-6).unwrap();
+    for (name, mean) in [("ln.weight", 1f32), ("ln.bias", 0.0)] {
+        let t = Tensor::randn(mean, 0.3, 24, &dev).unwrap();
+        varmap.data().lock().unwrap()[name].set(&t).unwrap();
+    }
+    // Rows at very different scales and offsets, as activations are.
+    let x = candle_core::Var::from_tensor(
+        &(Tensor::randn(0f32, 1.0, (4, 7, 24), &dev).unwrap() * 50.0)
+            .unwrap()
+            .broadcast_add(&Tensor::randn(3f32, 10.0, (4, 7, 1), &dev).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let r = Tensor::randn(0f32, 1.0, (4, 7, 24), &dev).unwrap();
+    let grads = |y: Tensor| {
+        let vars = varmap.data().lock().unwrap();
+        let (w, b) = (vars["ln.weight"].as_tensor(), vars["ln.bias"].as_tensor());
+        let (y, g) = value_and_grads(&y, &r, &[x.as_tensor(), w, b]);
+        (y, g[0].clone(), g[1].clone(), g[2].clone())
+    };
+    let fused = grads(ln.forward(x.as_tensor()).unwrap());
+    let ops = grads(ln.forward_ops(x.as_tensor()).unwrap());
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (p, q) in a.iter().zip(b) {
+            assert!(
+                (p - q).abs() <= 1e-4 * scale,
+                "{what}: {p} vs {q} (scale {scale})"
+            );
+        }
+    };
+    close(&fused.0, &ops.0, "y");
+    close(&fused.1, &ops.1, "dx");
+    close(&fused.2, &ops.2, "dw");
+    close(&fused.3, &ops.3, "db");
+}
+
+/// Our fused softmax against candle's composed softmax on `dev`, forward and backward.
+pub fn fused_softmax_parity(dev: &Device) {
+    let dev = dev.clone();
+    let x = candle_core::Var::from_tensor(&(Tensor::randn(0f32, 3.0, (3, 4, 5, 9), &dev).unwrap()))
+        .unwrap();
+    let r = Tensor::randn(0f32, 1.0, (3, 4, 5, 9), &dev).unwrap();
+    let run = |y: Tensor| {
+        let (y, g) = value_and_grads(&y, &r, &[x.as_tensor()]);
+        (y, g[0].clone())
+    };
+    let fused = run(blocks::softmax_last_dim(x.as_tensor()).unwrap());
+    let ops = run(candle_nn::ops::softmax(x.as_tensor(), candle_core::D::Minus1).unwrap());
+    for (a, b) in fused.0.iter().zip(&ops.0).chain(fused.1.iter().zip(&ops.1)) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
 }
