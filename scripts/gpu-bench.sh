@@ -4,13 +4,13 @@
 # CUDA builds of gram-train, train_step, pretrain_step, gpu_scaling and the CUDA test binary;
 # Debian's Vulkan loader and GL dispatch packages; MiniLM's config and tokenizer). Then, in
 # the repository root on the GPU machine: `OUT=/some/dir bash scripts/gpu-bench.sh [parts…]`,
-# parts among: info tests train recipe vulkan pretrain vitb demo (default: all).
+# parts among: info tests train recipe vulkan pretrain vitb demo raw (default: all).
 # Everything it prints also lands in $OUT/*.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:?set OUT to a folder for the results}"
 CARRY="${CARRY:-gpu-carry}"
-parts="${*:-info tests train recipe vulkan pretrain vitb demo}"
+parts="${*:-info tests train recipe vulkan pretrain vitb demo raw}"
 BIN="$OUT/.bin"; mkdir -p "$BIN"
 for f in "$CARRY"/bin/*.xz; do xz -dc "$f" >"$BIN/$(basename "$f" .xz)"; chmod +x "$BIN/$(basename "$f" .xz)"; done
 PY="${PYTHON:-python3}"
@@ -80,5 +80,15 @@ if has vitb; then
 fi
 if has demo; then
   log demo_cuda bash -c "time $BIN/gram-train --device cuda demo --out $OUT/demo-cuda --no-progress"
+fi
+if has memory; then
+  # Device memory over a longer run, with and without cudarc's event tracking.
+  "$PY" scripts/random-bert.py "$CARRY/minilm-config" "$OUT/.minilm" >/dev/null 2>&1
+  peak pretrain_long "$BIN/pretrain_step" --device cuda --steps 40 --batch 64 --minilm "$OUT/.minilm"
+  GRAM_CUDA_EVENTS=1 peak pretrain_long_events "$BIN/pretrain_step" --device cuda --steps 40 --batch 64 --minilm "$OUT/.minilm"
+fi
+if has raw; then
+  log raw_pipeline_cuda bash -c "time GRAM_TRAIN_BIN=$BIN/gram-train DEVICE=cuda bash scripts/raw-pipeline.sh $OUT/raw"
+  rm -rf "$OUT/raw"
 fi
 echo "gpu-bench: done ($parts)"

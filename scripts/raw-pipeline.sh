@@ -5,21 +5,27 @@
 # scratch with the same budget. Pass `--encoder text=bert:DIR` etc. through EXTRA to use
 # pretrained encoders (e.g. EXTRA="--encoder text=bert:target/models/all-MiniLM-L6-v2").
 # Usage: scripts/raw-pipeline.sh [OUT_DIR]   (default: target/raw-pipeline)
+# DEVICE=cuda trains and evaluates on the GPU; GRAM_TRAIN_BIN=PATH uses that binary instead of
+# building one (e.g. a CUDA build carried to a GPU machine by scripts/gpu-pack.sh).
 set -euo pipefail
 out="${1:-target/raw-pipeline}"
 extra=(${EXTRA:-})
 rm -rf "$out" && mkdir -p "$out"
-cargo build --release -q -p gram-train
-bin=target/release/gram-train
-"$bin" make-raw --out "$out/A" --train 2048 --val 256 --test 256 --seed 1
-"$bin" make-raw --out "$out/B" --train 512 --val 128 --test 256 --seed 2
+if [ -n "${GRAM_TRAIN_BIN:-}" ]; then
+  gt=("$GRAM_TRAIN_BIN" --device "${DEVICE:-cpu}")
+else
+  cargo build --release -q -p gram-train
+  gt=(target/release/gram-train --device "${DEVICE:-cpu}")
+fi
+"${gt[@]}" make-raw --out "$out/A" --train 2048 --val 256 --test 256 --seed 1
+"${gt[@]}" make-raw --out "$out/B" --train 512 --val 128 --test 256 --seed 2
 echo "== pretrain on A (300 steps of 64)"
-"$bin" fit --data "$out/A" --out "$out/pretrain" --steps 300 --batch-size 64 --no-progress "${extra[@]}"
+"${gt[@]}" fit --data "$out/A" --out "$out/pretrain" --steps 300 --batch-size 64 --no-progress "${extra[@]}"
 echo "== finetune on B from the pretrained checkpoint (100 steps of 64)"
-"$bin" fit --data "$out/B" --out "$out/finetune" --init-from "$out/pretrain" --steps 100 --batch-size 64 --lr 3e-4 --no-progress
+"${gt[@]}" fit --data "$out/B" --out "$out/finetune" --init-from "$out/pretrain" --steps 100 --batch-size 64 --lr 3e-4 --no-progress
 echo "== B from scratch, same budget"
-"$bin" fit --data "$out/B" --out "$out/scratch" --steps 100 --batch-size 64 --lr 3e-4 --no-progress "${extra[@]}"
+"${gt[@]}" fit --data "$out/B" --out "$out/scratch" --steps 100 --batch-size 64 --lr 3e-4 --no-progress "${extra[@]}"
 for run in finetune scratch; do
   echo "== eval $run on B/test"
-  "$bin" eval --checkpoint "$out/$run" --data "$out/B" --split test --rerank 10
+  "${gt[@]}" eval --checkpoint "$out/$run" --data "$out/B" --split test --rerank 10
 done

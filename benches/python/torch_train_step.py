@@ -47,11 +47,16 @@ target = torch.arange(B, device=dev)
 
 
 def volume_matrix(anchor, others):
-    # The published recipe: every (anchor_i, candidate_j) tuple's Gram matrix, det, sqrt(|det|).
-    n1, n2 = anchor.shape[0], others[0].shape[0]
-    vecs = torch.stack([anchor.unsqueeze(1).expand(n1, n2, -1)] + [o.unsqueeze(0).expand(n1, n2, -1) for o in others], 2)
-    gram = vecs @ vecs.transpose(-1, -2)
-    return torch.sqrt(torch.abs(torch.det(gram)))
+    # The published recipe (GRAM's volume_computation): the k x k Gram matrix of every
+    # (anchor_i, candidate_j) tuple from einsum dot products, torch.det, sqrt(|det|).
+    n1, n2, k = anchor.shape[0], others[0].shape[0], len(others) + 1
+    aa = torch.einsum("bi,bi->b", anchor, anchor).unsqueeze(1).expand(-1, n2)
+    ao = [torch.einsum("bi,ci->bc", anchor, o) for o in others]
+    oo = [[torch.einsum("ci,ci->c", p, q).unsqueeze(0).expand(n1, -1) for q in others] for p in others]
+    rows = [torch.stack([aa] + ao, -1)]
+    rows += [torch.stack([ao[s]] + oo[s], -1) for s in range(k - 1)]
+    gram = torch.stack(rows, -2)
+    return torch.sqrt(torch.abs(torch.det(gram.float())))
 
 
 def sync():

@@ -145,9 +145,12 @@ impl AdamW {
                 p.step_cpu(g, &c, lr, grad_scale, (bc1, bc2))?;
                 continue;
             }
-            let g = (g * grad_scale)?;
-            p.m = ((&p.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            p.v = ((&p.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            // Detached: a gradient carries the op graph of its step (every activation); moments
+            // built from it without detaching would chain every step's graph to the next and
+            // keep them all alive (on a GPU: out of memory after a few hundred steps).
+            let g = (g.detach() * grad_scale)?;
+            p.m = ((&p.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
+            p.v = ((&p.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
             let update = ((&p.m / bc1)? / ((&p.v / bc2)?.sqrt()? + c.eps)?)?;
             let lr = lr * p.lr_scale;
             let mut theta = p.var.as_tensor().clone();
@@ -287,5 +290,35 @@ mod tests {
         assert!((w1[1] - (-2.0 * 0.95 + 0.1)).abs() < 1e-6, "{w1:?}");
         let b1 = b.as_tensor().to_vec1::<f32>().unwrap();
         assert!((b1[0] - (0.5 - 0.1)).abs() < 1e-6, "no decay on b: {b1:?}");
+    }
+
+    /// The tensor-op path (any device but the fused CPU one; here f64 on the CPU) keeps no op
+    /// graph in its moments: otherwise each step's activations stay alive through them.
+    #[test]
+    fn tensor_op_step_keeps_no_graph_in_its_state() {
+        let dev = Device::Cpu;
+        let w = Var::from_vec(vec![1.0f64, -2.0, 0.5], 3, &dev).unwrap();
+        let x = Tensor::from_vec(vec![0.3f64, 0.1, -0.7], 3, &dev).unwrap();
+        let cfg = AdamWConfig {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
+        let mut opt = AdamW::new(vec![("w".into(), w.clone(), true, 1.0)], cfg).unwrap();
+        for _ in 0..3 {
+            let loss = (w.as_tensor() * &x)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let grads = loss.backward().unwrap();
+            opt.step(&grads, 0.1, 1.0).unwrap();
+        }
+        for (name, t) in opt.state_tensors() {
+            assert!(!t.track_op(), "{name} keeps an op graph");
+        }
     }
 }
