@@ -122,21 +122,9 @@ mod tests {
         set(Precision::F32);
         let (y16, g) = run.unwrap();
         assert_eq!(y16.dtype(), DType::F32);
-        let err = (&y16 - &y32)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = y32
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let max_abs = |t: &Tensor| t.abs()?.max_all()?.to_scalar::<f32>();
+        let err = max_abs(&(&y16 - &y32).unwrap()).unwrap();
+        let scale = max_abs(&y32).unwrap();
         assert!(err <= 2e-2 * scale && err > 0.0, "{err} of {scale}");
         let gw = g.get(w.as_tensor()).unwrap().clone();
         assert_eq!(gw.dtype(), DType::F32);

@@ -36,16 +36,7 @@ fn testdata(rel: &str) -> PathBuf {
     common::repo_root().join("testdata").join(rel)
 }
 
-fn reference(name: &str) -> (usize, usize, Vec<f32>) {
-    let bytes = std::fs::read(testdata("reference").join(name)).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().to_vec();
-    (
-        shape[0] as usize,
-        shape[1] as usize,
-        npy.into_vec().unwrap(),
-    )
-}
+use common::reference;
 
 #[test]
 fn volume_matrix_on_the_device_matches_gram_nostd() {
@@ -68,15 +59,7 @@ fn volume_matrix_on_the_device_matches_gram_nostd() {
         let v = volume_matrix(&on(n1, d, &a), &mt).unwrap();
         assert!(v.device().is_cuda());
         let v = v.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
-        let mut worst = 0f64;
-        for (i, row) in v.iter().enumerate() {
-            for (j, &got) in row.iter().enumerate() {
-                let mut t: Vec<&[f32]> = vec![&a[i * d..(i + 1) * d]];
-                t.extend(mods.iter().map(|(_, c, v)| &v[j * c..(j + 1) * c]));
-                let want = gram_nostd::volume(&t).unwrap();
-                worst = worst.max((got - want).abs() / want);
-            }
-        }
+        let worst = common::worst_vs_gram_nostd(&v, &a, d, &mods);
         println!("{case}: CUDA worst relative error {worst:e}");
         assert!(worst <= tol, "{case}: {worst:e}");
     }

@@ -1,6 +1,8 @@
 //! The training forward pass against gram-nostd and the reference vectors; gradients against
 //! central finite differences in f64.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
 use gram_train::losses::gram_loss;
 use gram_train::volume::{VolumePath, volume_matrix, volume_matrix_with};
@@ -8,19 +10,7 @@ use gram_train::volume::{VolumePath, volume_matrix, volume_matrix_with};
 const PATHS: [VolumePath; 2] = [VolumePath::FusedCpu, VolumePath::TensorOps];
 use std::path::PathBuf;
 
-fn reference(name: &str) -> (usize, usize, Vec<f32>) {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/reference")
-        .join(name);
-    let bytes = std::fs::read(&p).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().to_vec();
-    (
-        shape[0] as usize,
-        shape[1] as usize,
-        npy.into_vec().unwrap(),
-    )
-}
+use common::reference;
 
 fn tensor(rows: usize, cols: usize, v: &[f32], dtype: DType) -> Tensor {
     Tensor::from_vec(v.to_vec(), (rows, cols), &Device::Cpu)
@@ -330,16 +320,8 @@ fn tensor_ops_path_is_accurate_near_collinear() {
             .unwrap()
             .to_vec2::<f64>()
             .unwrap();
-        let mut worst = 0f64;
-        for (i, row) in v.iter().enumerate() {
-            for (j, &got) in row.iter().enumerate() {
-                let mut t: Vec<&[f32]> = vec![&a[i * d..(i + 1) * d]];
-                t.extend(mods.iter().map(|(_, c, v)| &v[j * c..(j + 1) * c]));
-                let want = gram_nostd::volume(&t).unwrap();
-                // f32 output: its own rounding (6e-8) is the floor.
-                worst = worst.max((got - want).abs() / want);
-            }
-        }
+        // f32 output: its own rounding (6e-8) is the floor.
+        let worst = common::worst_vs_gram_nostd(&v, &a, d, &mods);
         println!("{case}: tensor-op path worst relative error {worst:e}");
         assert!(worst <= f64::max(tol, 1.2e-7), "{case}: {worst:e}");
     }

@@ -157,3 +157,35 @@ pub fn fused_softmax_parity(dev: &Device) {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
 }
+
+/// A reference .npy of `testdata/reference` as (rows, columns, values).
+pub fn reference(name: &str) -> (usize, usize, Vec<f32>) {
+    let bytes = std::fs::read(repo_root().join("testdata/reference").join(name)).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (
+        shape[0] as usize,
+        shape[1] as usize,
+        npy.into_vec().unwrap(),
+    )
+}
+
+/// Worst relative error of a volume matrix `v` against gram-nostd's exact volumes of the tuples
+/// (anchor row i of `a` with width `d`, row j of every modality in `mods`).
+pub fn worst_vs_gram_nostd(
+    v: &[Vec<f64>],
+    a: &[f32],
+    d: usize,
+    mods: &[(usize, usize, Vec<f32>)],
+) -> f64 {
+    let mut worst = 0f64;
+    for (i, row) in v.iter().enumerate() {
+        for (j, &got) in row.iter().enumerate() {
+            let mut t: Vec<&[f32]> = vec![&a[i * d..(i + 1) * d]];
+            t.extend(mods.iter().map(|(_, c, v)| &v[j * c..(j + 1) * c]));
+            let want = gram_nostd::volume(&t).unwrap();
+            worst = worst.max((got - want).abs() / want);
+        }
+    }
+    worst
+}
