@@ -86,6 +86,9 @@ if has memory; then
   "$PY" scripts/random-bert.py "$CARRY/minilm-config" "$OUT/.minilm" >/dev/null 2>&1
   peak pretrain_long "$BIN/pretrain_step" --device cuda --steps 40 --batch 64 --minilm "$OUT/.minilm"
   GRAM_CUDA_EVENTS=1 peak pretrain_long_events "$BIN/pretrain_step" --device cuda --steps 40 --batch 64 --minilm "$OUT/.minilm"
+  peak pretrain_long_nodam "$BIN/pretrain_step" --device cuda --steps 40 --batch 64 --dam-weight 0 --minilm "$OUT/.minilm"
+  peak pretrain_long_frozen_text "$BIN/pretrain_step" --device cuda --steps 40 --batch 64 --freeze text --minilm "$OUT/.minilm"
+  peak pretrain_long_frozen_av "$BIN/pretrain_step" --device cuda --steps 40 --batch 64 --freeze video,audio --minilm "$OUT/.minilm"
 fi
 if has raw; then
   log raw_pipeline_cuda bash -c "time GRAM_TRAIN_BIN=$BIN/gram-train DEVICE=cuda bash scripts/raw-pipeline.sh $OUT/raw"

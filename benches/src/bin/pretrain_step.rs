@@ -11,6 +11,7 @@
 //!       [--minilm DIR] [--vision small|vit-b16] [--precision f32|bf16] [--device cpu|cuda]` (cuda: build with
 //!       `--features cuda`). `--vision vit-b16`: a ViT-B/16-size tower (hidden 768, 12 layers,
 //!       12 heads, MLP 3072) at 224×224 with random weights, over the same 4 frames (resized).
+//!       `--dam-weight W` (default 0.1), `--freeze text,video,audio`: for memory diagnostics.
 
 use candle_core::{DType, Device, Var};
 use gram_train::distributed::SingleProcess;
@@ -33,6 +34,18 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
+}
+
+/// ", device memory used N MiB" on CUDA (free vs total from the driver), else nothing.
+fn device_memory(dev: &Device) -> String {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = dev {
+        if let Ok((free, total)) = d.cuda_stream().context().mem_get_info() {
+            return format!(", device memory used {} MiB", (total - free) >> 20);
+        }
+    }
+    let _ = dev;
+    String::new()
 }
 
 fn main() -> Result<(), String> {
@@ -87,6 +100,10 @@ fn main() -> Result<(), String> {
         .into_iter()
         .collect(),
         precision,
+        dam_weight: arg(&args, "--dam-weight").unwrap_or(0.1),
+        frozen: arg::<String>(&args, "--freeze")
+            .map(|f| f.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
         ..TrainConfig::default()
     };
     let mc = model_config_for(&cfg, &data)?;
@@ -143,8 +160,9 @@ fn main() -> Result<(), String> {
             total.push((t2 - t_prev).as_secs_f64());
         }
         eprintln!(
-            "step {step}: loss {loss:.4}, {:.2} s",
-            (t2 - t_prev).as_secs_f64()
+            "step {step}: loss {loss:.4}, {:.2} s{}",
+            (t2 - t_prev).as_secs_f64(),
+            device_memory(&dev)
         );
         t_prev = t2;
         step += 1;
