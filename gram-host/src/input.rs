@@ -301,6 +301,23 @@ fn check_npy_preamble(name: &str, bytes: &[u8]) -> Result<(), InputError> {
             "not a valid .npy file: header is not a plain {'descr', 'fortran_order', 'shape'} dict",
         );
     }
+    // npyz multiplies the shape's dimensions unchecked (an overflow panic in debug builds,
+    // found by CI's fuzz smoke: shape (14031214839052078652, 2)); refuse such shapes first.
+    let open = header.iter().position(|&b| b == b'(');
+    let close = header.iter().position(|&b| b == b')');
+    if let (Some(a), Some(b)) = (open, close)
+        && a < b
+    {
+        let dims = String::from_utf8_lossy(&header[a + 1..b]);
+        // Dimensions that are not plain integers are left to npyz to refuse.
+        let mut product = Some(1u64);
+        for d in dims.split(',').filter_map(|d| d.trim().parse::<u64>().ok()) {
+            product = product.and_then(|p| p.checked_mul(d));
+        }
+        if product.is_none() {
+            return err(name, format!("shape ({dims}) is too large"));
+        }
+    }
     Ok(())
 }
 
@@ -405,6 +422,11 @@ mod tests {
         let e = parse_npy("x.npy", bytes).err().unwrap();
         assert!(e.problem.contains("not a plain"), "{e}");
         assert!(t.elapsed().as_secs() < 1);
+        // Fuzzer find (CI smoke): a shape whose element count overflows u64 made npyz's
+        // unchecked product panic in debug builds.
+        let crash = include_bytes!("../../fuzz/corpus/readers/regression-shape-overflow");
+        let e = parse_npy("x.npy", crash.to_vec()).err().unwrap();
+        assert!(e.problem.contains("is too large"), "{e}");
     }
 
     #[test]
