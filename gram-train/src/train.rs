@@ -552,9 +552,7 @@ pub fn fit_with(
 ) -> Result<FitSummary, String> {
     let (rank, world) = (coll.rank(), coll.world());
     let lead = rank == 0;
-    if cfg.batch_size < 2 {
-        return Err("batch size must be ≥ 2".into());
-    }
+    cfg.validate()?;
     if world > 1 && !cfg.batch_size.is_multiple_of(world) {
         return Err(format!(
             "batch size {} is not a multiple of the world size {world}",
