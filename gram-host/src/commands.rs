@@ -2,7 +2,7 @@
 //! Every failure is a [`CliError`] whose message names the file and the problem.
 
 use crate::cpu::{CpuStats, Scorer};
-use crate::input::{self, InputError, Matrix};
+use crate::input::{self, InputError, Matrix, View};
 use crate::metrics::{self, Retrieval};
 use crate::output;
 use gram_nostd::{GramError, LossParts, gram_loss};
@@ -26,33 +26,35 @@ impl From<InputError> for CliError {
     }
 }
 
-/// The inputs of every subcommand: an anchor and ≥ 1 modalities, shapes checked together.
-pub struct Inputs {
-    pub anchor: Matrix,
-    pub modalities: Vec<Matrix>,
-    pub read_time: Duration,
+/// The inputs of every computation: an anchor [N1, D] and 1..=15 modalities [N2, D], row j
+/// of every modality belonging to candidate j. Borrowed, so files and other programs' buffers
+/// go through the same checks and the same code.
+pub struct Batch<'a> {
+    pub anchor: View<'a>,
+    pub modalities: Vec<View<'a>>,
 }
 
-impl Inputs {
-    pub fn load(anchor: &str, modalities: &[String]) -> Result<Inputs, CliError> {
-        let t = Instant::now();
-        if modalities.is_empty() {
-            return Err(CliError(
-                "no --modality given: need at least one modality besides the anchor".into(),
-            ));
-        }
-        if modalities.len() + 1 > gram_nostd::MAX_K {
-            return Err(CliError(format!(
-                "{} modalities given; at most {} are supported",
-                modalities.len(),
-                gram_nostd::MAX_K - 1
-            )));
-        }
-        let anchor = input::load(anchor)?;
-        let modalities = modalities
-            .iter()
-            .map(|m| input::load(m))
-            .collect::<Result<Vec<_>, _>>()?;
+/// The count of modalities is checked before any file is opened.
+fn check_modality_count(n: usize) -> Result<(), CliError> {
+    if n == 0 {
+        return Err(CliError(
+            "no --modality given: need at least one modality besides the anchor".into(),
+        ));
+    }
+    if n + 1 > gram_nostd::MAX_K {
+        return Err(CliError(format!(
+            "{n} modalities given; at most {} are supported",
+            gram_nostd::MAX_K - 1
+        )));
+    }
+    Ok(())
+}
+
+impl<'a> Batch<'a> {
+    /// Checks that the views fit together (count, dimension, rows). Each view's own shape and
+    /// finiteness are the caller's to check ([`View::validate`]; files are checked on load).
+    pub fn new(anchor: View<'a>, modalities: Vec<View<'a>>) -> Result<Batch<'a>, CliError> {
+        check_modality_count(modalities.len())?;
         for m in &modalities {
             if m.cols != anchor.cols {
                 return Err(CliError(format!(
@@ -67,17 +69,17 @@ impl Inputs {
                 )));
             }
         }
-        Ok(Inputs {
-            anchor,
-            modalities,
-            read_time: t.elapsed(),
-        })
+        Ok(Batch { anchor, modalities })
     }
 
-    pub fn scorer(&self) -> Result<Scorer<'_>, CliError> {
-        let views: Vec<&[f32]> = self.modalities.iter().map(|m| m.as_slice()).collect();
-        Scorer::new(&views, self.modalities[0].rows, self.anchor.cols)
-            .map_err(|e| self.compute_error(e))
+    /// Number of candidates (rows of each modality).
+    pub fn candidates(&self) -> usize {
+        self.modalities[0].rows
+    }
+
+    pub fn scorer(&self) -> Result<Scorer<'a>, CliError> {
+        let views: Vec<&'a [f32]> = self.modalities.iter().map(|m| m.data).collect();
+        Scorer::new(&views, self.candidates(), self.anchor.cols).map_err(|e| self.compute_error(e))
     }
 
     fn compute_error(&self, e: GramError) -> CliError {
@@ -91,7 +93,7 @@ impl Inputs {
     }
 
     fn require_square(&self) -> Result<(), CliError> {
-        let n2 = self.modalities[0].rows;
+        let n2 = self.candidates();
         if self.anchor.rows != n2 {
             return Err(CliError(format!(
                 "{}: {} rows, but the modalities have {} (eval and loss pair row i of the anchor with row i of each modality)",
@@ -99,6 +101,149 @@ impl Inputs {
             )));
         }
         Ok(())
+    }
+
+    /// The row-major N1×N2 volume matrix in f32 (the CPU backend's accuracy contract: 1e-5
+    /// relative to the exact volume, or a gram-gpu adapter's).
+    pub fn volume_matrix(&self, backend: Backend) -> Result<(Vec<f32>, CpuStats), CliError> {
+        match backend {
+            Backend::Cpu => {
+                let scorer = self.scorer()?;
+                let mut v = vec![0.0f32; self.anchor.rows * self.candidates()];
+                let stats = scorer
+                    .volume_matrix(self.anchor.data, &mut v)
+                    .map_err(|e| self.compute_error(e))?;
+                Ok((v, stats))
+            }
+            #[cfg(feature = "gpu")]
+            Backend::Gpu => Ok((
+                self.with_gpu(|s| s.volume_matrix(self.anchor.data))?,
+                CpuStats::default(),
+            )),
+            #[cfg(not(feature = "gpu"))]
+            Backend::Gpu => no_gpu(),
+        }
+    }
+
+    /// For every anchor row, the `k` candidates of smallest volume as (index, volume),
+    /// ascending, ties by index. Never holds the N1×N2 matrix.
+    pub fn top_k(&self, k: usize, backend: Backend) -> Result<Vec<Vec<(u32, f32)>>, CliError> {
+        let n2 = self.candidates();
+        if k == 0 || k > n2 {
+            return Err(CliError(format!(
+                "--top-k {k}: must be between 1 and the number of candidates ({n2})"
+            )));
+        }
+        match backend {
+            Backend::Cpu => {
+                let scorer = self.scorer()?;
+                metrics::top_k(&scorer, self.anchor.data, k).map_err(|e| self.compute_error(e))
+            }
+            #[cfg(feature = "gpu")]
+            Backend::Gpu => {
+                if k > gram_gpu::MAX_TOP_K {
+                    return Err(CliError(format!(
+                        "--top-k {k}: the GPU backend supports at most {}",
+                        gram_gpu::MAX_TOP_K
+                    )));
+                }
+                self.with_gpu(|s| s.top_k(self.anchor.data, k))
+            }
+            #[cfg(not(feature = "gpu"))]
+            Backend::Gpu => no_gpu(),
+        }
+    }
+
+    /// Retrieval metrics of a square batch (row i of the anchor pairs with candidate i).
+    pub fn evaluate(&self) -> Result<Retrieval, CliError> {
+        self.require_square()?;
+        let scorer = self.scorer()?;
+        metrics::evaluate(&scorer, self.anchor.data, self.anchor.cols)
+            .map(|(r, _)| r)
+            .map_err(|e| self.compute_error(e))
+    }
+
+    /// The GRAM loss of a square batch over volumes in f64 (so it matches an exact evaluation
+    /// to ~1e-12, not to f32 rounding of V); `grad` (length B²) receives ∂loss/∂V.
+    pub fn loss(
+        &self,
+        temperature: f64,
+        label_smoothing: f64,
+        grad: Option<&mut [f64]>,
+    ) -> Result<LossParts, CliError> {
+        check_loss_parameters(temperature, label_smoothing)?;
+        self.require_square()?;
+        let scorer = self.scorer()?;
+        let b = self.anchor.rows;
+        let mut v = vec![0.0f64; b * b];
+        scorer
+            .volume_matrix(self.anchor.data, &mut v)
+            .map_err(|e| self.compute_error(e))?;
+        gram_loss(&v, b, temperature, label_smoothing, grad).map_err(|e| self.compute_error(e))
+    }
+
+    #[cfg(feature = "gpu")]
+    fn with_gpu<T>(
+        &self,
+        f: impl FnOnce(&gram_gpu::GpuScorer) -> Result<T, gram_gpu::GpuError>,
+    ) -> Result<T, CliError> {
+        let gpu_error = |e| match e {
+            gram_gpu::GpuError::Input(e) => self.compute_error(e),
+            other => CliError(format!("--backend gpu: {other}")),
+        };
+        let ctx = gram_gpu::GpuContext::new().map_err(gpu_error)?;
+        let views: Vec<&[f32]> = self.modalities.iter().map(|m| m.data).collect();
+        let scorer = gram_gpu::GpuScorer::new(&ctx, &views, self.candidates(), self.anchor.cols)
+            .map_err(gpu_error)?;
+        f(&scorer).map_err(gpu_error)
+    }
+}
+
+/// `--temperature` and `--label-smoothing` as the loss needs them.
+pub fn check_loss_parameters(temperature: f64, label_smoothing: f64) -> Result<(), CliError> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(CliError(format!(
+            "--temperature {temperature}: must be a positive number"
+        )));
+    }
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(CliError(format!(
+            "--label-smoothing {label_smoothing}: must be in [0, 1]"
+        )));
+    }
+    Ok(())
+}
+
+/// The files of a subcommand, read and checked.
+pub struct Inputs {
+    pub anchor: Matrix,
+    pub modalities: Vec<Matrix>,
+    pub read_time: Duration,
+}
+
+impl Inputs {
+    pub fn load(anchor: &str, modalities: &[String]) -> Result<Inputs, CliError> {
+        let t = Instant::now();
+        check_modality_count(modalities.len())?;
+        let anchor = input::load(anchor)?;
+        let modalities = modalities
+            .iter()
+            .map(|m| input::load(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs = Inputs {
+            anchor,
+            modalities,
+            read_time: t.elapsed(),
+        };
+        inputs.batch()?;
+        Ok(inputs)
+    }
+
+    pub fn batch(&self) -> Result<Batch<'_>, CliError> {
+        Batch::new(
+            self.anchor.view(),
+            self.modalities.iter().map(Matrix::view).collect(),
+        )
     }
 }
 
@@ -119,27 +264,6 @@ pub enum Backend {
     Gpu,
 }
 
-#[cfg(feature = "gpu")]
-fn gpu_error(inputs: &Inputs, e: gram_gpu::GpuError) -> CliError {
-    match e {
-        gram_gpu::GpuError::Input(e) => inputs.compute_error(e),
-        other => CliError(format!("--backend gpu: {other}")),
-    }
-}
-
-#[cfg(feature = "gpu")]
-fn with_gpu<T>(
-    inputs: &Inputs,
-    f: impl FnOnce(&gram_gpu::GpuScorer) -> Result<T, gram_gpu::GpuError>,
-) -> Result<T, CliError> {
-    let ctx = gram_gpu::GpuContext::new().map_err(|e| gpu_error(inputs, e))?;
-    let views: Vec<&[f32]> = inputs.modalities.iter().map(|m| m.as_slice()).collect();
-    let scorer =
-        gram_gpu::GpuScorer::new(&ctx, &views, inputs.modalities[0].rows, inputs.anchor.cols)
-            .map_err(|e| gpu_error(inputs, e))?;
-    f(&scorer).map_err(|e| gpu_error(inputs, e))
-}
-
 #[cfg(not(feature = "gpu"))]
 fn no_gpu<T>() -> Result<T, CliError> {
     Err(CliError(
@@ -154,25 +278,10 @@ pub fn score(
     backend: Backend,
 ) -> Result<ScoreReport, CliError> {
     let inputs = Inputs::load(anchor, modalities)?;
+    let batch = inputs.batch()?;
     let t = Instant::now();
-    let (n1, n2) = (inputs.anchor.rows, inputs.modalities[0].rows);
-    let (v, stats) = match backend {
-        Backend::Cpu => {
-            let scorer = inputs.scorer()?;
-            let mut v = vec![0.0f32; n1 * n2];
-            let stats = scorer
-                .volume_matrix(inputs.anchor.as_slice(), &mut v)
-                .map_err(|e| inputs.compute_error(e))?;
-            (v, stats)
-        }
-        #[cfg(feature = "gpu")]
-        Backend::Gpu => (
-            with_gpu(&inputs, |s| s.volume_matrix(inputs.anchor.as_slice()))?,
-            CpuStats::default(),
-        ),
-        #[cfg(not(feature = "gpu"))]
-        Backend::Gpu => no_gpu()?,
-    };
+    let (n1, n2) = (batch.anchor.rows, batch.candidates());
+    let (v, stats) = batch.volume_matrix(backend)?;
     let compute = t.elapsed();
     let t = Instant::now();
     output::write_npy_f32(out, &[n1, n2], &v)
@@ -197,31 +306,7 @@ pub fn search(
     backend: Backend,
 ) -> Result<(), CliError> {
     let inputs = Inputs::load(anchor, modalities)?;
-    let n2 = inputs.modalities[0].rows;
-    if k == 0 || k > n2 {
-        return Err(CliError(format!(
-            "--top-k {k}: must be between 1 and the number of candidates ({n2})"
-        )));
-    }
-    let rows = match backend {
-        Backend::Cpu => {
-            let scorer = inputs.scorer()?;
-            metrics::top_k(&scorer, inputs.anchor.as_slice(), k)
-                .map_err(|e| inputs.compute_error(e))?
-        }
-        #[cfg(feature = "gpu")]
-        Backend::Gpu => {
-            if k > gram_gpu::MAX_TOP_K {
-                return Err(CliError(format!(
-                    "--top-k {k}: the GPU backend supports at most {}",
-                    gram_gpu::MAX_TOP_K
-                )));
-            }
-            with_gpu(&inputs, |s| s.top_k(inputs.anchor.as_slice(), k))?
-        }
-        #[cfg(not(feature = "gpu"))]
-        Backend::Gpu => no_gpu()?,
-    };
+    let rows = inputs.batch()?.top_k(k, backend)?;
     let n1 = rows.len();
     let idx: Vec<u32> = rows.iter().flat_map(|r| r.iter().map(|p| p.0)).collect();
     let vol: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|p| p.1)).collect();
@@ -241,41 +326,20 @@ pub fn search(
 }
 
 pub fn eval(anchor: &str, modalities: &[String]) -> Result<Retrieval, CliError> {
-    let inputs = Inputs::load(anchor, modalities)?;
-    inputs.require_square()?;
-    let scorer = inputs.scorer()?;
-    metrics::evaluate(&scorer, inputs.anchor.as_slice(), inputs.anchor.cols)
-        .map(|(r, _)| r)
-        .map_err(|e| inputs.compute_error(e))
+    Inputs::load(anchor, modalities)?.batch()?.evaluate()
 }
 
-/// The GRAM loss of the batch, over volumes in f64 (so it matches an exact evaluation to
-/// ~1e-12, not to f32 rounding of V).
+/// The GRAM loss of the batch in the files (see [`Batch::loss`]).
 pub fn loss(
     anchor: &str,
     modalities: &[String],
     temperature: f64,
     label_smoothing: f64,
 ) -> Result<LossParts, CliError> {
-    if !(temperature > 0.0 && temperature.is_finite()) {
-        return Err(CliError(format!(
-            "--temperature {temperature}: must be a positive number"
-        )));
-    }
-    if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(CliError(format!(
-            "--label-smoothing {label_smoothing}: must be in [0, 1]"
-        )));
-    }
-    let inputs = Inputs::load(anchor, modalities)?;
-    inputs.require_square()?;
-    let scorer = inputs.scorer()?;
-    let b = inputs.anchor.rows;
-    let mut v = vec![0.0f64; b * b];
-    scorer
-        .volume_matrix(inputs.anchor.as_slice(), &mut v)
-        .map_err(|e| inputs.compute_error(e))?;
-    gram_loss(&v, b, temperature, label_smoothing, None).map_err(|e| inputs.compute_error(e))
+    check_loss_parameters(temperature, label_smoothing)?;
+    Inputs::load(anchor, modalities)?
+        .batch()?
+        .loss(temperature, label_smoothing, None)
 }
 
 pub fn retrieval_json(r: &Retrieval) -> serde_json::Value {

@@ -96,22 +96,62 @@ impl Matrix {
         &self.as_slice()[i * self.cols..(i + 1) * self.cols]
     }
 
-    /// Shape and finiteness checks shared by every source.
+    /// The values as a borrowed [`View`].
+    pub fn view(&self) -> View<'_> {
+        View {
+            name: &self.name,
+            rows: self.rows,
+            cols: self.cols,
+            data: self.as_slice(),
+        }
+    }
+
     fn validate(&self) -> Result<(), InputError> {
+        self.view().validate()
+    }
+}
+
+/// A borrowed row-major [rows, cols] f32 matrix and the name messages give it: what every
+/// computation takes, whether the values were read from a file ([`Matrix::view`]) or lent
+/// by another program (the Python package lends numpy's buffer without a copy).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub name: &'a str,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [f32],
+}
+
+impl View<'_> {
+    /// The shape and finiteness checks every source goes through: a non-empty shape that
+    /// matches the data, every value finite (the first NaN or infinity is named by row and
+    /// column).
+    pub fn validate(&self) -> Result<(), InputError> {
         if self.rows == 0 || self.cols == 0 {
             return err(
-                &self.name,
+                self.name,
                 format!("empty array of shape [{}, {}]", self.rows, self.cols),
             );
         }
-        if let Some(pos) = self.as_slice().iter().position(|x| !x.is_finite()) {
+        if self.rows.checked_mul(self.cols) != Some(self.data.len()) {
+            return err(
+                self.name,
+                format!(
+                    "{} values for shape [{}, {}]",
+                    self.data.len(),
+                    self.rows,
+                    self.cols
+                ),
+            );
+        }
+        if let Some(pos) = self.data.iter().position(|x| !x.is_finite()) {
             let (r, c) = (pos / self.cols, pos % self.cols);
-            let what = if self.as_slice()[pos].is_nan() {
+            let what = if self.data[pos].is_nan() {
                 "NaN"
             } else {
                 "infinity"
             };
-            return err(&self.name, format!("{what} at row {r}, column {c}"));
+            return err(self.name, format!("{what} at row {r}, column {c}"));
         }
         Ok(())
     }
@@ -302,17 +342,31 @@ fn check_npy_preamble(name: &str, bytes: &[u8]) -> Result<(), InputError> {
         );
     }
     // npyz multiplies the shape's dimensions unchecked (an overflow panic in debug builds,
-    // found by CI's fuzz smoke: shape (14031214839052078652, 2)); refuse such shapes first.
+    // found by CI's fuzz smoke: shape (14031214839052078652, 2)), and its literal parser takes
+    // expressions such as `0+14031214839052078652` as a dimension (a second fuzz find). numpy
+    // writes each dimension as a plain decimal integer, so that is all we accept, and the
+    // product is checked before npyz sees the header.
     let open = header.iter().position(|&b| b == b'(');
     let close = header.iter().position(|&b| b == b')');
     if let (Some(a), Some(b)) = (open, close)
         && a < b
     {
         let dims = String::from_utf8_lossy(&header[a + 1..b]);
-        // Dimensions that are not plain integers are left to npyz to refuse.
         let mut product = Some(1u64);
-        for d in dims.split(',').filter_map(|d| d.trim().parse::<u64>().ok()) {
-            product = product.and_then(|p| p.checked_mul(d));
+        for (i, d) in dims.split(',').map(str::trim).enumerate() {
+            // `(3,)` is a one-dimensional shape: its last item is empty.
+            if d.is_empty() && i > 0 && i == dims.split(',').count() - 1 {
+                continue;
+            }
+            if d.is_empty() || !d.bytes().all(|c| c.is_ascii_digit()) {
+                return err(
+                    name,
+                    format!("shape ({dims}): dimension '{d}' is not a plain non-negative integer"),
+                );
+            }
+            // All digits: parsing fails only when the dimension itself exceeds u64.
+            let d = d.parse::<u64>().ok();
+            product = product.zip(d).and_then(|(p, d)| p.checked_mul(d));
         }
         if product.is_none() {
             return err(name, format!("shape ({dims}) is too large"));
@@ -427,6 +481,13 @@ mod tests {
         let crash = include_bytes!("../../fuzz/corpus/readers/regression-shape-overflow");
         let e = parse_npy("x.npy", crash.to_vec()).err().unwrap();
         assert!(e.problem.contains("is too large"), "{e}");
+        // Second find: npyz evaluates `0+14031214839052078652` as a dimension.
+        let crash = include_bytes!("../../fuzz/corpus/readers/regression-shape-plus-expr");
+        let e = parse_npy("x.npy", crash.to_vec()).err().unwrap();
+        assert!(
+            e.problem.contains("not a plain non-negative integer"),
+            "{e}"
+        );
     }
 
     #[test]

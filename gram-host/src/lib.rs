@@ -6,6 +6,8 @@
 //!   gram-nostd candidate factors, a-posteriori error bound, accurate fallback).
 //! - [`metrics`]: streaming retrieval ranks and R@k/MedR/MeanR in both directions.
 //! - [`output`]: atomic .npy and text output.
+//! - [`pair_gram`]: the k×k part of a differentiable volume matrix and its backward pass, for
+//!   autograd frameworks that compute the dot products themselves.
 //! - [`commands`]: what each `gram` subcommand does, callable without the binary.
 //! - [`cli`]: the argument parser and dispatcher of the `gram` binary.
 
@@ -15,3 +17,4 @@ pub mod cpu;
 pub mod input;
 pub mod metrics;
 pub mod output;
+pub mod pair_gram;

@@ -1,15 +1,14 @@
 //! The CPU path of the volume matrix: the k×k part as one custom op over (cross [B1, B2, m], inner [B2, m, m],
-//! norms [B1]) that assembles each pair's Gram matrix G and takes sqrt(det G) with
-//! `gram_nostd::GramFactor` (equilibrated, pivoted LDLᵀ in f64: the same code every other
-//! backend is tested against); its backward is ∂vol/∂G = ½·vol·G⁻¹ from the same
-//! factorisation ([`gram_nostd::GramFactor::volume_gradient`]), scattered back to the three
-//! inputs. At a Gram matrix singular to working precision (collinear or duplicated inputs)
+//! norms [B1]) whose forward and backward are [`gram_host::pair_gram`] (each pair's Gram
+//! matrix factored by `gram_nostd::GramFactor` in f64, ∂vol/∂G = ½·vol·G⁻¹ from the same
+//! factorisation, scattered back to the three inputs) — the code the Python package's
+//! PyTorch function runs too. At a Gram matrix singular to working precision (collinear or duplicated inputs)
 //! vol = 0 is its global minimum and the op returns the subgradient 0, where the published
 //! sqrt(|det|) returns NaN.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
-use gram_nostd::{GramFactor, MAX_K};
-use rayon::prelude::*;
+use gram_host::pair_gram::{self, PairDims};
+use gram_nostd::MAX_K;
 
 struct PairVolumes;
 
@@ -29,35 +28,12 @@ fn values(s: &CpuStorage, l: &Layout) -> Result<Vec<f64>> {
 }
 
 /// Shapes (b1, b2, m) of the op's three inputs, checked against each other.
-fn dims(cross: &Shape, inner: &Shape, norms: &Shape) -> Result<(usize, usize, usize)> {
+fn dims(cross: &Shape, inner: &Shape, norms: &Shape) -> Result<PairDims> {
     let (b1, b2, m) = cross.dims3()?;
     if inner.dims() != [b2, m, m] || norms.dims() != [b1] || m + 1 > MAX_K {
         candle_core::bail!("pair-volumes: shapes {cross:?}, {inner:?}, {norms:?} do not fit")
     }
-    Ok((b1, b2, m))
-}
-
-/// Pair (i, j)'s Gram matrix, row-major k×k.
-#[inline]
-fn gram(
-    cross: &[f64],
-    inner: &[f64],
-    norms: &[f64],
-    (b2, m): (usize, usize),
-    i: usize,
-    j: usize,
-    g: &mut [f64],
-) {
-    let k = m + 1;
-    g[0] = norms[i];
-    for t in 0..m {
-        let c = cross[(i * b2 + j) * m + t];
-        g[t + 1] = c;
-        g[(t + 1) * k] = c;
-        for s in 0..m {
-            g[(s + 1) * k + t + 1] = inner[(j * m + s) * m + t];
-        }
-    }
+    Ok(PairDims { b1, b2, m })
 }
 
 impl CustomOp3 for PairVolumes {
@@ -74,27 +50,14 @@ impl CustomOp3 for PairVolumes {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b1, b2, m) = dims(l1.shape(), l2.shape(), l3.shape())?;
+        let d = dims(l1.shape(), l2.shape(), l3.shape())?;
         let (cross, inner, norms) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
-        let k = m + 1;
-        let mut out = vec![0.0f64; b1 * b2];
-        out.par_chunks_mut(b2)
-            .enumerate()
-            .try_for_each(|(i, row)| -> Result<()> {
-                let mut g = [0.0f64; MAX_K * MAX_K];
-                for (j, o) in row.iter_mut().enumerate() {
-                    gram(&cross, &inner, &norms, (b2, m), i, j, &mut g[..k * k]);
-                    *o = GramFactor::new(&g[..k * k], k)
-                        .and_then(|f| f.volume())
-                        .map_err(gram_error)?;
-                }
-                Ok(())
-            })?;
+        let out = pair_gram::pair_volumes(&cross, &inner, &norms, d).map_err(gram_error)?;
         let storage = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(out.into_iter().map(|x| x as f32).collect()),
             _ => CpuStorage::F64(out),
         };
-        Ok((storage, Shape::from((b1, b2))))
+        Ok((storage, Shape::from((d.b1, d.b2))))
     }
 
     fn bwd(
@@ -105,68 +68,30 @@ impl CustomOp3 for PairVolumes {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b1, b2, m) = dims(cross_t.shape(), inner_t.shape(), norms_t.shape())?;
-        let k = m + 1;
+        let d = dims(cross_t.shape(), inner_t.shape(), norms_t.shape())?;
         let host = |t: &Tensor| -> Result<Vec<f64>> {
             t.flatten_all()?
                 .to_dtype(DType::F64)?
                 .to_device(&Device::Cpu)?
                 .to_vec1()
         };
-        let (cross, inner, norms, up) = (
-            host(cross_t)?,
-            host(inner_t)?,
-            host(norms_t)?,
-            host(grad_res)?,
-        );
-        // Rows of anchors in parallel; each row owns its d_cross row and d_norm, and adds into
-        // a per-thread d_inner that the reduction sums.
-        let mut d_cross = vec![0.0f64; b1 * b2 * m];
-        let mut d_norms = vec![0.0f64; b1];
-        let d_inner = d_cross
-            .par_chunks_mut(b2 * m)
-            .zip(d_norms.par_iter_mut())
-            .enumerate()
-            .try_fold(
-                || vec![0.0f64; b2 * m * m],
-                |mut d_inner, (i, (dc_row, dn))| -> Result<Vec<f64>> {
-                    let (mut g, mut dg) = ([0.0f64; MAX_K * MAX_K], [0.0f64; MAX_K * MAX_K]);
-                    for j in 0..b2 {
-                        let u = up[i * b2 + j];
-                        if u == 0.0 {
-                            continue;
-                        }
-                        gram(&cross, &inner, &norms, (b2, m), i, j, &mut g[..k * k]);
-                        GramFactor::new(&g[..k * k], k)
-                            .and_then(|f| f.volume_gradient(&mut dg[..k * k]))
-                            .map_err(gram_error)?;
-                        *dn += u * dg[0];
-                        for t in 0..m {
-                            dc_row[j * m + t] += u * (dg[t + 1] + dg[(t + 1) * k]);
-                            for s in 0..m {
-                                d_inner[(j * m + s) * m + t] += u * dg[(s + 1) * k + t + 1];
-                            }
-                        }
-                    }
-                    Ok(d_inner)
-                },
-            )
-            .try_reduce(
-                || vec![0.0f64; b2 * m * m],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    Ok(a)
-                },
-            )?;
+        let g = pair_gram::pair_volume_grads(
+            &host(cross_t)?,
+            &host(inner_t)?,
+            &host(norms_t)?,
+            &host(grad_res)?,
+            d,
+        )
+        .map_err(gram_error)?;
         let back = |v: Vec<f64>, like: &Tensor| -> Result<Tensor> {
             Tensor::from_vec(v, like.shape(), &Device::Cpu)?
                 .to_dtype(like.dtype())?
                 .to_device(like.device())
         };
         Ok((
-            Some(back(d_cross, cross_t)?),
-            Some(back(d_inner, inner_t)?),
-            Some(back(d_norms, norms_t)?),
+            Some(back(g.cross, cross_t)?),
+            Some(back(g.inner, inner_t)?),
+            Some(back(g.norms, norms_t)?),
         ))
     }
 }
