@@ -1,0 +1,27 @@
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+MAX_K: int
+HAS_GPU: bool
+
+def volume(vectors: npt.ArrayLike) -> float: ...
+def log_volume(vectors: npt.ArrayLike) -> float: ...
+def volume_matrix(anchor: npt.ArrayLike, modalities: List[npt.ArrayLike], backend: str = "cpu") -> npt.NDArray[np.float32]: ...
+def search(
+    anchor: npt.ArrayLike, modalities: List[npt.ArrayLike], k: int, backend: str = "cpu"
+) -> Tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]: ...
+def evaluate(anchor: npt.ArrayLike, modalities: List[npt.ArrayLike]) -> Dict[str, Dict[str, float]]: ...
+def loss(
+    anchor: npt.ArrayLike, modalities: List[npt.ArrayLike], temperature: float = 0.07, label_smoothing: float = 0.1
+) -> Dict[str, Any]: ...
+def _pair_volumes(
+    cross: npt.NDArray[np.float64], inner: npt.NDArray[np.float64], norms: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]: ...
+def _pair_volume_grads(
+    cross: npt.NDArray[np.float64],
+    inner: npt.NDArray[np.float64],
+    norms: npt.NDArray[np.float64],
+    up: npt.NDArray[np.float64],
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...

@@ -1,0 +1,296 @@
+//! `gram._gram`: the Python bindings (PyO3 + rust-numpy). Each function takes numpy arrays,
+//! runs the same code as the `gram` CLI ([`gram_host::commands::Batch`]) with the GIL
+//! released, and returns numpy arrays. Bad input raises `ValueError` (or `TypeError` for a
+//! wrong dtype) whose text is the CLI's `error:` line with the argument's name in place of
+//! the file's. The Python-facing docs live in `python/gram/__init__.py` and `_gram.pyi`.
+
+mod arrays;
+
+use arrays::{Input, Input64, to_value_error};
+use gram_host::commands::{Backend, Batch, CliError};
+use gram_host::pair_gram::{self, PairDims};
+use numpy::ndarray::Array2;
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+fn backend(name: &str) -> PyResult<Backend> {
+    match name {
+        "cpu" => Ok(Backend::Cpu),
+        "gpu" => Ok(Backend::Gpu),
+        other => Err(PyValueError::new_err(format!(
+            "backend '{other}': must be 'cpu' or 'gpu'"
+        ))),
+    }
+}
+
+fn cli_error(e: CliError) -> PyErr {
+    PyValueError::new_err(e.0)
+}
+
+/// The anchor and modalities as checked views (the CLI's checks and messages), then `f`
+/// without the GIL.
+fn with_batch<T: Send>(
+    py: Python<'_>,
+    anchor: &Bound<'_, PyAny>,
+    modalities: &Bound<'_, PyAny>,
+    f: impl FnOnce(&Batch) -> Result<T, CliError> + Send,
+) -> PyResult<T> {
+    let anchor = Input::new(py, "anchor", anchor)?;
+    let mods = modalities
+        .try_iter()
+        .map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(
+                "modalities: must be a list of arrays (one [N2, D] array per modality)",
+            )
+        })?
+        .enumerate()
+        .map(|(t, m)| Input::new(py, &format!("modalities[{t}]"), &m?))
+        .collect::<PyResult<Vec<_>>>()?;
+    let anchor_view = anchor.view()?;
+    let views = mods.iter().map(Input::view).collect::<PyResult<Vec<_>>>()?;
+    py.detach(|| {
+        let batch = Batch::new(anchor_view, views)?;
+        f(&batch)
+    })
+    .map_err(cli_error)
+}
+
+/// See `gram.volume_matrix`.
+#[pyfunction]
+#[pyo3(signature = (anchor, modalities, backend = "cpu"))]
+fn volume_matrix<'py>(
+    py: Python<'py>,
+    anchor: &Bound<'py, PyAny>,
+    modalities: &Bound<'py, PyAny>,
+    backend: &str,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let backend = self::backend(backend)?;
+    let (v, n1, n2) = with_batch(py, anchor, modalities, |b| {
+        let (v, _) = b.volume_matrix(backend)?;
+        Ok((v, b.anchor.rows, b.candidates()))
+    })?;
+    let v = Array2::from_shape_vec((n1, n2), v).expect("volume_matrix returns N1·N2 values");
+    Ok(v.into_pyarray(py))
+}
+
+/// See `gram.search`.
+#[pyfunction]
+#[pyo3(signature = (anchor, modalities, k, backend = "cpu"))]
+#[allow(clippy::type_complexity)]
+fn search<'py>(
+    py: Python<'py>,
+    anchor: &Bound<'py, PyAny>,
+    modalities: &Bound<'py, PyAny>,
+    k: usize,
+    backend: &str,
+) -> PyResult<(Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>)> {
+    let backend = self::backend(backend)?;
+    let rows = with_batch(py, anchor, modalities, |b| b.top_k(k, backend))?;
+    let n1 = rows.len();
+    let idx: Vec<u32> = rows.iter().flat_map(|r| r.iter().map(|p| p.0)).collect();
+    let vol: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|p| p.1)).collect();
+    let shape = (n1, k);
+    Ok((
+        Array2::from_shape_vec(shape, idx)
+            .expect("k indices per anchor")
+            .into_pyarray(py),
+        Array2::from_shape_vec(shape, vol)
+            .expect("k volumes per anchor")
+            .into_pyarray(py),
+    ))
+}
+
+fn summary<'py>(py: Python<'py>, s: &gram_nostd::RankSummary) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("r1", s.r1)?;
+    d.set_item("r5", s.r5)?;
+    d.set_item("r10", s.r10)?;
+    d.set_item("medr", s.medr)?;
+    d.set_item("meanr", s.meanr)?;
+    Ok(d)
+}
+
+/// See `gram.evaluate`.
+#[pyfunction]
+fn evaluate<'py>(
+    py: Python<'py>,
+    anchor: &Bound<'py, PyAny>,
+    modalities: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let r = with_batch(py, anchor, modalities, |b| b.evaluate())?;
+    let d = PyDict::new(py);
+    d.set_item("anchor_to_data", summary(py, &r.anchor_to_data)?)?;
+    d.set_item("data_to_anchor", summary(py, &r.data_to_anchor)?)?;
+    Ok(d)
+}
+
+/// See `gram.loss`.
+#[pyfunction]
+#[pyo3(signature = (anchor, modalities, temperature = 0.07, label_smoothing = 0.1))]
+fn loss<'py>(
+    py: Python<'py>,
+    anchor: &Bound<'py, PyAny>,
+    modalities: &Bound<'py, PyAny>,
+    temperature: f64,
+    label_smoothing: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    gram_host::commands::check_loss_parameters(temperature, label_smoothing).map_err(cli_error)?;
+    let (parts, grad, b) = with_batch(py, anchor, modalities, |batch| {
+        let b = batch.anchor.rows;
+        let mut grad = vec![0.0f64; b * b];
+        let parts = batch.loss(temperature, label_smoothing, Some(&mut grad))?;
+        Ok((parts, grad, b))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("loss", parts.loss)?;
+    d.set_item("anchor_to_data", parts.anchor_to_data)?;
+    d.set_item("data_to_anchor", parts.data_to_anchor)?;
+    let grad = Array2::from_shape_vec((b, b), grad).expect("B² gradient entries");
+    d.set_item("grad", grad.into_pyarray(py))?;
+    Ok(d)
+}
+
+/// One tuple's volume or log-volume: f32 and f64 rows are read in place (gram-nostd is
+/// generic over both), anything else converted to f64 once.
+fn tuple_value(
+    py: Python<'_>,
+    vectors: &Bound<'_, PyAny>,
+    f32_fn: fn(&[&[f32]]) -> Result<f64, gram_nostd::GramError>,
+    f64_fn: fn(&[&[f64]]) -> Result<f64, gram_nostd::GramError>,
+) -> PyResult<f64> {
+    let v = Input64::new(py, "vectors", vectors)?;
+    let r = match &v {
+        Input64::F32(a) => {
+            let (rows, data) = a.rows()?;
+            py.detach(|| f32_fn(&rows.iter().map(|r| &data[r.clone()]).collect::<Vec<_>>()))
+        }
+        Input64::F64(a) => {
+            let (rows, data) = a.rows()?;
+            py.detach(|| f64_fn(&rows.iter().map(|r| &data[r.clone()]).collect::<Vec<_>>()))
+        }
+    };
+    r.map_err(|e| to_value_error("vectors", e))
+}
+
+/// See `gram.volume`.
+#[pyfunction]
+fn volume(py: Python<'_>, vectors: &Bound<'_, PyAny>) -> PyResult<f64> {
+    tuple_value(py, vectors, gram_nostd::volume, gram_nostd::volume)
+}
+
+/// See `gram.log_volume`.
+#[pyfunction]
+fn log_volume(py: Python<'_>, vectors: &Bound<'_, PyAny>) -> PyResult<f64> {
+    tuple_value(py, vectors, gram_nostd::log_volume, gram_nostd::log_volume)
+}
+
+/// (B1, B2, m) of the pair-Gram inputs, from their numpy shapes.
+fn pair_dims(
+    cross: &PyReadonlyArrayDyn<f64>,
+    inner: &PyReadonlyArrayDyn<f64>,
+    norms: &PyReadonlyArrayDyn<f64>,
+) -> PyResult<PairDims> {
+    let (c, i, n) = (cross.shape(), inner.shape(), norms.shape());
+    match (c, i, n) {
+        ([b1, b2, m], [b2_, m1, m2], [b1_]) if b1 == b1_ && b2 == b2_ && m == m1 && m == m2 => {
+            Ok(PairDims {
+                b1: *b1,
+                b2: *b2,
+                m: *m,
+            })
+        }
+        _ => Err(PyValueError::new_err(format!(
+            "pair volumes: shapes cross {c:?}, inner {i:?}, norms {n:?} do not fit ([B1, B2, m], [B2, m, m], [B1])"
+        ))),
+    }
+}
+
+fn slice<'a>(a: &'a PyReadonlyArrayDyn<f64>, name: &str) -> PyResult<&'a [f64]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name}: must be C-contiguous float64")))
+}
+
+/// The k×k part of the PyTorch function's forward (gram_host::pair_gram): float64 inputs.
+#[pyfunction]
+fn _pair_volumes<'py>(
+    py: Python<'py>,
+    cross: PyReadonlyArrayDyn<'py, f64>,
+    inner: PyReadonlyArrayDyn<'py, f64>,
+    norms: PyReadonlyArrayDyn<'py, f64>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let d = pair_dims(&cross, &inner, &norms)?;
+    let (c, i, n) = (
+        slice(&cross, "cross")?,
+        slice(&inner, "inner")?,
+        slice(&norms, "norms")?,
+    );
+    let v = py
+        .detach(|| pair_gram::pair_volumes(c, i, n, d))
+        .map_err(|e| to_value_error("volume_matrix", e))?;
+    Ok(Array2::from_shape_vec((d.b1, d.b2), v)
+        .expect("B1·B2 volumes")
+        .into_pyarray(py))
+}
+
+/// Its backward: gradients with respect to cross, inner and norms for upstream `up` [B1, B2].
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn _pair_volume_grads<'py>(
+    py: Python<'py>,
+    cross: PyReadonlyArrayDyn<'py, f64>,
+    inner: PyReadonlyArrayDyn<'py, f64>,
+    norms: PyReadonlyArrayDyn<'py, f64>,
+    up: PyReadonlyArrayDyn<'py, f64>,
+) -> PyResult<(
+    Bound<'py, PyArrayDyn<f64>>,
+    Bound<'py, PyArrayDyn<f64>>,
+    Bound<'py, PyArray1<f64>>,
+)> {
+    let d = pair_dims(&cross, &inner, &norms)?;
+    if up.shape() != [d.b1, d.b2] {
+        return Err(PyValueError::new_err(format!(
+            "pair volumes: upstream gradient of shape {:?}, expected [{}, {}]",
+            up.shape(),
+            d.b1,
+            d.b2
+        )));
+    }
+    let (c, i, n, u) = (
+        slice(&cross, "cross")?,
+        slice(&inner, "inner")?,
+        slice(&norms, "norms")?,
+        slice(&up, "grad")?,
+    );
+    let g = py
+        .detach(|| pair_gram::pair_volume_grads(c, i, n, u, d))
+        .map_err(|e| to_value_error("volume_matrix", e))?;
+    let shaped = |v: Vec<f64>, shape: &[usize]| {
+        numpy::ndarray::ArrayD::from_shape_vec(shape, v)
+            .expect("gradient has its input's shape")
+            .into_pyarray(py)
+    };
+    Ok((
+        shaped(g.cross, &[d.b1, d.b2, d.m]),
+        shaped(g.inner, &[d.b2, d.m, d.m]),
+        g.norms.into_pyarray(py),
+    ))
+}
+
+#[pymodule]
+fn _gram(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(volume, m)?)?;
+    m.add_function(wrap_pyfunction!(log_volume, m)?)?;
+    m.add_function(wrap_pyfunction!(volume_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(search, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(loss, m)?)?;
+    m.add_function(wrap_pyfunction!(_pair_volumes, m)?)?;
+    m.add_function(wrap_pyfunction!(_pair_volume_grads, m)?)?;
+    m.add("MAX_K", gram_nostd::MAX_K)?;
+    m.add("HAS_GPU", cfg!(feature = "gpu"))?;
+    Ok(())
+}
