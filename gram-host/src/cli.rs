@@ -111,11 +111,93 @@ Example:\n  gram eval --anchor text.npy --modality video.npy --modality audio.np
         #[arg(long)]
         json: bool,
     },
+    /// Alignment diagnostics and plots: OUT/report.html (self-contained) and every plot as PNG
+    /// and SVG — of one embedding set (--anchor/--modality), or over training (--snapshots).
+    #[command(
+        after_help = "Shows retrieval (R@1/5/10, MedR, MeanR, rank histogram), positive vs negative volumes
+(separation AUC), cosine vs volume of the positives per modality pair, mutual k-NN alignment (k = 10),
+the mean over anchors of the smallest volume in their row, and a PCA map by modality. Metrics use
+every row; plots use --sample evenly spaced rows. --snapshots DIR reads <step>_<modality>.npy files
+(as `gram-train fit --snapshot-every N` writes them) and draws every metric over the steps.
+
+Examples:
+  gram report --anchor text.npy --modality video.npy --modality audio.npy --out report
+  gram report --snapshots run/snapshots --anchor-modality text --out report --json"
+    )]
+    Report {
+        /// Anchor embeddings [N, D] (with --modality; or use --snapshots).
+        #[arg(long, value_name = "FILE", required_unless_present = "snapshots")]
+        anchor: Option<String>,
+        /// A modality's embeddings [N, D]; repeat for each.
+        #[arg(long = "modality", value_name = "FILE", requires = "anchor")]
+        modalities: Vec<String>,
+        /// A directory of <step>_<modality>.npy training snapshots.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["anchor", "modalities", "names"])]
+        snapshots: Option<PathBuf>,
+        /// With --snapshots: the anchor modality (default: text if present, else the first name).
+        #[arg(long, value_name = "NAME", requires = "snapshots")]
+        anchor_modality: Option<String>,
+        /// Names of the anchor and each modality, comma-separated (default: the file stems).
+        #[arg(long, value_name = "A,M1,…", value_delimiter = ',')]
+        names: Option<Vec<String>>,
+        /// Rows sampled (evenly spaced) for the plots, negatives, cosines and mutual k-NN.
+        #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(11..=20000))]
+        sample: u64,
+        /// Output directory (replaced only if it holds a previous report).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Print the summary as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Run a parsed command line, printing results to stdout.
 pub fn run(cli: Cli) -> Result<(), commands::CliError> {
     match cli.command {
+        Command::Report {
+            anchor,
+            modalities,
+            snapshots,
+            anchor_modality,
+            names,
+            sample,
+            out,
+            json,
+        } => {
+            let opts = crate::report::ReportOptions {
+                out,
+                sampling: crate::report::Sampling {
+                    rows: sample as usize,
+                    ..Default::default()
+                },
+            };
+            let summary = match (snapshots, anchor) {
+                (Some(dir), _) => {
+                    crate::report::report_snapshots(&dir, anchor_modality.as_deref(), &opts)?
+                }
+                (None, Some(anchor)) => {
+                    if modalities.is_empty() {
+                        return Err(commands::CliError(
+                            "no --modality given: need at least one modality besides the anchor"
+                                .into(),
+                        ));
+                    }
+                    crate::report::report_files(&anchor, &modalities, names.as_deref(), &opts)?
+                }
+                (None, None) => {
+                    return Err(commands::CliError(
+                        "need --anchor and --modality, or --snapshots".into(),
+                    ));
+                }
+            };
+            if json {
+                println!("{summary}");
+            } else {
+                print!("{}", crate::report::summary_text(&summary));
+                println!("report: {}", opts.out.join("report.html").display());
+            }
+        }
         Command::Search {
             inputs,
             top_k,

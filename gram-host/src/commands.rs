@@ -154,13 +154,17 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// `f` over the anchor's values once the batch is known to be square (row i of the
+    /// anchor pairs with candidate i), its errors named like every other.
+    pub fn square<T>(&self, f: impl FnOnce(&[f32]) -> Result<T, GramError>) -> Result<T, CliError> {
+        self.require_square()?;
+        f(self.anchor.data).map_err(|e| self.compute_error(e))
+    }
+
     /// Retrieval metrics of a square batch (row i of the anchor pairs with candidate i).
     pub fn evaluate(&self) -> Result<Retrieval, CliError> {
-        self.require_square()?;
         let scorer = self.scorer()?;
-        metrics::evaluate(&scorer, self.anchor.data, self.anchor.cols)
-            .map(|(r, _)| r)
-            .map_err(|e| self.compute_error(e))
+        self.square(|a| metrics::evaluate(&scorer, a, self.anchor.cols).map(|(r, _)| r))
     }
 
     /// The GRAM loss of a square batch over the volume matrix in f64 (V within the 1e-5

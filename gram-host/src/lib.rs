@@ -8,6 +8,7 @@
 //! - [`output`]: atomic .npy and text output.
 //! - [`pair_gram`]: the k×k part of a differentiable volume matrix and its backward pass, for
 //!   autograd frameworks that compute the dot products themselves.
+//! - [`report`]: `gram report` — alignment diagnostics, plots and report.html.
 //! - [`commands`]: what each `gram` subcommand does, callable without the binary.
 //! - [`cli`]: the argument parser and dispatcher of the `gram` binary.
 
@@ -18,3 +19,4 @@ pub mod input;
 pub mod metrics;
 pub mod output;
 pub mod pair_gram;
+pub mod report;

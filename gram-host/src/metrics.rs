@@ -14,13 +14,23 @@ pub struct Retrieval {
     pub data_to_anchor: RankSummary,
 }
 
-/// 1-based ranks in both directions, from the volume matrix of `anchor` (row i belongs with
-/// candidate i; N1 must equal N2).
-pub fn ranks(
-    scorer: &Scorer,
-    anchor: &[f32],
-    dim: usize,
-) -> Result<(Vec<u32>, Vec<u32>, CpuStats), GramError> {
+/// What one pass over a square volume matrix yields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ranks {
+    /// 1-based rank of candidate i among all candidates for anchor i.
+    pub anchor_to_data: Vec<u32>,
+    /// 1-based rank of anchor j among all anchors for candidate j.
+    pub data_to_anchor: Vec<u32>,
+    /// V[i, i] from the accurate path (the positives).
+    pub positives: Vec<f32>,
+    /// min_j V[i, j] of each row (the positive included).
+    pub row_min: Vec<f32>,
+    pub stats: CpuStats,
+}
+
+/// 1-based ranks in both directions, the positives and each row's minimum, from the volume
+/// matrix of `anchor` (row i belongs with candidate i; N1 must equal N2), tile by tile.
+pub fn ranks_full(scorer: &Scorer, anchor: &[f32], dim: usize) -> Result<Ranks, GramError> {
     let n = scorer.candidates();
     if anchor.len() != n * dim {
         return Err(GramError::DimensionMismatch {
@@ -35,7 +45,7 @@ pub fn ranks(
         .map(|j| to_f32(scorer.pair_volume_accurate(&anchor[j * dim..(j + 1) * dim], j)?))
         .collect::<Result<_, _>>()?;
     struct Acc {
-        row_ranks: Vec<(usize, u32)>,
+        row_ranks: Vec<(usize, u32, f32)>,
         col_ahead: Vec<u32>,
         error: Option<GramError>,
     }
@@ -51,8 +61,9 @@ pub fn ranks(
             for (r, row) in tile.chunks_exact_mut(n).enumerate() {
                 let i = row0 + r;
                 row[i] = diag[i];
+                let min = row.iter().copied().fold(f32::INFINITY, f32::min);
                 match rank_of(row, i) {
-                    Ok(rank) => acc.row_ranks.push((i, rank as u32)),
+                    Ok(rank) => acc.row_ranks.push((i, rank as u32, min)),
                     Err(e) => acc.error = Some(e),
                 }
                 for (j, (&v, ahead)) in row.iter().zip(acc.col_ahead.iter_mut()).enumerate() {
@@ -73,12 +84,28 @@ pub fn ranks(
     if let Some(e) = acc.error {
         return Err(e);
     }
-    let mut a2d = vec![0u32; n];
-    for (i, r) in acc.row_ranks {
+    let (mut a2d, mut row_min) = (vec![0u32; n], vec![0f32; n]);
+    for (i, r, m) in acc.row_ranks {
         a2d[i] = r;
+        row_min[i] = m;
     }
-    let d2a = acc.col_ahead.iter().map(|&c| c + 1).collect();
-    Ok((a2d, d2a, stats))
+    Ok(Ranks {
+        anchor_to_data: a2d,
+        data_to_anchor: acc.col_ahead.iter().map(|&c| c + 1).collect(),
+        positives: diag,
+        row_min,
+        stats,
+    })
+}
+
+/// The ranks of [`ranks_full`] in both directions, and the backend's counts.
+pub fn ranks(
+    scorer: &Scorer,
+    anchor: &[f32],
+    dim: usize,
+) -> Result<(Vec<u32>, Vec<u32>, CpuStats), GramError> {
+    let r = ranks_full(scorer, anchor, dim)?;
+    Ok((r.anchor_to_data, r.data_to_anchor, r.stats))
 }
 
 /// Ranks in both directions from a full row-major n×n score matrix (ascending = better),

@@ -191,15 +191,15 @@ def test_every_other_error():
         (ValueError, "vectors: ", lambda: gram.volume(np.full((2, 3), np.nan))),
         (ValueError, "vectors: ", lambda: gram.volume(np.ones((17, 20)))),
         (ValueError, "vectors: ", lambda: gram.volume(np.ones((0, 3)))),
-        (ValueError, "vectors: ", lambda: gram.volume(np.full((2, 3), 1e300))),
+        (ValueError, "vectors: ", lambda: gram.volume(1e300 * np.eye(2, 3))),
         (ValueError, "anchor: infinity at row 0, column 0", lambda: gram.volume_matrix(np.full((1, 4), 1e300), [a])),
-        (ValueError, "a volume exceeds the float32 range", lambda: gram.volume_matrix(np.full((1, 4), 1e30), [np.full((3, 4), 3e30)])),
+        (ValueError, "a volume exceeds the float32 range", lambda: gram.volume_matrix(1e30 * np.eye(1, 4), [3e30 * np.eye(3, 4, k=1)])),
     ]
     for exc, text, call in cases:
         with pytest.raises(exc) as e:
             call()
         assert text in str(e.value), (text, str(e.value))
-    assert gram.log_volume(np.full((2, 3), 1e300) * np.array([[1, 0, 0], [0, 1, 0]])) == pytest.approx(2 * np.log(1e300))
+    assert gram.log_volume(1e300 * np.eye(2, 3)) == pytest.approx(2 * np.log(1e300), rel=1e-15)
 
 
 def test_gpu_backend_matches_the_cpu():
@@ -247,7 +247,8 @@ def test_two_threads_finish_sooner_than_two_calls_in_a_row():
         return min(out)
 
     s, p = best(serial), best(parallel)
-    assert p < 0.8 * s, f"two threads {p:.3f}s vs in a row {s:.3f}s"
+    # Expected ≈ 0.7 on two idle cores (the candidate factoring runs on both cores either way).
+    assert p < 0.85 * s, f"two threads {p:.3f}s vs in a row {s:.3f}s"
 
     # And Python keeps running while a call computes.
     counter = [0]
