@@ -96,7 +96,7 @@ impl<'a> Batch<'a> {
         let n2 = self.candidates();
         if self.anchor.rows != n2 {
             return Err(CliError(format!(
-                "{}: {} rows, but the modalities have {} (eval and loss pair row i of the anchor with row i of each modality)",
+                "{}: {} rows, but the modalities have {} (eval, loss and report pair row i of the anchor with row i of each modality)",
                 self.anchor.name, self.anchor.rows, n2
             )));
         }

@@ -1,5 +1,6 @@
 //! `gram-train demo`: generate a synthetic dataset, train GRAM and the pairwise baseline with
-//! the same budget, evaluate both on the test split by volume, and write a table.
+//! the same budget, evaluate both on the test split by volume, and write a table; each run
+//! also writes validation snapshots and their `gram report` (OUT/run-*/report/report.html).
 
 use crate::data::load_split;
 use crate::synth::{SynthConfig, generate};
@@ -26,6 +27,7 @@ impl Default for DemoConfig {
                 warmup: 20,
                 embed_dim: 256,
                 log_every: 10,
+                snapshot_every: 50,
                 ..TrainConfig::default()
             },
             losses: vec![LossKind::Gram, LossKind::Pairwise],
@@ -83,6 +85,19 @@ pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result
         };
         let summary = fit(&data, &run_dir, &train_cfg, opts, dev)?;
         let model = load_model(&run_dir, dev)?;
+        if train_cfg.snapshot_every > 0 {
+            let report = gram_host::report::ReportOptions {
+                out: run_dir.join("report"),
+                sampling: Default::default(),
+            };
+            let anchor = &model.config.modalities[model.anchor_index()];
+            gram_host::report::report_snapshots(&run_dir.join("snapshots"), Some(anchor), &report)
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "alignment report: {}",
+                report.out.join("report.html").display()
+            );
+        }
         let emb = embed_split(&model, &test, dev)?;
         // Every model is scored by volume (the GRAM evaluator); the baselines also by the
         // similarity they were trained with, which is the fair reading of them.

@@ -32,6 +32,7 @@ pub mod precision;
 pub mod raw;
 pub mod rawgen;
 pub mod rerank;
+pub mod snapshots;
 pub mod source;
 pub mod synth;
 pub mod train;

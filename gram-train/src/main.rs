@@ -100,6 +100,13 @@ struct TrainArgs {
     eval_every: Option<u64>,
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// Write embeddings of --snapshot-split as OUT/snapshots/<step>_<modality>.npy at step 0,
+    /// every N steps and at the end, for `gram report --snapshots OUT/snapshots`.
+    #[arg(long, value_name = "N")]
+    snapshot_every: Option<u64>,
+    /// The split the snapshots embed (default: val).
+    #[arg(long, value_name = "SPLIT")]
+    snapshot_split: Option<String>,
     /// Modalities to train on (comma-separated; default: all in dataset.json).
     #[arg(long, value_delimiter = ',')]
     modalities: Option<Vec<String>>,
@@ -168,6 +175,7 @@ impl TrainArgs {
             dam_weight,
             eval_every,
             checkpoint_every,
+            snapshot_every,
             encoder_lr_scale,
             precision
         );
@@ -176,6 +184,9 @@ impl TrainArgs {
         }
         if let Some(a) = &self.anchor {
             c.anchor = a.clone();
+        }
+        if let Some(s) = &self.snapshot_split {
+            c.snapshot_split = s.clone();
         }
         if let Some(f) = &self.freeze {
             c.frozen = f.clone();

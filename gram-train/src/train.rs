@@ -8,6 +8,7 @@ use crate::model::{GramModel, ModelConfig, decays};
 use crate::optim::{AdamW, AdamWConfig, learning_rate};
 use crate::precision::Precision;
 use crate::raw::{self, Prep, RawSplit};
+use crate::snapshots::Snapshots;
 use crate::source::{Source, prefetched};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -62,6 +63,10 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Checkpoint every this many steps (0 = only at the end).
     pub checkpoint_every: u64,
+    /// Embeddings of `snapshot_split` for `gram report --snapshots` at step 0, every this many
+    /// steps and at the end, in OUT/snapshots (0 = none).
+    pub snapshot_every: u64,
+    pub snapshot_split: String,
     /// Modalities to train on (empty: all of dataset.json's); the anchor (empty: dataset's).
     pub modalities: Vec<String>,
     pub anchor: String,
@@ -96,6 +101,8 @@ impl Default for TrainConfig {
             log_every: 10,
             eval_every: 0,
             checkpoint_every: 0,
+            snapshot_every: 0,
+            snapshot_split: "val".into(),
             modalities: Vec::new(),
             anchor: String::new(),
             encoders: BTreeMap::new(),
@@ -727,6 +734,20 @@ pub fn fit_with(
         append_jsonl(&metrics_path, &serde_json::json!({"step": step, "val": v}))?;
         Ok(v)
     };
+    let snapshots = if lead && cfg.snapshot_every > 0 {
+        let (split, tok) = (&cfg.snapshot_split, &loaded.tokenizers);
+        let source = open_source(data, split, &model_cfg, tok, opts.skip_bad_samples)?;
+        Snapshots::new(cfg.snapshot_every, cfg.steps, out, source)
+    } else {
+        None
+    };
+    let snapshot = |step: u64| match &snapshots {
+        Some(s) if s.due(step) => s.write(model, dev, step),
+        _ => Ok(()),
+    };
+    if start == 0 {
+        snapshot(0)?;
+    }
     let (mut final_loss, mut last_val) = (f64::NAN, None);
     let t0 = Instant::now();
     let mut samples = 0usize;
@@ -808,6 +829,7 @@ pub fn fit_with(
         if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done != cfg.steps {
             save(done, &opt)?;
         }
+        snapshot(done)?;
         Ok(())
     })?;
     bar.finish_and_clear();

@@ -146,9 +146,46 @@ fn training_improves_retrieval_and_embeddings_feed_gram_eval() {
         lr: 5e-3,
         batch_size: 64,
         embed_dim: 32,
+        snapshot_every: 15,
         ..tiny_config(LossKind::Gram)
     };
     let s = fit(&data, &run, &cfg, FitOptions::default(), &Device::Cpu).unwrap();
+    // Snapshots at step 0, every 15 steps and the last: the val embeddings of that step.
+    let mut snaps: Vec<String> = std::fs::read_dir(run.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    snaps.sort();
+    let want: Vec<String> = [0, 15, 30, 40]
+        .iter()
+        .flat_map(|s| ["audio", "text", "video"].map(|m| format!("{s}_{m}.npy")))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(snaps, want);
+    let val_emb = tmp.path().join("emb-val");
+    gram_train::train::embed(&run, &data, "val", false, &val_emb, &Device::Cpu).unwrap();
+    for m in ["text", "video", "audio"] {
+        let a = std::fs::read(run.join(format!("snapshots/40_{m}.npy"))).unwrap();
+        assert_eq!(
+            a,
+            std::fs::read(val_emb.join(format!("{m}.npy"))).unwrap(),
+            "{m}"
+        );
+    }
+    let opts = gram_host::report::ReportOptions {
+        out: tmp.path().join("report"),
+        sampling: Default::default(),
+    };
+    let steps =
+        gram_host::report::report_snapshots(&run.join("snapshots"), Some("text"), &opts).unwrap();
+    let r1 = |i: usize| {
+        steps[i]["retrieval"]["anchor_to_data"]["r1"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(r1(3) > r1(0), "{steps}");
+    assert!(tmp.path().join("report/curves.png").is_file());
     let r1 = s.val.unwrap()["anchor_to_data"]["r1"].as_f64().unwrap();
     assert!(
         r1 > 100.0 / 64.0 * 5.0,
