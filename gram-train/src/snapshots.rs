@@ -29,7 +29,7 @@ impl Snapshots {
 
     /// Whether step `step` (steps done) gets a snapshot.
     pub fn due(&self, step: u64) -> bool {
-        step == 0 || step % self.every == 0 || step == self.last
+        step == 0 || step.is_multiple_of(self.every) || step == self.last
     }
 
     /// Embed the split with `model` and write one file per modality.
