@@ -246,9 +246,16 @@ def test_two_threads_finish_sooner_than_two_calls_in_a_row():
             out.append(time.perf_counter() - t)
         return min(out)
 
-    s, p = best(serial), best(parallel)
-    # Expected ≈ 0.7 on two idle cores (the candidate factoring runs on both cores either way).
-    assert p < 0.85 * s, f"two threads {p:.3f}s vs in a row {s:.3f}s"
+    # Expected ≈ 0.7 on two idle cores (the candidate factoring runs on both cores either way);
+    # up to three rounds, so one burst of load from elsewhere does not decide it.
+    rounds = []
+    for _ in range(3):
+        s, p = best(serial), best(parallel)
+        rounds.append((p, s))
+        if p < 0.85 * s:
+            break
+    else:
+        pytest.fail(f"two threads vs in a row, per round (s): {rounds}")
 
     # And Python keeps running while a call computes.
     counter = [0]
