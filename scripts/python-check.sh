@@ -8,10 +8,7 @@ cd "$(dirname "$0")/.."
 work=target/python-check
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-if ! python3 -m venv --help >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get install -y -qq --no-install-recommends python3-venv
-fi
+python3 -m venv --help >/dev/null 2>&1 || bash scripts/need-apt.sh python3-venv
 
 echo "==> maturin build (gram-host/python)"
 [ -x "$work/build/bin/maturin" ] || { python3 -m venv "$work/build" && "$work/build/bin/pip" install -q "maturin>=1.9,<2"; }

@@ -9,13 +9,7 @@ cd "$(dirname "$0")/.."
 work="${1:-target/report-check}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-need=()
-for p in chromium python3-venv; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
-if ((${#need[@]})); then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+bash scripts/need-apt.sh chromium python3-venv
 [ -x "$work/venv/bin/python" ] || { python3 -m venv "$work/venv" && "$work/venv/bin/pip" install -q "playwright>=1.50"; }
 
 cargo build -q -p gram-host -p gram-train

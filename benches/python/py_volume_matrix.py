@@ -10,6 +10,7 @@ import pathlib
 import platform
 import re
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -27,25 +28,6 @@ def median_time(fn, reps):
         fn()
         ts.append(time.perf_counter() - t)
     return sorted(ts)[len(ts) // 2]
-
-
-def published_recipe(torch, a, mods, chunk=512):
-    """The published volume_computation (Gram from dot products, det, sqrt(|det|)), chunked."""
-    n1, n2, k = a.shape[0], mods[0].shape[0], len(mods) + 1
-    out = torch.empty(n1, n2, dtype=a.dtype)
-    inner = [[(mods[s] * mods[t]).sum(1) for t in range(k - 1)] for s in range(k - 1)]
-    for i0 in range(0, n1, chunk):
-        ab = a[i0:i0 + chunk]
-        g = torch.empty(ab.shape[0], n2, k, k, dtype=a.dtype)
-        g[:, :, 0, 0] = (ab * ab).sum(1)[:, None]
-        for t in range(k - 1):
-            c = ab @ mods[t].T
-            g[:, :, 0, t + 1] = c
-            g[:, :, t + 1, 0] = c
-            for s in range(k - 1):
-                g[:, :, s + 1, t + 1] = inner[s][t][None, :]
-        out[i0:i0 + ab.shape[0]] = torch.linalg.det(g).abs().sqrt()
-    return out
 
 
 def cli_compute_seconds(bin_path, files, out, reps):
@@ -96,6 +78,11 @@ def main():
     except ImportError:
         print("| published recipe, PyTorch | (torch not installed) | |")
         return
+    # The published recipe as benches/python/torch_recipe.py has it (device-agnostic).
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from torch_recipe import volume_matrix as recipe
+
+    published_recipe = lambda torch, a, mods: recipe(a, mods)  # noqa: E731
     torch.set_num_threads(threads)
     ta, tm = torch.from_numpy(a), [torch.from_numpy(m1), torch.from_numpy(m2)]
     row(f"published recipe, PyTorch {torch.__version__} float32", median_time(lambda: published_recipe(torch, ta, tm), args.reps))

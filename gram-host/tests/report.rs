@@ -34,6 +34,19 @@ fn write_set(path: &Path, n: usize, d: usize, noise: f64, seed: u64) {
     std::fs::write(path, h).unwrap();
 }
 
+/// No staging directory (`.OUT.partial-PID`) is left in `dir`.
+fn assert_no_staging(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|f| !f.to_string_lossy().contains("partial")),
+        "{left:?}"
+    );
+}
+
 fn one_error_line(o: &Output) -> String {
     assert_eq!(
         o.status.code(),
@@ -123,15 +136,7 @@ fn report_of_a_feature_set_writes_every_plot_and_agrees_with_eval() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("t-v: mutual k-NN"));
-    let left: Vec<_> = std::fs::read_dir(p)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(
-        left.iter()
-            .all(|f| !f.to_string_lossy().contains("partial")),
-        "{left:?}"
-    );
+    assert_no_staging(p);
 }
 
 #[test]
@@ -261,13 +266,5 @@ fn bad_report_requests_are_refused_and_leave_nothing() {
     );
     assert!(one_error_line(&o).contains("data: exists and is not a gram report"));
     assert!(p.join("data/keep.txt").is_file());
-    let left: Vec<_> = std::fs::read_dir(p)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(
-        left.iter()
-            .all(|f| !f.to_string_lossy().contains("partial")),
-        "{left:?}"
-    );
+    assert_no_staging(p);
 }

@@ -4,6 +4,7 @@
 
 use super::diagnose::Diagnostics;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -66,6 +67,22 @@ pub fn render(plot: &impl Plot, dir: &Path, name: &str) -> Result<String, String
     plot.draw(&area)?;
     area.present().map_err(e)?;
     Ok(svg)
+}
+
+/// The boxed legend every plot with several series draws.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    position: SeriesLabelPosition,
+    font: u32,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", font))
+        .draw()
+        .map_err(e)
 }
 
 /// `bins` equal-width bins over [lo, hi]: (left edge, fraction of the values).
@@ -150,14 +167,7 @@ impl Plot for Volumes<'_> {
                 .label(*label)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(e)
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)
     }
 }
 
@@ -227,13 +237,7 @@ impl Plot for Ranks<'_> {
                 .label(*label)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(e)
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 13)
     }
 }
 
@@ -335,13 +339,7 @@ impl Plot for Map<'_> {
                 .label(name.as_str())
                 .legend(move |(x, y)| Circle::new((x + 6, y), 4, c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(e)
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 13)
     }
 }
 
@@ -400,14 +398,7 @@ impl Plot for Curves<'_> {
                     .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
                     .map_err(e)?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 11))
-                .draw()
-                .map_err(e)?;
+            legend(&mut chart, SeriesLabelPosition::LowerRight, 11)?;
         }
         Ok(())
     }
