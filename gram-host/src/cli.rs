@@ -37,6 +37,23 @@ impl From<Backend> for commands::Backend {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum TiesArg {
+    Pessimistic,
+    Optimistic,
+    Stable,
+}
+
+impl From<TiesArg> for gram_nostd::Ties {
+    fn from(t: TiesArg) -> gram_nostd::Ties {
+        match t {
+            TiesArg::Pessimistic => gram_nostd::Ties::Pessimistic,
+            TiesArg::Optimistic => gram_nostd::Ties::Optimistic,
+            TiesArg::Stable => gram_nostd::Ties::Stable,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct Embeddings {
     /// Anchor embeddings [N1, D] (.npy or FILE.safetensors:TENSOR).
@@ -85,13 +102,19 @@ Example:\n  gram search --anchor queries.npy --modality video.npy --modality aud
     /// Retrieval R@1/5/10, median and mean rank in both directions (row i of the anchor belongs
     /// with row i of each modality; N1 = N2).
     #[command(
-        after_help = "Ranks are 1-based, by ascending volume. Ties never flatter the model: every other\n\
-candidate with a volume ≤ the ground truth's counts as ranked ahead of it. Recall is in percent.\n\n\
+        after_help = "Ranks are 1-based, by ascending volume. By default ties never flatter the model: every\n\
+other candidate with a volume ≤ the ground truth's counts as ranked ahead of it (--ties). Recall is\n\
+in percent.\n\n\
 Example:\n  gram eval --anchor text.npy --modality video.npy --modality audio.npy --json"
     )]
     Eval {
         #[command(flatten)]
         inputs: Embeddings,
+        /// How a candidate whose volume equals the ground truth's is ranked: pessimistic (ahead
+        /// of it), optimistic (behind it), stable (ahead when its index is lower: the order of a
+        /// stable ascending sort, as the published evaluation's argsort).
+        #[arg(long, value_enum, default_value = "pessimistic")]
+        ties: TiesArg,
         /// Print {\"anchor_to_data\":{\"r1\",\"r5\",\"r10\",\"medr\",\"meanr\"},\"data_to_anchor\":{…}}.
         #[arg(long)]
         json: bool,
@@ -230,8 +253,8 @@ pub fn run(cli: Cli) -> Result<(), commands::CliError> {
                 );
             }
         }
-        Command::Eval { inputs, json } => {
-            let r = commands::eval(&inputs.anchor, &inputs.modalities)?;
+        Command::Eval { inputs, ties, json } => {
+            let r = commands::eval(&inputs.anchor, &inputs.modalities, ties.into())?;
             if json {
                 println!("{}", commands::retrieval_json(&r));
             } else {

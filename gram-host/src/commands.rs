@@ -5,7 +5,7 @@ use crate::cpu::{CpuStats, Scorer};
 use crate::input::{self, InputError, Matrix, View};
 use crate::metrics::{self, Retrieval};
 use crate::output;
-use gram_nostd::{GramError, LossParts, gram_loss};
+use gram_nostd::{GramError, LossParts, Ties, gram_loss};
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -161,10 +161,11 @@ impl<'a> Batch<'a> {
         f(self.anchor.data).map_err(|e| self.compute_error(e))
     }
 
-    /// Retrieval metrics of a square batch (row i of the anchor pairs with candidate i).
-    pub fn evaluate(&self) -> Result<Retrieval, CliError> {
+    /// Retrieval metrics of a square batch (row i of the anchor pairs with candidate i), a
+    /// candidate tied with the ground truth ranked by `ties`.
+    pub fn evaluate(&self, ties: Ties) -> Result<Retrieval, CliError> {
         let scorer = self.scorer()?;
-        self.square(|a| metrics::evaluate(&scorer, a, self.anchor.cols).map(|(r, _)| r))
+        self.square(|a| metrics::evaluate_with(&scorer, a, self.anchor.cols, ties).map(|(r, _)| r))
     }
 
     /// The GRAM loss of a square batch over the volume matrix in f64 (V within the 1e-5
@@ -330,8 +331,8 @@ pub fn search(
     )
 }
 
-pub fn eval(anchor: &str, modalities: &[String]) -> Result<Retrieval, CliError> {
-    Inputs::load(anchor, modalities)?.batch()?.evaluate()
+pub fn eval(anchor: &str, modalities: &[String], ties: Ties) -> Result<Retrieval, CliError> {
+    Inputs::load(anchor, modalities)?.batch()?.evaluate(ties)
 }
 
 /// The GRAM loss of the batch in the files (see [`Batch::loss`]).

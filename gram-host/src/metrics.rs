@@ -4,7 +4,7 @@
 //! against the ground truth (see [`gram_nostd::rank_of`]).
 
 use crate::cpu::{CpuStats, Scorer};
-use gram_nostd::{GramError, RankSummary, rank_of, summarize_ranks, to_f32};
+use gram_nostd::{GramError, RankSummary, Ties, rank_of, rank_with, summarize_ranks, to_f32};
 use rayon::prelude::*;
 
 /// Both directions of a retrieval evaluation.
@@ -28,9 +28,15 @@ pub struct Ranks {
     pub stats: CpuStats,
 }
 
-/// 1-based ranks in both directions, the positives and each row's minimum, from the volume
-/// matrix of `anchor` (row i belongs with candidate i; N1 must equal N2), tile by tile.
-pub fn ranks_full(scorer: &Scorer, anchor: &[f32], dim: usize) -> Result<Ranks, GramError> {
+/// 1-based ranks in both directions (ties with the ground truth ranked by `ties`), the
+/// positives and each row's minimum, from the volume matrix of `anchor` (row i belongs with
+/// candidate i; N1 must equal N2), tile by tile.
+pub fn ranks_full(
+    scorer: &Scorer,
+    anchor: &[f32],
+    dim: usize,
+    ties: Ties,
+) -> Result<Ranks, GramError> {
     let n = scorer.candidates();
     if anchor.len() != n * dim {
         return Err(GramError::DimensionMismatch {
@@ -62,12 +68,12 @@ pub fn ranks_full(scorer: &Scorer, anchor: &[f32], dim: usize) -> Result<Ranks, 
                 let i = row0 + r;
                 row[i] = diag[i];
                 let min = row.iter().copied().fold(f32::INFINITY, f32::min);
-                match rank_of(row, i) {
+                match rank_with(row, i, ties) {
                     Ok(rank) => acc.row_ranks.push((i, rank as u32, min)),
                     Err(e) => acc.error = Some(e),
                 }
                 for (j, (&v, ahead)) in row.iter().zip(acc.col_ahead.iter_mut()).enumerate() {
-                    *ahead += (j != i && v <= diag[j]) as u32;
+                    *ahead += ties.ahead(v as f64, diag[j] as f64, i, j) as u32;
                 }
             }
             acc
@@ -104,7 +110,7 @@ pub fn ranks(
     anchor: &[f32],
     dim: usize,
 ) -> Result<(Vec<u32>, Vec<u32>, CpuStats), GramError> {
-    let r = ranks_full(scorer, anchor, dim)?;
+    let r = ranks_full(scorer, anchor, dim, Ties::Pessimistic)?;
     Ok((r.anchor_to_data, r.data_to_anchor, r.stats))
 }
 
@@ -174,19 +180,29 @@ pub fn top_k(scorer: &Scorer, anchor: &[f32], k: usize) -> Result<Vec<Vec<(u32, 
     Ok(rows.into_iter().map(|r| r.1).collect())
 }
 
-/// R@1/5/10, MedR and MeanR in both directions.
+/// R@1/5/10, MedR and MeanR in both directions, ties counted against the ground truth.
 pub fn evaluate(
     scorer: &Scorer,
     anchor: &[f32],
     dim: usize,
 ) -> Result<(Retrieval, CpuStats), GramError> {
-    let (mut a2d, mut d2a, stats) = ranks(scorer, anchor, dim)?;
+    evaluate_with(scorer, anchor, dim, Ties::Pessimistic)
+}
+
+/// [`evaluate`] under any [`Ties`] rule.
+pub fn evaluate_with(
+    scorer: &Scorer,
+    anchor: &[f32],
+    dim: usize,
+    ties: Ties,
+) -> Result<(Retrieval, CpuStats), GramError> {
+    let mut r = ranks_full(scorer, anchor, dim, ties)?;
     Ok((
         Retrieval {
-            anchor_to_data: summarize_ranks(&mut a2d)?,
-            data_to_anchor: summarize_ranks(&mut d2a)?,
+            anchor_to_data: summarize_ranks(&mut r.anchor_to_data)?,
+            data_to_anchor: summarize_ranks(&mut r.data_to_anchor)?,
         },
-        stats,
+        r.stats,
     ))
 }
 
@@ -211,6 +227,25 @@ mod tests {
             })
             .collect();
         (a2d, d2a)
+    }
+
+    #[test]
+    fn tie_rules_on_hand_made_ties() {
+        // d = 2, k = 2: vol(a, m) = |a × m|. Anchors (e1, e1, e2) and candidates (e1, e1, e2):
+        // V = [[0, 0, 1], [0, 0, 1], [1, 1, 0]] — pairs 0 and 1 tie with each other.
+        let x = [1.0f32, 0.0, 1.0, 0.0, 0.0, 1.0];
+        let scorer = Scorer::new(&[&x], 3, 2).unwrap();
+        for (ties, want) in [
+            (Ties::Pessimistic, [2, 2, 1]),
+            (Ties::Optimistic, [1, 1, 1]),
+            (Ties::Stable, [1, 2, 1]),
+        ] {
+            let r = ranks_full(&scorer, &x, 2, ties).unwrap();
+            assert_eq!(r.anchor_to_data, want, "{ties:?}");
+            assert_eq!(r.data_to_anchor, want, "{ties:?}");
+        }
+        let (r, _) = evaluate_with(&scorer, &x, 2, Ties::Stable).unwrap();
+        assert!((r.anchor_to_data.r1 - 200.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

@@ -561,3 +561,28 @@ fn score_backend_gpu_meets_the_gpu_contract() {
         }
     }
 }
+
+#[test]
+fn eval_tie_rules_on_hand_made_ties() {
+    // Anchors and candidates (e1, e1, e2): V = [[0, 0, 1], [0, 0, 1], [1, 1, 0]], so pairs 0 and 1
+    // tie. Ranks both ways: pessimistic (2, 2, 1), optimistic (1, 1, 1), stable (1, 2, 1).
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    std::fs::write(&x, f32_npy(3, 2, &[1.0, 0.0, 1.0, 0.0, 0.0, 1.0])).unwrap();
+    let x = x.to_str().unwrap();
+    for (ties, r1, meanr) in [
+        ("pessimistic", 100.0 / 3.0, 5.0 / 3.0),
+        ("optimistic", 100.0, 1.0),
+        ("stable", 200.0 / 3.0, 4.0 / 3.0),
+    ] {
+        let o = gram(&["eval", "--anchor", x, "--modality", x, "--ties", ties, "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for dir in ["anchor_to_data", "data_to_anchor"] {
+            assert!((v[dir]["r1"].as_f64().unwrap() - r1).abs() < 1e-9, "{ties} {v}");
+            assert!((v[dir]["meanr"].as_f64().unwrap() - meanr).abs() < 1e-9, "{ties} {v}");
+        }
+    }
+    let o = gram(&["eval", "--anchor", x, "--modality", x, "--ties", "random"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -41,7 +41,7 @@ pub use element::{Element, max_abs_checked, pow2_scale};
 pub use error::GramError;
 pub use gram::GramFactor;
 pub use loss::{LossParts, gram_loss};
-pub use rank::{RankSummary, rank_of, recall_at_k, summarize_ranks};
+pub use rank::{RankSummary, Ties, rank_of, rank_with, recall_at_k, summarize_ranks};
 pub use score::{
     FAST_PATH_TOLERANCE, ScoreStats, candidate_at, dot_f64_rel_err, score_pair, score_row, to_f32,
 };

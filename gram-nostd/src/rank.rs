@@ -2,12 +2,47 @@
 
 use crate::{Element, GramError};
 
+/// How a candidate whose score equals the ground truth's is ranked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ties {
+    /// Ahead of the ground truth: ties never flatter a model (a row of equal scores ranks the
+    /// target last). gram's default.
+    #[default]
+    Pessimistic,
+    /// Behind it (a row of equal scores ranks the target first).
+    Optimistic,
+    /// The order of a stable ascending sort by score: ahead when its index is lower — what
+    /// the published evaluation code computes with `argsort`.
+    Stable,
+}
+
+impl Ties {
+    /// Whether candidate `j` with `score` ranks ahead of the ground truth `target` scoring
+    /// `truth`.
+    #[inline]
+    pub fn ahead(self, score: f64, truth: f64, j: usize, target: usize) -> bool {
+        j != target
+            && (score < truth
+                || (score == truth
+                    && match self {
+                        Ties::Pessimistic => true,
+                        Ties::Optimistic => false,
+                        Ties::Stable => j < target,
+                    }))
+    }
+}
+
 /// 1-based rank of `scores[target]` when candidates are sorted by ascending score (smaller
-/// volume = better match). Ties never flatter: every other candidate with a score ≤ the
-/// target's is counted ahead of it, so a row of equal scores ranks the target last.
+/// volume = better match), with [`Ties::Pessimistic`]: every other candidate with a score ≤
+/// the target's is counted ahead of it.
 ///
 /// Errors: `EmptyInput`, `DimensionMismatch` (target out of range), `NonFinite`.
 pub fn rank_of<T: Element>(scores: &[T], target: usize) -> Result<usize, GramError> {
+    rank_with(scores, target, Ties::Pessimistic)
+}
+
+/// [`rank_of`] under any [`Ties`] rule. Same errors.
+pub fn rank_with<T: Element>(scores: &[T], target: usize, ties: Ties) -> Result<usize, GramError> {
     if scores.is_empty() {
         return Err(GramError::EmptyInput);
     }
@@ -24,9 +59,7 @@ pub fn rank_of<T: Element>(scores: &[T], target: usize) -> Result<usize, GramErr
         if !s.is_finite() {
             return Err(GramError::NonFinite);
         }
-        if j != target && s <= t {
-            ahead += 1;
-        }
+        ahead += ties.ahead(s, t, j, target) as usize;
     }
     Ok(ahead + 1)
 }
@@ -103,5 +136,15 @@ mod tests {
         assert!((s.r10 - 100.0 * 5.0 / 6.0).abs() < 1e-12);
         assert_eq!(s.medr, 2.5);
         assert!((s.meanr - 26.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tie_rules_on_a_row_of_ties() {
+        // Target 1 ties with candidates 0 and 3; candidate 2 is better, 4 worse.
+        let row = [0.5f64, 0.5, 0.1, 0.5, 0.9];
+        assert_eq!(rank_with(&row, 1, Ties::Pessimistic), Ok(4));
+        assert_eq!(rank_with(&row, 1, Ties::Optimistic), Ok(2));
+        assert_eq!(rank_with(&row, 1, Ties::Stable), Ok(3));
+        assert_eq!(rank_of(&row, 1), Ok(4));
     }
 }

@@ -116,12 +116,24 @@ fn summary<'py>(py: Python<'py>, s: &gram_nostd::RankSummary) -> PyResult<Bound<
 
 /// See `gram.evaluate`.
 #[pyfunction]
+#[pyo3(signature = (anchor, modalities, ties = "pessimistic"))]
 fn evaluate<'py>(
     py: Python<'py>,
     anchor: &Bound<'py, PyAny>,
     modalities: &Bound<'py, PyAny>,
+    ties: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let r = with_batch(py, anchor, modalities, |b| b.evaluate())?;
+    let ties = match ties {
+        "pessimistic" => gram_nostd::Ties::Pessimistic,
+        "optimistic" => gram_nostd::Ties::Optimistic,
+        "stable" => gram_nostd::Ties::Stable,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "ties '{other}': must be 'pessimistic', 'optimistic' or 'stable'"
+            )));
+        }
+    };
+    let r = with_batch(py, anchor, modalities, |b| b.evaluate(ties))?;
     let d = PyDict::new(py);
     d.set_item("anchor_to_data", summary(py, &r.anchor_to_data)?)?;
     d.set_item("data_to_anchor", summary(py, &r.data_to_anchor)?)?;

@@ -266,3 +266,13 @@ def test_two_threads_finish_sooner_than_two_calls_in_a_row():
         counter[0] += 1
     worker.join()
     assert counter[0] > 1000, counter[0]
+
+
+def test_tie_rules_on_hand_made_ties():
+    # V = [[0, 0, 1], [0, 0, 1], [1, 1, 0]]: pairs 0 and 1 tie (see gram-host/tests/cli.rs).
+    x = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    r1 = {t: gram.evaluate(x, [x], ties=t)["anchor_to_data"]["r1"] for t in ("pessimistic", "optimistic", "stable")}
+    assert r1 == pytest.approx({"pessimistic": 100 / 3, "optimistic": 100.0, "stable": 200 / 3})
+    assert gram.evaluate(x, [x]) == gram.evaluate(x, [x], ties="pessimistic")
+    with pytest.raises(ValueError, match="ties 'random'"):
+        gram.evaluate(x, [x], ties="random")

@@ -76,7 +76,8 @@ impl Diagnostics {
         let (n, d) = (batch.anchor.rows, batch.anchor.cols);
         progress("ranks (every row)");
         let scorer = batch.scorer()?;
-        let ranks = batch.square(|a| metrics::ranks_full(&scorer, a, d))?;
+        let ranks =
+            batch.square(|a| metrics::ranks_full(&scorer, a, d, gram_nostd::Ties::Pessimistic))?;
         let retrieval = Retrieval {
             anchor_to_data: summarize_ranks(&mut ranks.anchor_to_data.clone())
                 .map_err(|e| CliError(e.to_string()))?,

@@ -84,14 +84,15 @@ def search(anchor, modalities: Sequence, k: int, backend: str = "cpu") -> Tuple[
     return _gram.search(anchor, modalities, k, backend)
 
 
-def evaluate(anchor, modalities: Sequence) -> Dict[str, Dict[str, float]]:
+def evaluate(anchor, modalities: Sequence, ties: str = "pessimistic") -> Dict[str, Dict[str, float]]:
     """Retrieval metrics of a square batch (anchor row i pairs with candidate i).
 
     Returns what ``gram eval --json`` prints: ``{"anchor_to_data": {"r1", "r5", "r10",
-    "medr", "meanr"}, "data_to_anchor": {…}}``; recalls in percent. A tie with the true
-    candidate counts against it (pessimistic ranks).
+    "medr", "meanr"}, "data_to_anchor": {…}}``; recalls in percent. ``ties`` ranks a candidate
+    whose volume equals the true one's: ``"pessimistic"`` ahead of it (default),
+    ``"optimistic"`` behind it, ``"stable"`` ahead when its index is lower (a stable argsort).
     """
-    return _gram.evaluate(anchor, modalities)
+    return _gram.evaluate(anchor, modalities, ties)
 
 
 def loss(anchor, modalities: Sequence, temperature: float = 0.07, label_smoothing: float = 0.1) -> dict:
