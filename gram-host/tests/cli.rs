@@ -575,12 +575,27 @@ fn eval_tie_rules_on_hand_made_ties() {
         ("optimistic", 100.0, 1.0),
         ("stable", 200.0 / 3.0, 4.0 / 3.0),
     ] {
-        let o = gram(&["eval", "--anchor", x, "--modality", x, "--ties", ties, "--json"]);
+        let o = gram(&[
+            "eval",
+            "--anchor",
+            x,
+            "--modality",
+            x,
+            "--ties",
+            ties,
+            "--json",
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         for dir in ["anchor_to_data", "data_to_anchor"] {
-            assert!((v[dir]["r1"].as_f64().unwrap() - r1).abs() < 1e-9, "{ties} {v}");
-            assert!((v[dir]["meanr"].as_f64().unwrap() - meanr).abs() < 1e-9, "{ties} {v}");
+            assert!(
+                (v[dir]["r1"].as_f64().unwrap() - r1).abs() < 1e-9,
+                "{ties} {v}"
+            );
+            assert!(
+                (v[dir]["meanr"].as_f64().unwrap() - meanr).abs() < 1e-9,
+                "{ties} {v}"
+            );
         }
     }
     let o = gram(&["eval", "--anchor", x, "--modality", x, "--ties", "random"]);
