@@ -9,14 +9,16 @@
 pub mod diagnose;
 pub mod html;
 pub mod plots;
+pub mod snapshots;
 pub mod stats;
 
 pub use diagnose::{Diagnostics, Sampling};
+pub use snapshots::report_snapshots;
 
 use crate::commands::{CliError, Inputs};
 use html::Figure;
 use indicatif::{ProgressBar, ProgressStyle};
-use plots::{CosineVolume, Curves, Map, Ranks, Volumes, render};
+use plots::{CosineVolume, Map, Ranks, Volumes, render};
 use std::path::{Path, PathBuf};
 
 /// Where and how to write a report.
@@ -25,7 +27,7 @@ pub struct ReportOptions {
     pub sampling: Sampling,
 }
 
-fn progress_bar(len: u64) -> ProgressBar {
+pub(crate) fn progress_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}")
@@ -92,7 +94,11 @@ pub fn report_files(
 }
 
 /// The plots of one embedding set (`prefix` tells snapshot steps apart).
-fn set_figures(d: &Diagnostics, dir: &Path, prefix: &str) -> Result<Vec<Figure>, CliError> {
+pub(crate) fn set_figures(
+    d: &Diagnostics,
+    dir: &Path,
+    prefix: &str,
+) -> Result<Vec<Figure>, CliError> {
     let map_title = format!("{prefix}PCA map of the embeddings by modality");
     let drawn: [(&str, String, Result<String, String>); 4] = [
         (
@@ -127,7 +133,7 @@ fn set_figures(d: &Diagnostics, dir: &Path, prefix: &str) -> Result<Vec<Figure>,
         .collect()
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> Result<(), CliError> {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<(), CliError> {
     std::fs::write(dir.join(name), text)
         .map_err(|e| CliError(format!("{}: cannot write: {e}", dir.join(name).display())))
 }
@@ -135,7 +141,7 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), CliError> {
 /// Build the report in a staging directory beside `out`, then move it into place. An
 /// existing `out` is replaced only if it holds a previous report (report.html), never other
 /// data.
-fn write_atomically(
+pub(crate) fn write_atomically(
     out: &Path,
     fill: impl FnOnce(&Path) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
@@ -173,227 +179,6 @@ fn write_atomically(
         let _ = std::fs::remove_dir_all(&stage);
     }
     result
-}
-
-/// One step of a snapshot directory: `<step>_<modality>.npy` files.
-struct Step {
-    step: u64,
-    files: Vec<(String, PathBuf)>,
-}
-
-/// The steps of `dir`, each with the same modalities (sorted by step, then name).
-fn scan_snapshots(dir: &Path) -> Result<Vec<Step>, CliError> {
-    let shown = dir.display();
-    let entries = std::fs::read_dir(dir).map_err(|e| CliError(format!("{shown}: {e}")))?;
-    let mut steps: std::collections::BTreeMap<u64, Vec<(String, PathBuf)>> = Default::default();
-    for entry in entries {
-        let path = entry.map_err(|e| CliError(format!("{shown}: {e}")))?.path();
-        let Some(file) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else {
-            continue;
-        };
-        let Some(stem) = file.strip_suffix(".npy") else {
-            continue;
-        };
-        let Some((step, modality)) = stem.split_once('_') else {
-            continue;
-        };
-        let Ok(step) = step.parse::<u64>() else {
-            continue;
-        };
-        steps
-            .entry(step)
-            .or_default()
-            .push((modality.to_string(), path));
-    }
-    if steps.is_empty() {
-        return Err(CliError(format!(
-            "{shown}: no snapshot files named <step>_<modality>.npy"
-        )));
-    }
-    let mut out: Vec<Step> = steps
-        .into_iter()
-        .map(|(step, mut files)| {
-            files.sort();
-            Step { step, files }
-        })
-        .collect();
-    let first: Vec<&String> = out[0].files.iter().map(|f| &f.0).collect();
-    for s in &out {
-        let names: Vec<&String> = s.files.iter().map(|f| &f.0).collect();
-        if names != first {
-            return Err(CliError(format!(
-                "{shown}: step {} has modalities {names:?}, step {} has {first:?}",
-                s.step, out[0].step
-            )));
-        }
-    }
-    out.sort_by_key(|s| s.step);
-    Ok(out)
-}
-
-/// Report on training snapshots; returns the per-step summaries `--json` prints.
-pub fn report_snapshots(
-    dir: &Path,
-    anchor_modality: Option<&str>,
-    opts: &ReportOptions,
-) -> Result<serde_json::Value, CliError> {
-    let steps = scan_snapshots(dir)?;
-    let modalities: Vec<String> = steps[0].files.iter().map(|f| f.0.clone()).collect();
-    let anchor = match anchor_modality {
-        Some(a) if modalities.iter().any(|m| m == a) => a.to_string(),
-        Some(a) => {
-            return Err(CliError(format!(
-                "--anchor-modality {a}: not among the snapshots' modalities {modalities:?}"
-            )));
-        }
-        None if modalities.iter().any(|m| m == "text") => "text".into(),
-        None => modalities[0].clone(),
-    };
-    if modalities.len() < 2 {
-        return Err(CliError(format!(
-            "{}: one modality ({anchor}); a report needs at least two",
-            dir.display()
-        )));
-    }
-    let order: Vec<String> = std::iter::once(anchor.clone())
-        .chain(modalities.iter().filter(|m| **m != anchor).cloned())
-        .collect();
-    let bar = progress_bar(steps.len() as u64 + 1);
-    let mut diags = vec![];
-    for s in &steps {
-        bar.set_message(format!("step {}", s.step));
-        let path = |m: &str| {
-            let p = &s.files.iter().find(|f| f.0 == m).expect("scanned").1;
-            p.to_string_lossy().into_owned()
-        };
-        let mods: Vec<String> = order[1..].iter().map(|m| path(m)).collect();
-        let inputs = Inputs::load(&path(&anchor), &mods)?;
-        diags.push(Diagnostics::new(
-            &inputs.batch()?,
-            &order,
-            opts.sampling,
-            &|_| {},
-        )?);
-        bar.inc(1);
-    }
-    bar.set_message("plots");
-    let step_numbers: Vec<u64> = steps.iter().map(|s| s.step).collect();
-    write_atomically(&opts.out, |out| {
-        let mut figures = vec![curves_figure(&diags, &step_numbers, out)?];
-        let (first, last) = (&diags[0], diags.last().expect("≥ 1 step"));
-        for (d, step) in [
-            (first, step_numbers[0]),
-            (last, *step_numbers.last().expect("≥ 1")),
-        ] {
-            let title = format!("Step {step}: PCA map of the embeddings by modality");
-            let name = format!("step{step}_map");
-            let svg = render(&Map { diag: d, title }, out, &name)
-                .map_err(|e| CliError(format!("{name}: {e}")))?;
-            write(out, &format!("{name}.svg"), &svg)?;
-            figures.push(Figure {
-                name,
-                caption: format!("PCA map at step {step} (first and last snapshot)."),
-                svg,
-            });
-        }
-        let last_step = step_numbers.last().expect("≥ 1 step");
-        figures.extend(set_figures(last, out, &format!("step{last_step}_"))?);
-        let intro = format!(
-            "{} snapshots (steps {}–{}) from {}; anchor {}; {} samples each. Curves use every row; plots use {} evenly spaced rows.",
-            steps.len(),
-            step_numbers[0],
-            last_step,
-            html::escape(&dir.display().to_string()),
-            html::escape(&anchor),
-            last.n,
-            last.sample.len()
-        );
-        let sections = vec![(format!("Alignment at step {last_step}"), html::tables(last))];
-        let page = html::page(
-            "gram report: alignment over training",
-            &intro,
-            &sections,
-            &figures,
-        );
-        write(out, "report.html", &page)?;
-        write(
-            out,
-            "summary.json",
-            &format!("{:#}\n", snapshots_json(&diags, &step_numbers)),
-        )
-    })?;
-    bar.finish_and_clear();
-    Ok(snapshots_json(&diags, &step_numbers))
-}
-
-fn snapshots_json(diags: &[Diagnostics], steps: &[u64]) -> serde_json::Value {
-    serde_json::Value::Array(
-        diags
-            .iter()
-            .zip(steps)
-            .map(|(d, s)| {
-                let mut v = d.summary_json();
-                v["step"] = (*s).into();
-                v
-            })
-            .collect(),
-    )
-}
-
-fn curves_figure(diags: &[Diagnostics], steps: &[u64], dir: &Path) -> Result<Figure, CliError> {
-    let series = |f: &dyn Fn(&Diagnostics) -> f64| diags.iter().map(f).collect::<Vec<f64>>();
-    let first = &diags[0];
-    let knn = first
-        .pairs
-        .iter()
-        .enumerate()
-        .map(|(p, pair)| {
-            let label = format!("{}–{}", first.names[pair.a], first.names[pair.b]);
-            (label, series(&|d: &Diagnostics| d.pairs[p].mutual_knn))
-        })
-        .collect();
-    let curves = Curves {
-        steps,
-        panels: vec![
-            (
-                "Retrieval R@1 (%)".into(),
-                vec![
-                    (
-                        "anchor → data".into(),
-                        series(&|d| d.retrieval.anchor_to_data.r1),
-                    ),
-                    (
-                        "data → anchor".into(),
-                        series(&|d| d.retrieval.data_to_anchor.r1),
-                    ),
-                ],
-            ),
-            (
-                "Separation AUC, P(negative > positive)".into(),
-                vec![("AUC".into(), series(&|d| d.auc))],
-            ),
-            ("Mutual k-NN alignment (k = 10)".into(), knn),
-            (
-                "Volumes".into(),
-                vec![
-                    (
-                        "mean positive".into(),
-                        series(&|d| {
-                            d.positives.iter().map(|&v| v as f64).sum::<f64>() / d.n as f64
-                        }),
-                    ),
-                    ("mean row minimum".into(), series(&|d| d.mean_row_min)),
-                ],
-            ),
-        ],
-    };
-    let svg = render(&curves, dir, "curves").map_err(|e| CliError(format!("curves: {e}")))?;
-    write(dir, "curves.svg", &svg)?;
-    Ok(Figure {
-        name: "curves".into(),
-        caption: "Every metric over the training steps of the snapshots.".into(),
-        svg,
-    })
 }
 
 /// The stdout summary of a report.
