@@ -23,6 +23,7 @@ pub mod demo;
 pub mod device;
 pub mod distributed;
 pub mod encoders;
+pub mod fit;
 pub mod losses;
 pub mod model;
 #[cfg(feature = "nccl")]

@@ -1,17 +1,16 @@
-//! The training loop behind `gram-train fit`, and embedding/evaluation of a trained model.
+//! Training configuration, model construction, data sources, embedding and evaluation of a
+//! trained model; the loop itself is [`crate::fit`].
 
-use crate::checkpoint::{self, CheckpointState};
+use crate::checkpoint;
 use crate::data::{Split, load_split, read_info};
-use crate::distributed::{Collective, SingleProcess, step_gradients};
+use crate::distributed::{Collective, step_gradients};
 use crate::encoders::{self, EncoderSpec, HostInput, Kind};
 use crate::model::{GramModel, ModelConfig, decays};
-use crate::optim::{AdamW, AdamWConfig, learning_rate};
 use crate::precision::Precision;
 use crate::raw::{self, Prep, RawSplit};
-use crate::snapshots::Snapshots;
 use crate::source::{Source, prefetched};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use gram_host::cpu::Scorer;
 use gram_host::metrics::{Retrieval, evaluate};
@@ -22,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 use tokenizers::Tokenizer;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -165,7 +163,7 @@ pub struct FitSummary {
     pub skipped_samples: usize,
 }
 
-fn err(e: impl std::fmt::Display) -> String {
+pub(crate) fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
@@ -182,13 +180,13 @@ pub fn model_config_for(cfg: &TrainConfig, data: &Path) -> Result<ModelConfig, S
 }
 
 /// Whether modality `m`'s encoder trains: its spec says so and `frozen` does not list it.
-fn trainable(cfg: &TrainConfig, m: &str) -> bool {
+pub(crate) fn trainable(cfg: &TrainConfig, m: &str) -> bool {
     cfg.encoders.get(m).is_none_or(|s| s.trainable) && !cfg.frozen.iter().any(|f| f == m)
 }
 
 /// [`model_config_for`] with a feature dataset's dimensions already known (`None` for raw
 /// data), so `fit` reads its training split once.
-fn model_config_with(
+pub(crate) fn model_config_with(
     cfg: &TrainConfig,
     data: &Path,
     feature_dims: Option<Vec<usize>>,
@@ -263,13 +261,13 @@ pub struct Loaded {
     pub tokenizers: Vec<Option<Tokenizer>>,
 }
 
-fn tokenizer_file(dir: &Path, modality: &str) -> PathBuf {
+pub(crate) fn tokenizer_file(dir: &Path, modality: &str) -> PathBuf {
     dir.join(format!("tokenizer-{modality}.json"))
 }
 
 /// Tokenizers of `config`'s text encoders: from checkpoint `dir` when given, else from each
 /// encoder's pretrained folder, else the character-level one.
-fn tokenizers_for(
+pub(crate) fn tokenizers_for(
     config: &ModelConfig,
     dir: Option<&Path>,
 ) -> Result<Vec<Option<Tokenizer>>, String> {
@@ -349,7 +347,7 @@ pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
     v
 }
 
-fn set_weights(
+pub(crate) fn set_weights(
     varmap: &VarMap,
     tensors: &std::collections::HashMap<String, Tensor>,
 ) -> Result<(), String> {
@@ -449,7 +447,7 @@ pub fn batch_indices(seed: u64, step: u64, batch: usize, n: usize) -> Vec<usize>
         .collect()
 }
 
-fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<(), String> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -532,321 +530,7 @@ pub fn train_step(
     step_gradients(model, cfg, &emb, params, coll, rng)
 }
 
-/// Train on `data`'s train split, validate on its val split, write checkpoints and
-/// `metrics.jsonl` to `out`. `data` is a feature dataset or a raw one (JSONL manifests).
-/// NaN/Inf in the loss or gradients stops the run before the update, naming the step.
-pub fn fit(
-    data: &Path,
-    out: &Path,
-    cfg: &TrainConfig,
-    opts: FitOptions,
-    dev: &Device,
-) -> Result<FitSummary, String> {
-    fit_with(data, out, cfg, opts, dev, &SingleProcess)
-}
-
-/// [`fit`] as one rank of a data-parallel world: every rank runs this with the same
-/// arguments; each embeds its slice of every global batch (`batch_size` / world), gradients
-/// are averaged over ranks (see [`crate::distributed`]), and rank 0 alone validates, logs
-/// and writes checkpoints. World size 1 is plain [`fit`].
-pub fn fit_with(
-    data: &Path,
-    out: &Path,
-    cfg: &TrainConfig,
-    opts: FitOptions,
-    dev: &Device,
-    coll: &dyn Collective,
-) -> Result<FitSummary, String> {
-    let (rank, world) = (coll.rank(), coll.world());
-    let lead = rank == 0;
-    cfg.validate()?;
-    if world > 1 && !cfg.batch_size.is_multiple_of(world) {
-        return Err(format!(
-            "batch size {} is not a multiple of the world size {world}",
-            cfg.batch_size
-        ));
-    }
-    if opts.resume && opts.init_from.is_some() {
-        return Err("--resume and --init-from exclude each other".into());
-    }
-    // A feature training split is read once: its dimensions shape the model, then it is the
-    // training source.
-    let features = if raw::is_raw(data) {
-        None
-    } else {
-        Some(load_split(data, "train")?)
-    };
-    let wanted = model_config_with(cfg, data, features.as_ref().map(|s| s.dims()))?;
-    let init = match &opts.init_from {
-        Some(ck) => Some(checkpoint::load_state(ck)?),
-        None => None,
-    };
-    let model_cfg = match &init {
-        Some(state) => {
-            let ck = opts
-                .init_from
-                .as_deref()
-                .expect("init state comes from init_from");
-            let mut mc = state.model.clone();
-            if wanted.modalities != mc.modalities || wanted.anchor != mc.anchor {
-                return Err(format!(
-                    "{}: the checkpoint's modalities {:?} (anchor {}) differ from this run's {:?} (anchor {})",
-                    ck.display(),
-                    mc.modalities,
-                    mc.anchor,
-                    wanted.modalities,
-                    wanted.anchor
-                ));
-            }
-            if mc.input_dims != wanted.input_dims && mc.encoders.is_empty() {
-                return Err(format!(
-                    "{}: the checkpoint's feature sizes {:?} differ from this dataset's {:?}",
-                    ck.display(),
-                    mc.input_dims,
-                    wanted.input_dims
-                ));
-            }
-            // What may change when finetuning: which encoders train.
-            for (s, m) in mc.encoders.iter_mut().zip(&wanted.modalities) {
-                s.trainable = trainable(cfg, m);
-            }
-            mc
-        }
-        None => wanted,
-    };
-    let loaded = match (&opts.init_from, &init) {
-        (Some(ck), Some(state)) => {
-            let varmap = VarMap::new();
-            let model = GramModel::new(&model_cfg, &varmap, 0, dev).map_err(err)?;
-            set_weights(&varmap, &checkpoint::load_tensors(ck, &state.weights, dev)?)?;
-            Loaded {
-                model,
-                varmap,
-                tokenizers: tokenizers_for(&model_cfg, Some(ck))?,
-            }
-        }
-        _ => build_model(&model_cfg, cfg.seed, dev)?,
-    };
-    let model = &loaded.model;
-    let train: Box<dyn Source> = match features {
-        Some(split) => Box::new(split),
-        None => open_source(
-            data,
-            "train",
-            &model_cfg,
-            &loaded.tokenizers,
-            opts.skip_bad_samples,
-        )?,
-    };
-    let val = open_source(
-        data,
-        "val",
-        &model_cfg,
-        &loaded.tokenizers,
-        opts.skip_bad_samples,
-    )?;
-    if train.len() < 2 {
-        return Err(format!(
-            "{}: need at least 2 training samples",
-            data.display()
-        ));
-    }
-    let batch = cfg.batch_size.min(train.len());
-    let params = optimizer_params(&loaded, cfg);
-    let vars: Vec<Var> = params.iter().map(|p| p.1.clone()).collect();
-    let adam = AdamWConfig {
-        lr: cfg.lr,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: cfg.weight_decay,
-    };
-    let mut opt = AdamW::new(params, adam).map_err(err)?;
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut start = 0;
-    if opts.resume {
-        let state = checkpoint::load_state(out)?;
-        if state.model != model.config
-            || state.train.seed != cfg.seed
-            || state.train.loss != cfg.loss
-        {
-            return Err(format!(
-                "{}: checkpoint was made with a different model, loss or seed",
-                checkpoint::state_path(out).display()
-            ));
-        }
-        set_weights(
-            &loaded.varmap,
-            &checkpoint::load_tensors(out, &state.weights, dev)?,
-        )?;
-        opt.load_state(
-            &checkpoint::load_tensors(out, &state.optimizer, dev)?,
-            state.adam_t,
-        )
-        .map_err(err)?;
-        start = state.step;
-    }
-    let metrics_path = out.join("metrics.jsonl");
-    let bar = if opts.progress && lead {
-        indicatif::ProgressBar::new(cfg.steps)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}] {msg}")
-            .expect("template"),
-    );
-    bar.set_position(start);
-    let save = |step: u64, opt: &AdamW| -> Result<(), String> {
-        if !lead {
-            return Ok(());
-        }
-        // Tokenizers first: state.json, written last, must only name complete checkpoints.
-        for (m, tok) in model.config.modalities.iter().zip(&loaded.tokenizers) {
-            if let Some(tok) = tok {
-                let text = tok.to_string(false).map_err(err)?;
-                gram_host::output::write_text(&tokenizer_file(out, m), &text)
-                    .map_err(|e| format!("{}: {e}", out.display()))?;
-            }
-        }
-        let weights = named_vars(&loaded.varmap)
-            .into_iter()
-            .map(|(k, v)| (k, v.as_tensor().clone()))
-            .collect();
-        let state = CheckpointState {
-            step,
-            weights: format!("weights-{step:08}.safetensors"),
-            optimizer: format!("optimizer-{step:08}.safetensors"),
-            adam_t: opt.t,
-            train: cfg.clone(),
-            model: model.config.clone(),
-            rng: format!("chacha8 per step from (seed={}, step)", cfg.seed),
-        };
-        checkpoint::save(out, &state, &weights, &opt.state_tensors())
-    };
-    let validate = |step: u64| -> Result<serde_json::Value, String> {
-        if !lead {
-            return Ok(serde_json::Value::Null);
-        }
-        let (emb, _) = embed_source(model, val.as_ref(), dev)?;
-        let r = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;
-        let v = retrieval_json(&r);
-        append_jsonl(&metrics_path, &serde_json::json!({"step": step, "val": v}))?;
-        Ok(v)
-    };
-    let snapshots = if lead && cfg.snapshot_every > 0 {
-        let (split, tok) = (&cfg.snapshot_split, &loaded.tokenizers);
-        let source = open_source(data, split, &model_cfg, tok, opts.skip_bad_samples)?;
-        Snapshots::new(cfg.snapshot_every, cfg.steps, out, source)
-    } else {
-        None
-    };
-    let snapshot = |step: u64| match &snapshots {
-        Some(s) if s.due(step) => s.write(model, dev, step),
-        _ => Ok(()),
-    };
-    if start == 0 {
-        snapshot(0)?;
-    }
-    let (mut final_loss, mut last_val) = (f64::NAN, None);
-    let t0 = Instant::now();
-    let mut samples = 0usize;
-    let end = opts.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
-    let n = train.len();
-    if world > 1 && !batch.is_multiple_of(world) {
-        return Err(format!(
-            "{}: {n} training samples, fewer than a batch divisible by {world} ranks",
-            data.display()
-        ));
-    }
-    let local = batch / world;
-    // Every rank draws the same global batch and takes its own slice of it.
-    let plans = (start..end).map(|step| {
-        batch_indices(cfg.seed, step, batch, n)[rank * local..(rank + 1) * local].to_vec()
-    });
-    let mut step = start;
-    prefetched(train.as_ref(), plans, opts.prefetch, |prepared| {
-        let (inputs, kept) = prepared?;
-        if world > 1 && kept.len() != local {
-            // Ranks must gather equal slices; skipping cannot be reconciled across them.
-            return Err(format!(
-                "step {step}: rank {rank} has a bad sample; data-parallel runs need clean data (check it with world size 1 and --skip-bad-samples)"
-            ));
-        }
-        if kept.len() < 2 && world == 1 {
-            return Err(format!(
-                "step {step}: fewer than 2 good samples in the batch ({} skipped so far)",
-                train.skipped()
-            ));
-        }
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
-        let (value, grads) =
-            train_step(model, cfg, &inputs, &vars, coll, &mut rng, dev).map_err(err)?;
-        let norm = opt.grad_norm(&grads).map_err(err)?;
-        if !value.is_finite() || !norm.is_finite() {
-            bar.abandon();
-            return Err(format!(
-                "step {step}: loss {value}, gradient norm {norm}; stopped without updating. The last good checkpoint in {} is kept",
-                out.display()
-            ));
-        }
-        let lr = learning_rate(step, cfg.lr, cfg.warmup, cfg.steps, cfg.final_lr_frac);
-        let scale = if cfg.clip > 0.0 && norm > cfg.clip {
-            cfg.clip / norm
-        } else {
-            1.0
-        };
-        opt.step(&grads, lr, scale).map_err(err)?;
-        final_loss = value;
-        samples += kept.len() * world;
-        let rate = samples as f64 / t0.elapsed().as_secs_f64();
-        bar.set_message(format!("loss {value:.4} lr {lr:.2e} {rate:.0} samples/s"));
-        bar.inc(1);
-        let done = step + 1;
-        step += 1;
-        if lead && (done % cfg.log_every.max(1) == 0 || done == cfg.steps) {
-            let tau = 1.0
-                / model
-                    .inv_tau()
-                    .map_err(err)?
-                    .to_dtype(DType::F64)
-                    .map_err(err)?
-                    .to_scalar::<f64>()
-                    .map_err(err)?;
-            append_jsonl(
-                &metrics_path,
-                &serde_json::json!({"step": done, "loss": value, "lr": lr, "temperature": tau, "grad_norm": norm, "samples_per_s": rate, "skipped_samples": train.skipped()}),
-            )?;
-        }
-        if lead && cfg.eval_every > 0 && done % cfg.eval_every == 0 && done != cfg.steps {
-            let v = validate(done)?;
-            bar.println(format!(
-                "step {done}: val anchor->data R@1 {:.2}",
-                v["anchor_to_data"]["r1"].as_f64().unwrap_or(f64::NAN)
-            ));
-        }
-        if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done != cfg.steps {
-            save(done, &opt)?;
-        }
-        snapshot(done)?;
-        Ok(())
-    })?;
-    bar.finish_and_clear();
-    if end < cfg.steps {
-        save(end, &opt)?;
-    } else if start < cfg.steps || !opts.resume {
-        last_val = Some(validate(cfg.steps)?).filter(|v| !v.is_null());
-        save(cfg.steps, &opt)?;
-    }
-    Ok(FitSummary {
-        steps: end,
-        final_loss,
-        samples_per_s: samples as f64 / t0.elapsed().as_secs_f64().max(1e-9),
-        val: last_val,
-        skipped_samples: train.skipped() + val.skipped(),
-    })
-}
+pub use crate::fit::{fit, fit_with};
 
 /// Load a checkpoint: model (weights included) and tokenizers.
 pub fn load_checkpoint(checkpoint: &Path, dev: &Device) -> Result<Loaded, String> {

@@ -1,0 +1,436 @@
+//! The training loop behind `gram-train fit`: [`fit_with`] and the steps it is made of —
+//! checking the request, building (or finetuning) the model, resuming, one optimizer step,
+//! logging, validating, checkpointing.
+
+use crate::checkpoint::{self, CheckpointState};
+use crate::data::{Split, load_split};
+use crate::distributed::{Collective, SingleProcess};
+use crate::encoders::HostInput;
+use crate::model::{GramModel, ModelConfig};
+use crate::optim::{AdamW, AdamWConfig, learning_rate};
+use crate::raw;
+use crate::snapshots::Snapshots;
+use crate::source::{Source, prefetched};
+use crate::train::{
+    FitOptions, FitSummary, Loaded, TrainConfig, append_jsonl, build_model, embed_source, err,
+    model_config_with, named_vars, open_source, optimizer_params, retrieval, retrieval_json,
+    set_weights, tokenizer_file, tokenizers_for, train_step, trainable,
+};
+use candle_core::{DType, Device, Var};
+use candle_nn::VarMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+use std::time::Instant;
+
+/// Train on `data`'s train split, validate on its val split, write checkpoints and
+/// `metrics.jsonl` to `out`. `data` is a feature dataset or a raw one (JSONL manifests).
+/// NaN/Inf in the loss or gradients stops the run before the update, naming the step.
+pub fn fit(
+    data: &Path,
+    out: &Path,
+    cfg: &TrainConfig,
+    opts: FitOptions,
+    dev: &Device,
+) -> Result<FitSummary, String> {
+    fit_with(data, out, cfg, opts, dev, &SingleProcess)
+}
+
+/// [`fit`] as one rank of a data-parallel world: every rank runs this with the same
+/// arguments; each embeds its slice of every global batch (`batch_size` / world), gradients
+/// are averaged over ranks (see [`crate::distributed`]), and rank 0 alone validates, logs
+/// and writes checkpoints. World size 1 is plain [`fit`].
+pub fn fit_with(
+    data: &Path,
+    out: &Path,
+    cfg: &TrainConfig,
+    opts: FitOptions,
+    dev: &Device,
+    coll: &dyn Collective,
+) -> Result<FitSummary, String> {
+    let (rank, world) = (coll.rank(), coll.world());
+    let lead = rank == 0;
+    check_request(cfg, &opts, world)?;
+    // A feature training split is read once: its dimensions shape the model, then it is the
+    // training source.
+    let features = if raw::is_raw(data) {
+        None
+    } else {
+        Some(load_split(data, "train")?)
+    };
+    let (model_cfg, loaded) = run_model(cfg, data, &opts, features.as_ref(), dev)?;
+    let model = &loaded.model;
+    let (tok, skip) = (&loaded.tokenizers, opts.skip_bad_samples);
+    let train: Box<dyn Source> = match features {
+        Some(split) => Box::new(split),
+        None => open_source(data, "train", &model_cfg, tok, skip)?,
+    };
+    let val = open_source(data, "val", &model_cfg, tok, skip)?;
+    if train.len() < 2 {
+        return Err(format!(
+            "{}: need at least 2 training samples",
+            data.display()
+        ));
+    }
+    let (n, batch) = (train.len(), cfg.batch_size.min(train.len()));
+    if world > 1 && !batch.is_multiple_of(world) {
+        return Err(format!(
+            "{}: {n} training samples, fewer than a batch divisible by {world} ranks",
+            data.display()
+        ));
+    }
+    let (mut opt, vars) = optimizer(&loaded, cfg)?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let start = if opts.resume {
+        resume(out, cfg, &loaded, &mut opt, dev)?
+    } else {
+        0
+    };
+    let metrics_path = out.join("metrics.jsonl");
+    let bar = progress_bar(opts.progress && lead, cfg.steps, start);
+    // Rank 0 alone writes checkpoints, validates and snapshots.
+    let save = |step: u64, opt: &AdamW| {
+        if lead {
+            save_checkpoint(out, step, &loaded, cfg, opt)
+        } else {
+            Ok(())
+        }
+    };
+    let validate = |step: u64| {
+        if lead {
+            validate(model, val.as_ref(), dev, &metrics_path, step)
+        } else {
+            Ok(serde_json::Value::Null)
+        }
+    };
+    let snapshots = if lead && cfg.snapshot_every > 0 {
+        let source = open_source(data, &cfg.snapshot_split, &model_cfg, tok, skip)?;
+        Snapshots::new(cfg.snapshot_every, cfg.steps, out, source)
+    } else {
+        None
+    };
+    let snapshot = |step: u64| match &snapshots {
+        Some(s) if s.due(step) => s.write(model, dev, step),
+        _ => Ok(()),
+    };
+    if start == 0 {
+        snapshot(0)?;
+    }
+    let (mut final_loss, mut last_val) = (f64::NAN, None);
+    let (t0, mut samples) = (Instant::now(), 0usize);
+    let end = opts.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
+    let local = batch / world;
+    // Every rank draws the same global batch and takes its own slice of it.
+    let plans = (start..end).map(|step| {
+        crate::train::batch_indices(cfg.seed, step, batch, n)[rank * local..(rank + 1) * local]
+            .to_vec()
+    });
+    let mut step = start;
+    prefetched(train.as_ref(), plans, opts.prefetch, |prepared| {
+        let (inputs, kept) = prepared?;
+        check_batch(step, rank, world, local, kept.len(), train.skipped())?;
+        let s = apply_step(model, cfg, &inputs, &vars, coll, &mut opt, step, out, dev)
+            .inspect_err(|_| bar.abandon())?;
+        final_loss = s.loss;
+        samples += kept.len() * world;
+        let rate = samples as f64 / t0.elapsed().as_secs_f64();
+        bar.set_message(format!(
+            "loss {:.4} lr {:.2e} {rate:.0} samples/s",
+            s.loss, s.lr
+        ));
+        bar.inc(1);
+        step += 1;
+        let done = step;
+        if lead && (done % cfg.log_every.max(1) == 0 || done == cfg.steps) {
+            log_step(&metrics_path, model, done, &s, rate, train.skipped())?;
+        }
+        if lead && cfg.eval_every > 0 && done % cfg.eval_every == 0 && done != cfg.steps {
+            let v = validate(done)?;
+            let r1 = v["anchor_to_data"]["r1"].as_f64().unwrap_or(f64::NAN);
+            bar.println(format!("step {done}: val anchor->data R@1 {r1:.2}"));
+        }
+        if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done != cfg.steps {
+            save(done, &opt)?;
+        }
+        snapshot(done)
+    })?;
+    bar.finish_and_clear();
+    if end < cfg.steps {
+        save(end, &opt)?;
+    } else if start < cfg.steps || !opts.resume {
+        last_val = Some(validate(cfg.steps)?).filter(|v| !v.is_null());
+        save(cfg.steps, &opt)?;
+    }
+    Ok(FitSummary {
+        steps: end,
+        final_loss,
+        samples_per_s: samples as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+        val: last_val,
+        skipped_samples: train.skipped() + val.skipped(),
+    })
+}
+
+/// Refuses what no run can do, before any data is read.
+fn check_request(cfg: &TrainConfig, opts: &FitOptions, world: usize) -> Result<(), String> {
+    cfg.validate()?;
+    if world > 1 && !cfg.batch_size.is_multiple_of(world) {
+        return Err(format!(
+            "batch size {} is not a multiple of the world size {world}",
+            cfg.batch_size
+        ));
+    }
+    if opts.resume && opts.init_from.is_some() {
+        return Err("--resume and --init-from exclude each other".into());
+    }
+    Ok(())
+}
+
+/// A batch this rank can train on: data-parallel ranks need equal slices; a single process
+/// needs two good samples.
+fn check_batch(
+    step: u64,
+    rank: usize,
+    world: usize,
+    local: usize,
+    kept: usize,
+    skipped: usize,
+) -> Result<(), String> {
+    if world > 1 && kept != local {
+        // Ranks must gather equal slices; skipping cannot be reconciled across them.
+        return Err(format!(
+            "step {step}: rank {rank} has a bad sample; data-parallel runs need clean data (check it with world size 1 and --skip-bad-samples)"
+        ));
+    }
+    if kept < 2 && world == 1 {
+        return Err(format!(
+            "step {step}: fewer than 2 good samples in the batch ({skipped} skipped so far)"
+        ));
+    }
+    Ok(())
+}
+
+/// The run's model: fresh from `cfg`, or a checkpoint's (`--init-from`) with this run's
+/// choice of which encoders train.
+fn run_model(
+    cfg: &TrainConfig,
+    data: &Path,
+    opts: &FitOptions,
+    features: Option<&Split>,
+    dev: &Device,
+) -> Result<(ModelConfig, Loaded), String> {
+    let wanted = model_config_with(cfg, data, features.map(|s| s.dims()))?;
+    let Some(ck) = &opts.init_from else {
+        let loaded = build_model(&wanted, cfg.seed, dev)?;
+        return Ok((wanted, loaded));
+    };
+    let state = checkpoint::load_state(ck)?;
+    let model_cfg = finetune_config(&state.model, wanted, cfg, ck)?;
+    let varmap = VarMap::new();
+    let model = GramModel::new(&model_cfg, &varmap, 0, dev).map_err(err)?;
+    set_weights(&varmap, &checkpoint::load_tensors(ck, &state.weights, dev)?)?;
+    let tokenizers = tokenizers_for(&model_cfg, Some(ck))?;
+    let loaded = Loaded {
+        model,
+        varmap,
+        tokenizers,
+    };
+    Ok((model_cfg, loaded))
+}
+
+/// The checkpoint's model configuration, checked against this run's data; what may change
+/// when finetuning is which encoders train.
+fn finetune_config(
+    saved: &ModelConfig,
+    wanted: ModelConfig,
+    cfg: &TrainConfig,
+    ck: &Path,
+) -> Result<ModelConfig, String> {
+    let mut mc = saved.clone();
+    if wanted.modalities != mc.modalities || wanted.anchor != mc.anchor {
+        return Err(format!(
+            "{}: the checkpoint's modalities {:?} (anchor {}) differ from this run's {:?} (anchor {})",
+            ck.display(),
+            mc.modalities,
+            mc.anchor,
+            wanted.modalities,
+            wanted.anchor
+        ));
+    }
+    if mc.input_dims != wanted.input_dims && mc.encoders.is_empty() {
+        return Err(format!(
+            "{}: the checkpoint's feature sizes {:?} differ from this dataset's {:?}",
+            ck.display(),
+            mc.input_dims,
+            wanted.input_dims
+        ));
+    }
+    for (s, m) in mc.encoders.iter_mut().zip(&wanted.modalities) {
+        s.trainable = trainable(cfg, m);
+    }
+    Ok(mc)
+}
+
+/// AdamW over the trainable variables, and those variables in the optimizer's order.
+fn optimizer(loaded: &Loaded, cfg: &TrainConfig) -> Result<(AdamW, Vec<Var>), String> {
+    let params = optimizer_params(loaded, cfg);
+    let vars: Vec<Var> = params.iter().map(|p| p.1.clone()).collect();
+    let adam = AdamWConfig {
+        lr: cfg.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: cfg.weight_decay,
+    };
+    Ok((AdamW::new(params, adam).map_err(err)?, vars))
+}
+
+/// Weights and optimizer state from `out`'s checkpoint (`--resume`); the step it reached.
+fn resume(
+    out: &Path,
+    cfg: &TrainConfig,
+    loaded: &Loaded,
+    opt: &mut AdamW,
+    dev: &Device,
+) -> Result<u64, String> {
+    let state = checkpoint::load_state(out)?;
+    if state.model != loaded.model.config
+        || state.train.seed != cfg.seed
+        || state.train.loss != cfg.loss
+    {
+        return Err(format!(
+            "{}: checkpoint was made with a different model, loss or seed",
+            checkpoint::state_path(out).display()
+        ));
+    }
+    set_weights(
+        &loaded.varmap,
+        &checkpoint::load_tensors(out, &state.weights, dev)?,
+    )?;
+    let moments = checkpoint::load_tensors(out, &state.optimizer, dev)?;
+    opt.load_state(&moments, state.adam_t).map_err(err)?;
+    Ok(state.step)
+}
+
+fn progress_bar(visible: bool, steps: u64, start: u64) -> indicatif::ProgressBar {
+    let bar = if visible {
+        indicatif::ProgressBar::new(steps)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}] {msg}")
+            .expect("template"),
+    );
+    bar.set_position(start);
+    bar
+}
+
+/// Tokenizers, weights and optimizer state of `step`; state.json, written last, names only
+/// complete checkpoints.
+fn save_checkpoint(
+    out: &Path,
+    step: u64,
+    loaded: &Loaded,
+    cfg: &TrainConfig,
+    opt: &AdamW,
+) -> Result<(), String> {
+    let model = &loaded.model;
+    for (m, tok) in model.config.modalities.iter().zip(&loaded.tokenizers) {
+        if let Some(tok) = tok {
+            let text = tok.to_string(false).map_err(err)?;
+            gram_host::output::write_text(&tokenizer_file(out, m), &text)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+        }
+    }
+    let weights = named_vars(&loaded.varmap)
+        .into_iter()
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect();
+    let state = CheckpointState {
+        step,
+        weights: format!("weights-{step:08}.safetensors"),
+        optimizer: format!("optimizer-{step:08}.safetensors"),
+        adam_t: opt.t,
+        train: cfg.clone(),
+        model: model.config.clone(),
+        rng: format!("chacha8 per step from (seed={}, step)", cfg.seed),
+    };
+    checkpoint::save(out, &state, &weights, &opt.state_tensors())
+}
+
+/// Retrieval on the val split, appended to metrics.jsonl.
+fn validate(
+    model: &GramModel,
+    val: &dyn Source,
+    dev: &Device,
+    metrics_path: &Path,
+    step: u64,
+) -> Result<serde_json::Value, String> {
+    let (emb, _) = embed_source(model, val, dev)?;
+    let r = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;
+    let v = retrieval_json(&r);
+    append_jsonl(metrics_path, &serde_json::json!({"step": step, "val": v}))?;
+    Ok(v)
+}
+
+/// What one optimizer step did.
+struct StepReport {
+    loss: f64,
+    grad_norm: f64,
+    lr: f64,
+}
+
+/// Loss, gradients (averaged over `coll`), the finiteness check, clipping and the AdamW
+/// update of step `step`. Stops before updating when the loss or gradient norm is not finite
+/// (the checkpoints in `out` are then the last good ones).
+#[allow(clippy::too_many_arguments)]
+fn apply_step(
+    model: &GramModel,
+    cfg: &TrainConfig,
+    inputs: &[HostInput],
+    vars: &[Var],
+    coll: &dyn Collective,
+    opt: &mut AdamW,
+    step: u64,
+    out: &Path,
+    dev: &Device,
+) -> Result<StepReport, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
+    let (loss, grads) = train_step(model, cfg, inputs, vars, coll, &mut rng, dev).map_err(err)?;
+    let grad_norm = opt.grad_norm(&grads).map_err(err)?;
+    if !loss.is_finite() || !grad_norm.is_finite() {
+        return Err(format!(
+            "step {step}: loss {loss}, gradient norm {grad_norm}; stopped without updating. The last good checkpoint in {} is kept",
+            out.display()
+        ));
+    }
+    let lr = learning_rate(step, cfg.lr, cfg.warmup, cfg.steps, cfg.final_lr_frac);
+    let scale = if cfg.clip > 0.0 && grad_norm > cfg.clip {
+        cfg.clip / grad_norm
+    } else {
+        1.0
+    };
+    opt.step(&grads, lr, scale).map_err(err)?;
+    Ok(StepReport {
+        loss,
+        grad_norm,
+        lr,
+    })
+}
+
+/// One line of metrics.jsonl for step `done`.
+fn log_step(
+    metrics_path: &Path,
+    model: &GramModel,
+    done: u64,
+    s: &StepReport,
+    rate: f64,
+    skipped: usize,
+) -> Result<(), String> {
+    let inv_tau = model.inv_tau().and_then(|t| t.to_dtype(DType::F64));
+    let tau = 1.0 / inv_tau.and_then(|t| t.to_scalar::<f64>()).map_err(err)?;
+    append_jsonl(
+        metrics_path,
+        &serde_json::json!({"step": done, "loss": s.loss, "lr": s.lr, "temperature": tau, "grad_norm": s.grad_norm, "samples_per_s": rate, "skipped_samples": skipped}),
+    )
+}
