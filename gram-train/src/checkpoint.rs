@@ -3,8 +3,8 @@
 //! written to a temporary name, fsynced and renamed; `state.json` is written last, so it always
 //! names a complete checkpoint — a crash at any moment leaves the previous one loadable.
 
+use crate::config::TrainConfig;
 use crate::model::ModelConfig;
-use crate::train::TrainConfig;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

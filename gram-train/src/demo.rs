@@ -2,11 +2,11 @@
 //! the same budget, evaluate both on the test split by volume, and write a table; each run
 //! also writes validation snapshots and their `gram report` (OUT/run-*/report/report.html).
 
+use crate::config::{LossKind, TrainConfig};
 use crate::data::load_split;
+use crate::fit::{FitOptions, fit};
 use crate::synth::{SynthConfig, generate};
-use crate::train::{
-    FitOptions, LossKind, TrainConfig, embed_split, fit, load_model, retrieval, retrieval_json,
-};
+use crate::train::{embed_split, load_model, retrieval, retrieval_json};
 use candle_core::Device;
 use std::path::Path;
 

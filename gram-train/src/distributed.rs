@@ -14,9 +14,9 @@
 //! runs ranks as threads of one process. With the `nccl` feature, [`crate::nccl`] connects
 //! one process per GPU through NCCL.
 
+use crate::config::{LossKind, TrainConfig};
 use crate::losses::{bce_with_logits, sample_hard_negatives, smoothed_ce_offset};
 use crate::model::GramModel;
-use crate::train::{LossKind, TrainConfig};
 use crate::volume::volume_matrix;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};

@@ -3,6 +3,7 @@
 //! logging, validating, checkpointing.
 
 use crate::checkpoint::{self, CheckpointState};
+use crate::config::TrainConfig;
 use crate::data::{Split, load_split};
 use crate::distributed::{Collective, SingleProcess};
 use crate::encoders::HostInput;
@@ -12,16 +13,61 @@ use crate::raw;
 use crate::snapshots::Snapshots;
 use crate::source::{Source, prefetched};
 use crate::train::{
-    FitOptions, FitSummary, Loaded, TrainConfig, append_jsonl, build_model, embed_source, err,
-    model_config_with, named_vars, open_source, optimizer_params, retrieval, retrieval_json,
-    set_weights, tokenizer_file, tokenizers_for, train_step, trainable,
+    Loaded, append_jsonl, build_model, embed_source, err, model_config_with, named_vars,
+    open_source, optimizer_params, retrieval, retrieval_json, set_weights, tokenizer_file,
+    tokenizers_for, train_step, trainable,
 };
 use candle_core::{DType, Device, Var};
 use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
+
+/// What a run ended with.
+#[derive(Clone, Debug, Serialize)]
+pub struct FitSummary {
+    pub steps: u64,
+    pub final_loss: f64,
+    pub samples_per_s: f64,
+    pub val: Option<serde_json::Value>,
+    /// Distinct bad samples skipped (train and val), with `--skip-bad-samples`.
+    pub skipped_samples: usize,
+}
+
+/// How a `fit` call runs (as opposed to what it trains: [`TrainConfig`]).
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Continue from `out/state.json` exactly where it stopped.
+    pub resume: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// Stop (with a checkpoint) once this many steps are done in total, before `steps`;
+    /// a later `resume` continues on the same schedule.
+    pub stop_after: Option<u64>,
+    /// Finetune: start from this checkpoint's model (architecture and every weight: encoders,
+    /// heads, temperature, DAM) with a fresh optimizer and this run's schedule.
+    pub init_from: Option<PathBuf>,
+    /// Raw data: drop undecodable or missing samples (counted) instead of failing.
+    pub skip_bad_samples: bool,
+    /// Batches prepared ahead on a background thread (0: in line).
+    pub prefetch: usize,
+}
+
+impl Default for FitOptions {
+    fn default() -> FitOptions {
+        FitOptions {
+            resume: false,
+            progress: false,
+            stop_after: None,
+            init_from: None,
+            skip_bad_samples: false,
+            prefetch: 2,
+        }
+    }
+}
 
 /// Train on `data`'s train split, validate on its val split, write checkpoints and
 /// `metrics.jsonl` to `out`. `data` is a feature dataset or a raw one (JSONL manifests).

@@ -18,6 +18,7 @@
 //! - [`demo`]: the end-to-end comparison behind `gram-train demo`.
 
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod demo;
 pub mod device;

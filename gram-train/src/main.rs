@@ -2,9 +2,9 @@
 
 use candle_core::Device;
 use clap::{Parser, Subcommand};
+use gram_train::config::{LossKind, TrainConfig};
 use gram_train::encoders::{EncoderSpec, Kind};
 use gram_train::synth::SynthConfig;
-use gram_train::train::{LossKind, TrainConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -339,12 +339,12 @@ fn fit_data_parallel(
     data: &std::path::Path,
     out: &std::path::Path,
     cfg: &TrainConfig,
-    opts: gram_train::train::FitOptions,
+    opts: gram_train::fit::FitOptions,
     dev: &Device,
     world: usize,
     rank: usize,
     dist_init: Option<PathBuf>,
-) -> Result<gram_train::train::FitSummary, String> {
+) -> Result<gram_train::fit::FitSummary, String> {
     let rendezvous = dist_init.ok_or("--world-size > 1 needs --dist-init FILE")?;
     let coll = gram_train::nccl::Nccl::join(
         rank,
@@ -353,7 +353,7 @@ fn fit_data_parallel(
         &rendezvous,
         std::time::Duration::from_secs(600),
     )?;
-    gram_train::train::fit_with(data, out, cfg, opts, dev, &coll)
+    gram_train::fit::fit_with(data, out, cfg, opts, dev, &coll)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -362,12 +362,12 @@ fn fit_data_parallel(
     _: &std::path::Path,
     _: &std::path::Path,
     _: &TrainConfig,
-    _: gram_train::train::FitOptions,
+    _: gram_train::fit::FitOptions,
     dev: &Device,
     world: usize,
     _: usize,
     _: Option<PathBuf>,
-) -> Result<gram_train::train::FitSummary, String> {
+) -> Result<gram_train::fit::FitSummary, String> {
     Err(format!(
         "--world-size {world}: this gram-train was built without the nccl feature (cargo build --release -p gram-train --features cuda,nccl); device {:?}",
         gpu_ordinal(dev)
@@ -393,7 +393,7 @@ fn run(cli: Cli) -> Result<(), String> {
             dist_init,
         } => {
             let cfg = train.config(TrainConfig::default())?;
-            let opts = gram_train::train::FitOptions {
+            let opts = gram_train::fit::FitOptions {
                 resume,
                 progress: !no_progress,
                 stop_after,
@@ -404,7 +404,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let s = if world_size > 1 {
                 fit_data_parallel(&data, &out, &cfg, opts, &dev, world_size, rank, dist_init)?
             } else {
-                gram_train::train::fit(&data, &out, &cfg, opts, &dev)?
+                gram_train::fit::fit(&data, &out, &cfg, opts, &dev)?
             };
             if rank == 0 {
                 println!("{}", serde_json::to_string(&s).expect("json"));

@@ -6,10 +6,11 @@
 mod common;
 
 use candle_core::{Device, Var};
+use gram_train::config::{LossKind, TrainConfig};
 use gram_train::distributed::{Collective, SingleProcess, ThreadWorld};
 use gram_train::encoders::HostInput;
 use gram_train::model::ModelConfig;
-use gram_train::train::{LossKind, TrainConfig, build_model, named_vars, train_step};
+use gram_train::train::{build_model, named_vars, train_step};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -139,8 +140,8 @@ fn with_dam_every_rank_holds_the_same_averaged_gradient() {
 
 #[test]
 fn a_two_rank_fit_trains_the_same_weights_as_one_process() {
+    use gram_train::fit::{FitOptions, fit, fit_with};
     use gram_train::synth::{SynthConfig, generate};
-    use gram_train::train::{FitOptions, fit, fit_with};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = SynthConfig {

@@ -4,8 +4,9 @@
 //! counted.
 
 use candle_core::Device;
+use gram_train::config::TrainConfig;
+use gram_train::fit::{FitOptions, fit};
 use gram_train::rerank::evaluate_checkpoint;
-use gram_train::train::{FitOptions, TrainConfig, fit};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

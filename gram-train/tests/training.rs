@@ -2,8 +2,9 @@
 //! NaN stop, embeddings that `gram eval` reads, TOML config.
 
 use candle_core::Device;
+use gram_train::config::{LossKind, TrainConfig};
+use gram_train::fit::{FitOptions, fit};
 use gram_train::synth::{SynthConfig, generate};
-use gram_train::train::{FitOptions, LossKind, TrainConfig, fit};
 use std::path::Path;
 use std::process::Command;
 

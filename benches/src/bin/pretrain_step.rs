@@ -14,13 +14,13 @@
 //!       `--dam-weight W` (default 0.1), `--freeze text,video,audio`: for memory diagnostics.
 
 use candle_core::{DType, Device, Var};
+use gram_train::config::TrainConfig;
 use gram_train::distributed::SingleProcess;
 use gram_train::encoders::{EncoderSpec, Kind};
 use gram_train::optim::{AdamW, AdamWConfig};
 use gram_train::source::prefetched;
 use gram_train::train::{
-    TrainConfig, batch_indices, build_model, model_config_for, open_source, optimizer_params,
-    train_step,
+    batch_indices, build_model, model_config_for, open_source, optimizer_params, train_step,
 };
 use rand::SeedableRng;
 use std::path::PathBuf;

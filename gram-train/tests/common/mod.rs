@@ -29,11 +29,10 @@ pub fn value_and_grads(y: &Tensor, r: &Tensor, wrt: &[&Tensor]) -> (Vec<f32>, Ve
 /// One GRAM + DAM step of the BERT/CLIP/AST model on `testdata/raw` on `dev`: every parameter
 /// gets a gradient, and a nonzero one (candle's fused LayerNorm would silently cut them).
 pub fn gradient_census(dev: &candle_core::Device) {
+    use gram_train::config::TrainConfig;
     use gram_train::distributed::SingleProcess;
     use gram_train::encoders::Kind;
-    use gram_train::train::{
-        TrainConfig, build_model, model_config_for, named_vars, open_source, train_step,
-    };
+    use gram_train::train::{build_model, model_config_for, named_vars, open_source, train_step};
     use rand::SeedableRng;
     let data = repo_root().join("testdata/raw");
     let cfg = TrainConfig {
