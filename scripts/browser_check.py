@@ -7,14 +7,11 @@ Usage: python scripts/browser_check.py URL [--files A.npy M1.npy …] [--screens
 """
 import argparse
 import json
-import os
 import sys
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan",
-        "--disable-background-networking", "--disable-component-update"]
+from chromium import launch
 
 
 def main():
@@ -27,7 +24,7 @@ def main():
     errors = []
     finished = "['done', 'error', 'mismatch'].includes(document.body.dataset.state)"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1000, "height": 900})
         page.on("console", lambda m: m.type == "error" and errors.append(f"console error: {m.text}"))
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))

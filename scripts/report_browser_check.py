@@ -7,13 +7,12 @@ Usage: python scripts/report_browser_check.py REPORT_DIR [--expect-plots N] [--s
 Exit status 0 when every check passes; 1 with the failures listed otherwise.
 """
 import argparse
-import os
 import pathlib
 import sys
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+from chromium import launch
 
 
 def main():
@@ -25,10 +24,7 @@ def main():
     page_path = pathlib.Path(args.report_dir).resolve() / "report.html"
     problems = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
-        )
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))

@@ -199,13 +199,8 @@ pub fn run(cli: Cli) -> Result<(), commands::CliError> {
                 (Some(dir), _) => {
                     crate::report::report_snapshots(&dir, anchor_modality.as_deref(), &opts)?
                 }
+                // Inputs::load refuses a missing --modality, as for every subcommand.
                 (None, Some(anchor)) => {
-                    if modalities.is_empty() {
-                        return Err(commands::CliError(
-                            "no --modality given: need at least one modality besides the anchor"
-                                .into(),
-                        ));
-                    }
                     crate::report::report_files(&anchor, &modalities, names.as_deref(), &opts)?
                 }
                 (None, None) => {

@@ -166,7 +166,8 @@ impl Diagnostics {
     }
 }
 
-/// Off-diagonal entries of the sampled rows' volume matrix.
+/// Off-diagonal entries of the sampled rows' volume matrix. Recomputed rather than kept from
+/// the ranks pass, which streams tiles and never holds N×N: at most `Sampling::rows`² pairs.
 fn sampled_negatives(batch: &Batch, sampled: &[Vec<f32>], d: usize) -> Result<Vec<f32>, CliError> {
     use crate::input::View;
     let s = sampled[0].len() / d;

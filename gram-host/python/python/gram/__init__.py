@@ -24,7 +24,7 @@ Errors carry the text of the ``gram`` CLI's ``error:`` line, with the argument's
 
 ``gram.torch`` (needs PyTorch) has a differentiable volume matrix.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
