@@ -159,25 +159,13 @@ pub fn top_k_of_row(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     idx.into_iter().map(|j| (j, row[j as usize])).collect()
 }
 
-/// Per-anchor top-k by volume on the CPU, tile by tile (never the whole N1×N2 matrix).
+/// Per-anchor top-k by volume on the CPU, streamed (never a row of the N1×N2 matrix).
 pub fn top_k(scorer: &Scorer, anchor: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, GramError> {
-    let n2 = scorer.candidates();
-    let (mut rows, _) = scorer.fold_tiles(
-        anchor,
-        Vec::new,
-        |mut acc, row0, tile| {
-            for (r, row) in tile.chunks_exact(n2).enumerate() {
-                acc.push((row0 + r, top_k_of_row(row, k)));
-            }
-            acc
-        },
-        |mut a, b| {
-            a.extend(b);
-            a
-        },
-    )?;
-    rows.sort_unstable_by_key(|r| r.0);
-    Ok(rows.into_iter().map(|r| r.1).collect())
+    let (keys, _) = scorer.top_k_keys(anchor, k, 0)?;
+    Ok(keys
+        .into_iter()
+        .map(|row| row.into_iter().map(crate::cpu::topk::unkey).collect())
+        .collect())
 }
 
 /// R@1/5/10, MedR and MeanR in both directions, ties counted against the ground truth.

@@ -361,6 +361,89 @@ impl Candidate {
         }
     }
 
+    /// Length in f64 values of the record of a candidate of `m` vectors ([`Candidate::record`]):
+    /// 4 + 2m + m(m+1)/2 (11 for k = 3).
+    pub const fn record_len(m: usize) -> usize {
+        4 + 2 * m + m * (m + 1) / 2
+    }
+
+    /// The factor as a flat record of [`Candidate::record_len`]`(len())` f64 values, so that
+    /// candidates factored once can be stored (a search index) and read back with
+    /// [`Candidate::from_record`] bit for bit: `[vol(M) as f64, vol(M) mantissa, vol(M)
+    /// exponent, flags, perm[..m], wn[..m], W packed by rows]`. Every value is an f64 that
+    /// represents its field exactly (the exponent and the permutation are small integers).
+    pub fn record(&self, out: &mut [f64]) -> Result<(), GramError> {
+        let m = self.m as usize;
+        let tri = m * (m + 1) / 2;
+        if out.len() != Self::record_len(m) {
+            return Err(GramError::DimensionMismatch {
+                expected: Self::record_len(m),
+                found: out.len(),
+            });
+        }
+        out[0] = self.volume_f64;
+        out[1] = self.volume.mant;
+        out[2] = self.volume.exp2 as f64;
+        out[3] = (self.degenerate as u8 | (self.fast_path as u8) << 1) as f64;
+        for i in 0..m {
+            out[4 + i] = self.perm[i] as f64;
+            out[4 + m + i] = self.wn[i];
+        }
+        out[4 + 2 * m..].copy_from_slice(&self.w[..tri]);
+        Ok(())
+    }
+
+    /// The candidate of `m` vectors of length `dim` stored by [`Candidate::record`]. The
+    /// record is checked, so a damaged one is refused rather than trusted: flags, exponent and
+    /// pivot order must be what `record` writes (a permutation of 0..m wherever the fast path
+    /// reads it), every value finite, vol(M) ≥ 0 and the mantissa in {0} ∪ [0.5, 1]. Errors: `DimensionMismatch` (wrong length, `dim` = 0 or
+    /// m > 15), `NonFinite`, `InvalidParameter` (any other inconsistency).
+    pub fn from_record(m: usize, dim: usize, rec: &[f64]) -> Result<Candidate, GramError> {
+        if m > M_MAX || dim == 0 || rec.len() != Self::record_len(m) {
+            return Err(GramError::DimensionMismatch {
+                expected: Self::record_len(m.min(M_MAX)),
+                found: rec.len(),
+            });
+        }
+        if rec.iter().any(|x| !x.is_finite()) {
+            return Err(GramError::NonFinite);
+        }
+        let integral = |x: f64, lo: f64, hi: f64| x == libm::trunc(x) && (lo..=hi).contains(&x);
+        let (vol, mant, exp2, flags) = (rec[0], rec[1], rec[2], rec[3]);
+        let mant_ok = mant == 0.0 || (0.5..=1.0).contains(&mant);
+        if vol < 0.0 || !mant_ok || !integral(exp2, -1e15, 1e15) || !integral(flags, 0.0, 3.0) {
+            return Err(GramError::InvalidParameter);
+        }
+        let mut c = Candidate {
+            m: m as u8,
+            perm: [0; M_MAX],
+            volume_f64: vol,
+            wn: [0.0; M_MAX],
+            w: [0.0; TRI],
+            dim,
+            volume: Scaled {
+                mant,
+                exp2: exp2 as i64,
+            },
+            degenerate: flags as u8 & 1 != 0,
+            fast_path: flags as u8 & 2 != 0,
+        };
+        // Degenerate and slow-path candidates are stored unpivoted (all zeros).
+        let permuted = c.fast_path && !c.degenerate;
+        let mut seen = [false; M_MAX];
+        for i in 0..m {
+            let p = rec[4 + i];
+            if !integral(p, 0.0, (m - 1) as f64) || (permuted && seen[p as usize]) {
+                return Err(GramError::InvalidParameter);
+            }
+            seen[p as usize] = true;
+            c.perm[i] = p as u8;
+            c.wn[i] = rec[4 + m + i];
+        }
+        c.w[..m * (m + 1) / 2].copy_from_slice(&rec[4 + 2 * m..]);
+        Ok(c)
+    }
+
     /// vol(M)·sqrt(r2): a plain product when it stays in the normal range, else scaled.
     #[inline]
     fn scaled_volume(&self, r2: f64) -> f64 {
@@ -455,6 +538,54 @@ mod tests {
         );
         assert!(p.rel_err_bound < 1e-12);
         assert!((c.volume() - volume(&[&m1[..], &m2]).unwrap()).abs() < 1e-14);
+    }
+
+    #[test]
+    fn record_round_trips_bit_for_bit_and_refuses_damage() {
+        let m1 = [1.0f32, 0.5, -0.25, 0.0, 3.0];
+        let m2 = [-0.7f32, 0.2, 1.5, 1.0, -0.4];
+        let m3 = [0.1f32, 0.9, -1.5, 2.0, 0.3];
+        let a = [0.3f32, -1.2, 0.8, 2.0, 0.1];
+        for vectors in [
+            &[&m1[..]][..],
+            &[&m1[..], &m2],
+            &[&m1[..], &m2, &m3],
+            &[&m1[..], &m1],
+        ] {
+            let c = Candidate::new(vectors, 5).unwrap();
+            let mut rec = [0.0f64; Candidate::record_len(3)];
+            let rec = &mut rec[..Candidate::record_len(vectors.len())];
+            c.record(rec).unwrap();
+            let back = Candidate::from_record(vectors.len(), 5, rec).unwrap();
+            let dots: [f64; 3] = core::array::from_fn(|t| {
+                vectors.get(t).map_or(0.0, |v| {
+                    a.iter()
+                        .zip(v.iter())
+                        .map(|(x, y)| *x as f64 * *y as f64)
+                        .sum()
+                })
+            });
+            let p = |c: &Candidate| c.pair_volume(8.0, &dots[..vectors.len()], 1e-7, 1e-15);
+            assert_eq!(p(&c).volume.to_bits(), p(&back).volume.to_bits());
+            assert_eq!(c.volume().to_bits(), back.volume().to_bits());
+            assert_eq!(c.is_degenerate(), back.is_degenerate());
+            // Damage: a NaN, a repeated pivot index, flags out of range, a short record.
+            let mut bad = rec.to_vec();
+            bad[rec.len() - 1] = f64::NAN;
+            assert_eq!(
+                Candidate::from_record(vectors.len(), 5, &bad).err(),
+                Some(GramError::NonFinite)
+            );
+            if vectors.len() > 1 && !c.is_degenerate() {
+                let mut bad = rec.to_vec();
+                bad[5] = bad[4];
+                assert!(Candidate::from_record(vectors.len(), 5, &bad).is_err());
+            }
+            let mut bad = rec.to_vec();
+            bad[3] = 4.0;
+            assert!(Candidate::from_record(vectors.len(), 5, &bad).is_err());
+            assert!(Candidate::from_record(vectors.len(), 5, &rec[1..]).is_err());
+        }
     }
 
     #[test]

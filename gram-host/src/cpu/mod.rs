@@ -8,7 +8,11 @@
 //! well-aligned positives — go to [`gram_nostd::score_pair`] (f64 dots, then the exact path).
 //! Memory: the output plus, per thread, one tile of dot products per modality.
 
-use gram_nostd::{Candidate, GramError, MAX_K, candidate_at, dot::dot_f64, score_pair, to_f32};
+mod factors;
+pub mod topk;
+
+pub use factors::Factors;
+use gram_nostd::{GramError, MAX_K, dot::dot_f64, score_pair, to_f32};
 use rayon::prelude::*;
 
 /// Anchor rows per tile (one rayon task) and candidate columns per GEMM: 256 rows amortise
@@ -76,16 +80,45 @@ impl CpuStats {
 /// Candidates (row j of every modality) factored once, ready to score any number of anchors.
 pub struct Scorer<'a> {
     modalities: Vec<&'a [f32]>,
-    candidates: Vec<Candidate>,
-    /// (min_t ‖m_t‖, max_t ‖m_t‖) of each candidate, for the GEMM range check.
-    norm_range: Vec<(f64, f64)>,
+    factors: Factors<'a>,
     n2: usize,
     dim: usize,
 }
 
+/// Candidate columns per top-k task: with few anchors (one tile) the candidates are what
+/// spreads the work over the threads.
+const TOP_K_COLS: usize = 16 * TILE_COLS;
+
 impl<'a> Scorer<'a> {
     /// `modalities[t]` is a row-major [n2, dim] matrix; 1..=15 modalities.
     pub fn new(modalities: &[&'a [f32]], n2: usize, dim: usize) -> Result<Scorer<'a>, GramError> {
+        Self::check_modalities(modalities, n2, dim)?;
+        let factors = Factors::compute(modalities, n2, dim)?;
+        Self::with_factors(modalities, factors)
+    }
+
+    /// A scorer over factors computed earlier (a search index) for the same `modalities`.
+    pub fn with_factors(
+        modalities: &[&'a [f32]],
+        factors: Factors<'a>,
+    ) -> Result<Scorer<'a>, GramError> {
+        let (n2, dim) = (factors.len(), factors.dim());
+        Self::check_modalities(modalities, n2, dim)?;
+        if factors.vectors() != modalities.len() {
+            return Err(GramError::DimensionMismatch {
+                expected: modalities.len(),
+                found: factors.vectors(),
+            });
+        }
+        Ok(Scorer {
+            modalities: modalities.to_vec(),
+            factors,
+            n2,
+            dim,
+        })
+    }
+
+    fn check_modalities(modalities: &[&[f32]], n2: usize, dim: usize) -> Result<(), GramError> {
         if modalities.is_empty() || n2 == 0 || dim == 0 {
             return Err(GramError::EmptyInput);
         }
@@ -100,33 +133,16 @@ impl<'a> Scorer<'a> {
                 found: m.len(),
             });
         }
-        let norm_range = (0..n2)
-            .into_par_iter()
-            .map(|j| {
-                modalities
-                    .iter()
-                    .fold((f64::INFINITY, 0.0f64), |(lo, hi), m| {
-                        let row = &m[j * dim..(j + 1) * dim];
-                        let norm = dot_f64(row, 1.0, row, 1.0).sqrt();
-                        (lo.min(norm), hi.max(norm))
-                    })
-            })
-            .collect();
-        let candidates = (0..n2)
-            .into_par_iter()
-            .map(|j| candidate_at(modalities, dim, j))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Scorer {
-            modalities: modalities.to_vec(),
-            candidates,
-            norm_range,
-            n2,
-            dim,
-        })
+        Ok(())
     }
 
     pub fn candidates(&self) -> usize {
         self.n2
+    }
+
+    /// The candidates' factors (what a search index stores).
+    pub fn factors(&self) -> &Factors<'a> {
+        &self.factors
     }
 
     /// `out[i·n2 + j] = vol(anchor_i, candidate_j)` for a row-major [n1, dim] `anchor`.
@@ -148,11 +164,6 @@ impl<'a> Scorer<'a> {
             .try_reduce(CpuStats::default, |a, b| Ok(a.add(b)))
     }
 
-    /// The candidate factor of column j.
-    pub fn candidate(&self, j: usize) -> &Candidate {
-        &self.candidates[j]
-    }
-
     /// Row j of every modality, after `anchor`: the k vectors of pair (anchor, candidate j).
     pub fn pair_rows<'s>(
         &'s self,
@@ -172,12 +183,8 @@ impl<'a> Scorer<'a> {
     pub fn pair_volume_accurate(&self, anchor: &[f32], j: usize) -> Result<f64, GramError> {
         let mut rows: [&[f32]; MAX_K] = [&[]; MAX_K];
         let k = self.pair_rows(anchor, j, &mut rows);
-        score_pair(
-            &rows[..k],
-            dot_f64(anchor, 1.0, anchor, 1.0),
-            &self.candidates[j],
-        )
-        .map(|(v, _)| v)
+        let cand = self.factors.candidate(j)?;
+        score_pair(&rows[..k], dot_f64(anchor, 1.0, anchor, 1.0), &cand).map(|(v, _)| v)
     }
 
     /// Score anchor tiles in parallel, handing each finished tile (first row index, its
@@ -215,6 +222,77 @@ impl<'a> Scorer<'a> {
             )
     }
 
+    /// For every anchor row, the `k` smallest-volume candidates as [`topk::key`]s (ascending:
+    /// volume by `total_cmp`, then index, the index offset by `first`). Volumes stream
+    /// through a bounded list per row: memory is O(threads · tile + N1 · k), whatever N2.
+    pub fn top_k_keys(
+        &self,
+        anchor: &[f32],
+        k: usize,
+        first: u32,
+    ) -> Result<(Vec<Vec<u64>>, CpuStats), GramError> {
+        let n1 = self.check_anchor(anchor)?;
+        if k == 0 {
+            return Err(GramError::EmptyInput);
+        }
+        if first as usize + self.n2 > u32::MAX as usize + 1 {
+            return Err(GramError::OutOfRange);
+        }
+        let tiles = n1.div_ceil(TILE_ROWS);
+        let ranges = self.n2.div_ceil(TOP_K_COLS);
+        let parts = (0..tiles * ranges)
+            .into_par_iter()
+            .map(|task| {
+                let (t, c) = (task / ranges, task % ranges);
+                let rows = &anchor[t * TILE_ROWS * self.dim..]
+                    [..(n1 - t * TILE_ROWS).min(TILE_ROWS) * self.dim];
+                let cols = c * TOP_K_COLS..((c + 1) * TOP_K_COLS).min(self.n2);
+                self.top_k_block(rows, cols, k, first)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stats = CpuStats::default();
+        let mut out = Vec::with_capacity(n1);
+        for (t, tile) in parts.chunks(ranges).enumerate() {
+            for i in 0..(n1 - t * TILE_ROWS).min(TILE_ROWS) {
+                out.push(topk::merge(
+                    tile.iter().map(|(lists, _)| lists[i].iter().copied()),
+                    k,
+                ));
+            }
+            stats = tile.iter().fold(stats, |s, (_, b)| s.add(*b));
+        }
+        Ok((out, stats))
+    }
+
+    /// One top-k task: anchor `rows` against the candidates `cols`.
+    fn top_k_block(
+        &self,
+        rows: &[f32],
+        cols: std::ops::Range<usize>,
+        k: usize,
+        first: u32,
+    ) -> Result<(Vec<Vec<u64>>, CpuStats), GramError> {
+        let mut work = TileWork::new(rows, self.dim, self.modalities.len());
+        let r = work.rows;
+        let mut best: Vec<topk::Best> = (0..r).map(|_| topk::Best::new(k)).collect();
+        let mut tile = vec![0.0f32; r * TILE_COLS];
+        let mut stats = CpuStats::default();
+        for c0 in cols.clone().step_by(TILE_COLS) {
+            let n = TILE_COLS.min(cols.end - c0);
+            stats = stats.add(self.score_columns(rows, &mut work, c0, n, &mut tile)?);
+            for jj in 0..n {
+                let j = first + (c0 + jj) as u32;
+                for (b, &v) in best.iter_mut().zip(&tile[jj * r..(jj + 1) * r]) {
+                    b.push(topk::key(j, v));
+                }
+            }
+        }
+        Ok((
+            best.into_iter().map(topk::Best::into_sorted).collect(),
+            stats,
+        ))
+    }
+
     fn check_anchor(&self, anchor: &[f32]) -> Result<usize, GramError> {
         if anchor.is_empty() {
             return Err(GramError::EmptyInput);
@@ -228,67 +306,22 @@ impl<'a> Scorer<'a> {
         Ok(anchor.len() / self.dim)
     }
 
-    /// One tile: `rows` is [r, dim], `block` is [r, n2].
+    /// One tile of the volume matrix: `rows` is [r, dim], `block` is [r, n2], row-major.
     fn score_block<O: VolumeOut>(
         &self,
         rows: &[f32],
         block: &mut [O],
     ) -> Result<CpuStats, GramError> {
-        let (d, n2, m) = (self.dim, self.n2, self.modalities.len());
-        let r = rows.len() / d;
-        let norms: Vec<f64> = rows
-            .chunks_exact(d)
-            .map(|a| dot_f64(a, 1.0, a, 1.0))
-            .collect();
-        let a_norms: Vec<f64> = norms.iter().map(|x| x.sqrt()).collect();
-        let eta = gemm_dot_rel_err(d);
-        let eta_norm = gram_nostd::dot_f64_rel_err(d);
-        // dots[t] is [cols, r]: candidate-major, so the inner loop over anchors reads one
-        // candidate's factor once and its dot products contiguously.
-        let mut dots = vec![0.0f32; m * r * TILE_COLS];
-        // Volumes of the current column block, candidate-major like `dots`; copied into the
-        // row-major output afterwards (writing the output directly would stride by n2).
+        let n2 = self.n2;
+        let mut work = TileWork::new(rows, self.dim, self.modalities.len());
+        let r = work.rows;
+        // Volumes of the current column block, candidate-major; copied into the row-major
+        // output afterwards (writing the output directly would stride by n2).
         let mut tile = vec![O::default(); r * TILE_COLS];
-        let mut scratch = vec![0.0f64; (m + 2) * r];
-        let mut vols = vec![0.0f64; r];
         let mut stats = CpuStats::default();
-        let mut pair_rows: [&[f32]; MAX_K] = [&[]; MAX_K];
         for c0 in (0..n2).step_by(TILE_COLS) {
             let cols = TILE_COLS.min(n2 - c0);
-            for (t, modality) in self.modalities.iter().enumerate() {
-                let c = &mut dots[t * r * cols..(t + 1) * r * cols];
-                sgemm_abt(&modality[c0 * d..(c0 + cols) * d], rows, d, c);
-            }
-            for jj in 0..cols {
-                let j = c0 + jj;
-                let cand = &self.candidates[j];
-                let cand_dots: Vec<&[f32]> = (0..m)
-                    .map(|t| &dots[t * r * cols + jj * r..][..r])
-                    .collect();
-                cand.pair_volumes_within(
-                    (&norms, &a_norms),
-                    &cand_dots,
-                    (eta, eta_norm),
-                    GEMM_PATH_TOLERANCE,
-                    &mut scratch,
-                    &mut vols,
-                );
-                let (lo, hi) = self.norm_range[j];
-                for i in 0..r {
-                    let in_range = a_norms[i] * lo >= GEMM_SAFE_RANGE.0
-                        && a_norms[i] * hi <= GEMM_SAFE_RANGE.1;
-                    let v = if in_range && !vols[i].is_nan() {
-                        vols[i]
-                    } else {
-                        let k = self.pair_rows(&rows[i * d..(i + 1) * d], j, &mut pair_rows);
-                        let (v, exact) = score_pair(&pair_rows[..k], norms[i], cand)?;
-                        stats.f64_recomputes += 1;
-                        stats.exact_recomputes += exact as usize;
-                        v
-                    };
-                    tile[jj * r + i] = O::from_volume(v)?;
-                }
-            }
+            stats = stats.add(self.score_columns(rows, &mut work, c0, cols, &mut tile)?);
             for i in 0..r {
                 for (jj, out) in block[i * n2 + c0..i * n2 + c0 + cols]
                     .iter_mut()
@@ -298,8 +331,99 @@ impl<'a> Scorer<'a> {
                 }
             }
         }
-        stats.pairs = r * n2;
         Ok(stats)
+    }
+
+    /// Volumes of the anchor `rows` against candidates `c0..c0 + cols` (≤ [`TILE_COLS`]),
+    /// candidate-major: `tile[jj·r + i] = vol(row i, candidate c0 + jj)`.
+    fn score_columns<O: VolumeOut>(
+        &self,
+        rows: &[f32],
+        work: &mut TileWork,
+        c0: usize,
+        cols: usize,
+        tile: &mut [O],
+    ) -> Result<CpuStats, GramError> {
+        let (d, m, r) = (self.dim, self.modalities.len(), work.rows);
+        let mut stats = CpuStats {
+            pairs: r * cols,
+            ..CpuStats::default()
+        };
+        let mut pair_rows: [&[f32]; MAX_K] = [&[]; MAX_K];
+        for (t, modality) in self.modalities.iter().enumerate() {
+            let c = &mut work.dots[t * r * cols..(t + 1) * r * cols];
+            sgemm_abt(&modality[c0 * d..(c0 + cols) * d], rows, d, c);
+        }
+        for jj in 0..cols {
+            let j = c0 + jj;
+            let cand = self.factors.candidate(j)?;
+            let cand_dots: [&[f32]; MAX_K] = std::array::from_fn(|t| {
+                if t < m {
+                    &work.dots[t * r * cols + jj * r..][..r]
+                } else {
+                    &[]
+                }
+            });
+            cand.pair_volumes_within(
+                (&work.norms, &work.a_norms),
+                &cand_dots[..m],
+                (work.eta, work.eta_norm),
+                GEMM_PATH_TOLERANCE,
+                &mut work.scratch,
+                &mut work.vols,
+            );
+            let (lo, hi) = self.factors.norm_range(j);
+            for i in 0..r {
+                let a = work.a_norms[i];
+                let in_range = a * lo >= GEMM_SAFE_RANGE.0 && a * hi <= GEMM_SAFE_RANGE.1;
+                let v = if in_range && !work.vols[i].is_nan() {
+                    work.vols[i]
+                } else {
+                    let k = self.pair_rows(&rows[i * d..(i + 1) * d], j, &mut pair_rows);
+                    let (v, exact) = score_pair(&pair_rows[..k], work.norms[i], &cand)?;
+                    stats.f64_recomputes += 1;
+                    stats.exact_recomputes += exact as usize;
+                    v
+                };
+                tile[jj * r + i] = O::from_volume(v)?;
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// What one anchor tile needs while its column blocks are scored: the anchors' norms and
+/// buffers reused from block to block.
+struct TileWork {
+    rows: usize,
+    norms: Vec<f64>,
+    a_norms: Vec<f64>,
+    eta: f64,
+    eta_norm: f64,
+    /// dots[t] is [cols, r]: candidate-major, so the inner loop over anchors reads one
+    /// candidate's factor once and its dot products contiguously.
+    dots: Vec<f32>,
+    scratch: Vec<f64>,
+    vols: Vec<f64>,
+}
+
+impl TileWork {
+    fn new(rows: &[f32], d: usize, m: usize) -> TileWork {
+        let norms: Vec<f64> = rows
+            .chunks_exact(d)
+            .map(|a| dot_f64(a, 1.0, a, 1.0))
+            .collect();
+        let r = norms.len();
+        TileWork {
+            rows: r,
+            a_norms: norms.iter().map(|x| x.sqrt()).collect(),
+            norms,
+            eta: gemm_dot_rel_err(d),
+            eta_norm: gram_nostd::dot_f64_rel_err(d),
+            dots: vec![0.0f32; m * r * TILE_COLS],
+            scratch: vec![0.0f64; (m + 2) * r],
+            vols: vec![0.0f64; r],
+        }
     }
 }
 
