@@ -71,6 +71,21 @@ impl<'a> GpuScorer<'a> {
         n2: usize,
         dim: usize,
     ) -> Result<GpuScorer<'a>, GpuError> {
+        Self::from_candidates(ctx, modalities, n2, dim, |j| {
+            candidate_at(modalities, dim, j)
+        })
+    }
+
+    /// [`GpuScorer::new`] with candidate j's factor supplied by `candidate(j)` — factored
+    /// earlier and stored (a search index) — so only the orthonormal bases are formed here.
+    /// `candidate(j)` must be the factor of row j of `modalities`.
+    pub fn from_candidates(
+        ctx: &'a GpuContext,
+        modalities: &[&'a [f32]],
+        n2: usize,
+        dim: usize,
+        candidate: impl Fn(usize) -> Result<gram_nostd::Candidate, GramError>,
+    ) -> Result<GpuScorer<'a>, GpuError> {
         let m = modalities.len();
         if m == 0 || n2 == 0 || dim == 0 {
             return Err(GramError::EmptyInput.into());
@@ -89,7 +104,7 @@ impl<'a> GpuScorer<'a> {
         let mut volume = vec![0.0f64; n2];
         let mut q = vec![0.0f64; m * dim];
         for j in 0..n2 {
-            let cand = candidate_at(modalities, dim, j)?;
+            let cand = candidate(j)?;
             let rows: Vec<&[f32]> = modalities
                 .iter()
                 .map(|x| &x[j * dim..(j + 1) * dim])

@@ -89,8 +89,21 @@ enum Command {
 Example:\n  gram search --anchor queries.npy --modality video.npy --modality audio.npy --top-k 10 --out hits"
     )]
     Search {
-        #[command(flatten)]
-        inputs: Embeddings,
+        /// Query embeddings [N1, D] (.npy or FILE.safetensors:TENSOR).
+        #[arg(long, value_name = "FILE")]
+        anchor: String,
+        /// A modality's embeddings [N2, D]; repeat for k − 1 modalities (or use --index).
+        #[arg(
+            long = "modality",
+            value_name = "FILE",
+            required_unless_present = "index",
+            conflicts_with = "index"
+        )]
+        modalities: Vec<String>,
+        /// An index directory (`gram index build`); repeat to search indexes of disjoint rows
+        /// together. Hit indices are then rows of the indexed files.
+        #[arg(long = "index", value_name = "DIR")]
+        index: Vec<PathBuf>,
         #[arg(long, value_name = "K")]
         top_k: usize,
         /// Output directory.
@@ -98,6 +111,27 @@ Example:\n  gram search --anchor queries.npy --modality video.npy --modality aud
         out: PathBuf,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
+        /// Print timings and fallback counts to stderr (with --index).
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Build a search index: factor the candidates once and store them with their vectors in
+    /// safetensors shards and a manifest (sizes, xxh3-64 checksums, sources).
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Merge hit directories of searches over disjoint candidates (index shards searched on
+    /// several machines): the k best per anchor, as one search over all candidates gives.
+    #[command(
+        after_help = "Example:\n  gram merge --hits hits-0 --hits hits-1 --top-k 10 --out hits"
+    )]
+    Merge {
+        /// A hit directory (indices.npy, volumes.npy) of `gram search`; repeat.
+        #[arg(long = "hits", value_name = "DIR", required = true)]
+        hits: Vec<PathBuf>,
+        #[arg(long, value_name = "K")]
+        top_k: usize,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Retrieval R@1/5/10, median and mean rank in both directions (row i of the anchor belongs
     /// with row i of each modality; N1 = N2).
@@ -175,6 +209,72 @@ Examples:
     },
 }
 
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Factor every candidate (row j of every --modality) once and write the index to --out.
+    #[command(
+        after_help = "The index holds the vectors (float32) and their factors; it appears at --out only when\n\
+complete. Build disjoint --rows ranges on several machines and search them together\n\
+(gram search --index A --index B) or search each and `gram merge` the hits.\n\n\
+Example:\n  gram index build --modality video.npy --modality audio.npy --out corpus.idx"
+    )]
+    Build {
+        /// A modality's embeddings [N, D]; repeat for k − 1 modalities (1..=15).
+        #[arg(long = "modality", value_name = "FILE", required = true)]
+        modalities: Vec<String>,
+        /// Index directory (replaced only if it holds a previous index).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Index only rows START..END (0-based, END exclusive); hits keep these row numbers.
+        #[arg(long, value_name = "START:END", value_parser = parse_rows)]
+        rows: Option<std::ops::Range<usize>>,
+        /// Candidates per shard file (default: about 1 GiB of vectors each).
+        #[arg(long, value_name = "N")]
+        shard_rows: Option<usize>,
+    },
+}
+
+fn parse_rows(s: &str) -> Result<std::ops::Range<usize>, String> {
+    let (a, b) = s.split_once(':').ok_or("expected START:END")?;
+    let n = |x: &str| x.trim().parse::<usize>().map_err(|e| format!("{x}: {e}"));
+    Ok(n(a)?..n(b)?)
+}
+
+fn run_index(cmd: IndexCommand) -> Result<(), commands::CliError> {
+    match cmd {
+        IndexCommand::Build {
+            modalities,
+            out,
+            rows,
+            shard_rows,
+        } => {
+            let r = crate::index::build(&crate::index::BuildOptions {
+                modalities,
+                out: out.clone(),
+                rows,
+                shard_rows,
+                progress: true,
+            })?;
+            let m = &r.manifest;
+            println!(
+                "index {}: {} candidates (rows {}..{}), k = {}, D = {}, {} shard(s), {:.1} MB; read {:.2}s, factor {:.2}s, write {:.2}s",
+                out.display(),
+                m.rows,
+                m.first_row,
+                m.first_row + m.rows,
+                m.k,
+                m.dim,
+                m.shards.len(),
+                r.bytes as f64 / 1e6,
+                r.read.as_secs_f64(),
+                r.factor.as_secs_f64(),
+                r.write.as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Run a parsed command line, printing results to stdout.
 pub fn run(cli: Cli) -> Result<(), commands::CliError> {
     match cli.command {
@@ -217,17 +317,33 @@ pub fn run(cli: Cli) -> Result<(), commands::CliError> {
             }
         }
         Command::Search {
-            inputs,
+            anchor,
+            modalities,
+            index,
             top_k,
             out,
             backend,
-        } => commands::search(
-            &inputs.anchor,
-            &inputs.modalities,
-            top_k,
-            &out,
-            backend.into(),
-        )?,
+            verbose,
+        } => {
+            if index.is_empty() {
+                commands::search(&anchor, &modalities, top_k, &out, backend.into())?
+            } else {
+                let (r, open) =
+                    commands::search_index(&anchor, &index, top_k, &out, backend.into())?;
+                if verbose {
+                    eprintln!(
+                        "searched {} pairs: open+verify {:.3}s, compute {:.3}s; {} pairs recomputed in f64, {} exactly",
+                        r.stats.pairs,
+                        open.as_secs_f64(),
+                        r.compute.as_secs_f64(),
+                        r.stats.f64_recomputes,
+                        r.stats.exact_recomputes
+                    );
+                }
+            }
+        }
+        Command::Index(cmd) => run_index(cmd)?,
+        Command::Merge { hits, top_k, out } => crate::hits::merge(&hits, top_k, &out)?,
         Command::Score {
             inputs,
             out,

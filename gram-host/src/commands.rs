@@ -35,7 +35,7 @@ pub struct Batch<'a> {
 }
 
 /// The count of modalities is checked before any file is opened.
-fn check_modality_count(n: usize) -> Result<(), CliError> {
+pub(crate) fn check_modality_count(n: usize) -> Result<(), CliError> {
     if n == 0 {
         return Err(CliError(
             "no --modality given: need at least one modality besides the anchor".into(),
@@ -271,7 +271,7 @@ pub enum Backend {
 }
 
 #[cfg(not(feature = "gpu"))]
-fn no_gpu<T>() -> Result<T, CliError> {
+pub(crate) fn no_gpu<T>() -> Result<T, CliError> {
     Err(CliError(
         "--backend gpu: this gram was built without the `gpu` feature".into(),
     ))
@@ -303,7 +303,7 @@ pub fn score(
 
 /// For every anchor row, the `k` candidates of smallest volume: writes `OUT/indices.npy`
 /// (uint32 [N1, k]) and `OUT/volumes.npy` (float32 [N1, k]), ascending, ties by index. Never
-/// holds the N1×N2 matrix (CPU: one tile per thread; GPU: candidate blocks streamed).
+/// holds the N1×N2 matrix (CPU: bounded lists per row; GPU: candidate blocks streamed).
 pub fn search(
     anchor: &str,
     modalities: &[String],
@@ -313,22 +313,33 @@ pub fn search(
 ) -> Result<(), CliError> {
     let inputs = Inputs::load(anchor, modalities)?;
     let rows = inputs.batch()?.top_k(k, backend)?;
-    let n1 = rows.len();
-    let idx: Vec<u32> = rows.iter().flat_map(|r| r.iter().map(|p| p.0)).collect();
-    let vol: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|p| p.1)).collect();
-    std::fs::create_dir_all(out)
-        .map_err(|e| CliError(format!("{}: cannot create: {e}", out.display())))?;
-    let write = |name: &str, r: std::io::Result<()>| {
-        r.map_err(|e| CliError(format!("{}: cannot write: {e}", out.join(name).display())))
-    };
-    write(
-        "indices.npy",
-        output::write_npy_u32(&out.join("indices.npy"), &[n1, k], &idx),
-    )?;
-    write(
-        "volumes.npy",
-        output::write_npy_f32(&out.join("volumes.npy"), &[n1, k], &vol),
-    )
+    let keys: Vec<Vec<u64>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|&(j, v)| crate::cpu::topk::key(j, v))
+                .collect()
+        })
+        .collect();
+    crate::hits::write(out, &keys, k)
+}
+
+/// [`search`] over one or more indexes (`gram index build`) of disjoint rows: hits are global
+/// rows of the indexed files, the same as a search over those files.
+pub fn search_index(
+    anchor: &str,
+    indexes: &[std::path::PathBuf],
+    k: usize,
+    out: &Path,
+    backend: Backend,
+) -> Result<(crate::index::SearchReport, Duration), CliError> {
+    let t = Instant::now();
+    let index = crate::index::Index::open(indexes)?;
+    let queries = input::load(anchor)?;
+    let open = t.elapsed();
+    let (keys, report) = crate::index::search_keys(&index, queries.view(), k, backend)?;
+    crate::hits::write(out, &keys, k)?;
+    Ok((report, open))
 }
 
 pub fn eval(anchor: &str, modalities: &[String], ties: Ties) -> Result<Retrieval, CliError> {

@@ -375,6 +375,39 @@ fn check_npy_preamble(name: &str, bytes: &[u8]) -> Result<(), InputError> {
     Ok(())
 }
 
+/// A little-endian uint32 .npy file (search hits' `indices.npy`) as (shape, values), with
+/// the same header checks as the float readers.
+pub fn load_npy_u32(path: &str) -> Result<(Vec<usize>, Vec<u32>), InputError> {
+    let bytes = std::fs::read(path).or_else(|e| err(path, format!("cannot read: {e}")))?;
+    check_npy_preamble(path, &bytes)?;
+    let mut rest: &[u8] = &bytes;
+    let header = npyz::NpyHeader::from_reader(&mut rest)
+        .or_else(|e| err(path, format!("not a valid .npy file: {e}")))?;
+    let descr = match header.dtype() {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        _ => String::from("structured"),
+    };
+    if descr != "<u4" || header.order() == npyz::Order::Fortran {
+        return err(
+            path,
+            format!("dtype {descr}: need little-endian uint32 in C order"),
+        );
+    }
+    let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
+    let count: usize = shape.iter().product();
+    if rest.len() != count * 4 {
+        return err(
+            path,
+            format!("{} data bytes for shape {shape:?}", rest.len()),
+        );
+    }
+    let values = rest
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((shape, values))
+}
+
 fn parse_npy_backing(name: &str, map: Backing) -> Result<Matrix, InputError> {
     check_npy_preamble(name, &map)?;
     let mut rest: &[u8] = &map;

@@ -15,6 +15,8 @@
 pub mod cli;
 pub mod commands;
 pub mod cpu;
+pub mod hits;
+pub mod index;
 pub mod input;
 pub mod metrics;
 pub mod output;

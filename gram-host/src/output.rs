@@ -1,6 +1,7 @@
 //! Writing results atomically: a temporary file beside the target, renamed over it only once
 //! complete, so a failed or interrupted run never leaves a partial output.
 
+use crate::commands::CliError;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -136,4 +137,50 @@ mod tests {
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
+}
+
+/// Build a directory of results in a staging directory beside `out` (`fill` writes into it),
+/// then rename it into place, so a failed or interrupted run never leaves a partial one. An
+/// existing `out` is replaced only if it holds `marker` (a previous result of the same kind,
+/// called `what` in the message) or is empty — never other data.
+pub fn write_dir_atomically(
+    out: &Path,
+    marker: &str,
+    what: &str,
+    fill: impl FnOnce(&Path) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let shown = out.display();
+    if out.exists() && !out.join(marker).is_file() {
+        let empty = out
+            .read_dir()
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(CliError(format!(
+                "{shown}: exists and is not a {what}; choose another --out"
+            )));
+        }
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .ok_or_else(|| CliError(format!("{shown}: not a directory name")))?
+        .to_string_lossy();
+    let stage = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    fs::create_dir_all(&stage)
+        .map_err(|e| CliError(format!("{}: cannot create: {e}", stage.display())))?;
+    let result = fill(&stage).and_then(|()| {
+        if out.exists() {
+            fs::remove_dir_all(out)
+                .map_err(|e| CliError(format!("{shown}: cannot replace: {e}")))?;
+        }
+        fs::rename(&stage, out).map_err(|e| CliError(format!("{shown}: cannot create: {e}")))
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&stage);
+    }
+    result
 }

@@ -1,57 +1,16 @@
 //! The real `gram` binary: contracts of DESIGN.md, accuracy through the binary on every
 //! reference case, and bad input → one `error:` line naming the file, exit 2, no output.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn gram(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gram"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::*;
+use std::path::{Path, PathBuf};
 
 fn reference(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../testdata/reference")
         .join(name);
     p.to_str().unwrap().to_string()
-}
-
-/// Raw .npy bytes for any descr/shape (to build malformed and exotic files).
-fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-    let mut dict = format!(
-        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-        if fortran { "True" } else { "False" }
-    );
-    let unpadded = 10 + dict.len() + 1;
-    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    dict.push('\n');
-    let mut h = b"\x93NUMPY\x01\x00".to_vec();
-    h.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    h.extend_from_slice(dict.as_bytes());
-    h.extend_from_slice(data);
-    h
-}
-
-fn f32_npy(rows: usize, cols: usize, vals: &[f32]) -> Vec<u8> {
-    assert_eq!(vals.len(), rows * cols);
-    let data: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
-    npy_bytes("<f4", false, &format!("({rows}, {cols})"), &data)
-}
-
-fn pseudo(len: usize, seed: u64) -> Vec<f32> {
-    gram_nostd::uniform::Uniform::new(seed)
-        .take(len)
-        .map(|x| x as f32)
-        .collect()
-}
-
-fn read_npy_f32(p: &Path) -> (Vec<u64>, Vec<f32>) {
-    let bytes = std::fs::read(p).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().to_vec();
-    (shape, npy.into_vec().unwrap())
 }
 
 fn read_npy_f64(p: &str) -> (Vec<u64>, Vec<f64>) {
@@ -237,33 +196,6 @@ fn other_input_formats_give_the_same_volumes() {
         run(&p("h32.npy"), &p("e.npy"), &p("v5.npy"))
     );
 }
-
-/// Run a failing command and check the contract: exit 2, one `error:` line mentioning
-/// `file` and `problem`, no output file.
-fn assert_refused(args: &[&str], out: &Path, file: &str, problem: &str) {
-    let o = gram(args);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
-    assert!(lines[0].starts_with("error:"), "{stderr}");
-    assert!(stderr.contains(file), "{stderr} should name {file}");
-    assert!(
-        stderr.to_lowercase().contains(&problem.to_lowercase()),
-        "{stderr} should say {problem}"
-    );
-    assert!(o.stdout.is_empty());
-    assert!(!out.exists(), "partial output left behind");
-    let dir = out.parent().unwrap();
-    let stray: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.contains(".tmp"))
-        .collect();
-    assert!(stray.is_empty(), "temporary files left: {stray:?}");
-}
-
 #[test]
 fn bad_input_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -422,30 +354,6 @@ fn bad_input_is_refused_with_a_clear_error() {
     ]);
     assert_eq!(o2.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o2.stderr).starts_with("error:"));
-}
-
-fn read_npy_u32(p: &Path) -> (Vec<u64>, Vec<u32>) {
-    let bytes = std::fs::read(p).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().to_vec();
-    (shape, npy.into_vec().unwrap())
-}
-
-/// Runs a `--backend gpu` command; None (after printing why) when no adapter exists and
-/// GRAM_REQUIRE_GPU is not 1.
-fn gram_gpu(args: &[&str]) -> Option<Output> {
-    let o = gram(args);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    if !o.status.success() && stderr.contains("no GPU adapter") {
-        assert_ne!(
-            std::env::var("GRAM_REQUIRE_GPU").as_deref(),
-            Ok("1"),
-            "GRAM_REQUIRE_GPU=1 but {stderr}"
-        );
-        eprintln!("SKIPPED (no GPU adapter): {stderr}");
-        return None;
-    }
-    Some(o)
 }
 
 #[test]

@@ -68,7 +68,7 @@ pub struct CpuStats {
 }
 
 impl CpuStats {
-    fn add(self, o: CpuStats) -> CpuStats {
+    pub fn add(self, o: CpuStats) -> CpuStats {
         CpuStats {
             pairs: self.pairs + o.pairs,
             f64_recomputes: self.f64_recomputes + o.f64_recomputes,

@@ -16,6 +16,7 @@ pub use diagnose::{Diagnostics, Sampling};
 pub use snapshots::report_snapshots;
 
 use crate::commands::{CliError, Inputs};
+use crate::output;
 use html::Figure;
 use indicatif::{ProgressBar, ProgressStyle};
 use plots::{CosineVolume, Map, Ranks, Volumes, render};
@@ -138,47 +139,13 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<(), CliError> 
         .map_err(|e| CliError(format!("{}: cannot write: {e}", dir.join(name).display())))
 }
 
-/// Build the report in a staging directory beside `out`, then move it into place. An
-/// existing `out` is replaced only if it holds a previous report (report.html), never other
-/// data.
+/// Build the report in a staging directory beside `out`, then move it into place; an existing
+/// `out` is replaced only if it holds a previous report (see [`output::write_dir_atomically`]).
 pub(crate) fn write_atomically(
     out: &Path,
     fill: impl FnOnce(&Path) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
-    let shown = out.display();
-    if out.exists() && !out.join("report.html").is_file() {
-        let empty = out
-            .read_dir()
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
-            return Err(CliError(format!(
-                "{shown}: exists and is not a gram report; choose another --out"
-            )));
-        }
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .ok_or_else(|| CliError(format!("{shown}: not a directory name")))?
-        .to_string_lossy();
-    let stage = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    std::fs::create_dir_all(&stage)
-        .map_err(|e| CliError(format!("{}: cannot create: {e}", stage.display())))?;
-    let result = fill(&stage).and_then(|()| {
-        if out.exists() {
-            std::fs::remove_dir_all(out)
-                .map_err(|e| CliError(format!("{shown}: cannot replace: {e}")))?;
-        }
-        std::fs::rename(&stage, out).map_err(|e| CliError(format!("{shown}: cannot create: {e}")))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&stage);
-    }
-    result
+    output::write_dir_atomically(out, "report.html", "gram report", fill)
 }
 
 /// The stdout summary of a report.

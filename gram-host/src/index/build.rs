@@ -1,0 +1,188 @@
+//! `gram index build`: factor candidates once and write them as an index, shard by shard.
+
+use super::manifest::{FORMAT, Manifest, ShardEntry, Source, VERSION};
+use crate::commands::{CliError, check_modality_count as check_count};
+use crate::cpu::Factors;
+use crate::input::{self, Matrix};
+use crate::output;
+use safetensors::{Dtype, tensor::TensorView};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Shards hold about this many bytes of vectors unless `--shard-rows` says otherwise: big
+/// enough that per-shard work is negligible, small enough to copy and check one at a time.
+const SHARD_BYTES: usize = 1 << 30;
+
+pub struct BuildOptions {
+    /// The modality files (`--modality`), in order.
+    pub modalities: Vec<String>,
+    pub out: PathBuf,
+    /// Global rows to index (`--rows START:END`); all rows when `None`.
+    pub rows: Option<Range<usize>>,
+    /// Candidates per shard file; `None` picks ~1 GiB of vectors per shard.
+    pub shard_rows: Option<usize>,
+    pub progress: bool,
+}
+
+/// What a build did.
+pub struct BuildReport {
+    pub manifest: Manifest,
+    pub bytes: u64,
+    pub read: Duration,
+    pub factor: Duration,
+    pub write: Duration,
+}
+
+/// Build the index: read (memory-mapped) and check the modalities, factor each shard's
+/// candidates in parallel, write the shard (vectors straight from the map) and its checksum,
+/// then the manifest; the directory appears at `--out` only when complete.
+pub fn build(opts: &BuildOptions) -> Result<BuildReport, CliError> {
+    check_count(opts.modalities.len())?;
+    let t = Instant::now();
+    let mats = opts
+        .modalities
+        .iter()
+        .map(|m| input::load(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let views: Vec<_> = mats.iter().map(Matrix::view).collect();
+    let (n, dim) = (views[0].rows, views[0].cols);
+    for v in &views[1..] {
+        if (v.rows, v.cols) != (n, dim) {
+            return Err(CliError(format!(
+                "{}: shape [{}, {}], but {} is [{n}, {dim}] (row j of every modality belongs to candidate j)",
+                v.name, v.rows, v.cols, views[0].name
+            )));
+        }
+    }
+    let rows = check_rows(opts.rows.clone(), n)?;
+    let shard_rows = match opts.shard_rows {
+        Some(0) => return Err(CliError("--shard-rows 0: must be at least 1".into())),
+        Some(s) => s,
+        None => (SHARD_BYTES / (dim * 4 * views.len())).max(1),
+    };
+    let read = t.elapsed();
+    let (mut factor, mut write) = (Duration::ZERO, Duration::ZERO);
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        k: views.len() + 1,
+        dim,
+        first_row: rows.start as u64,
+        rows: rows.len() as u64,
+        sources: views
+            .iter()
+            .map(|v| Source {
+                file: v.name.to_string(),
+                rows: v.rows as u64,
+            })
+            .collect(),
+        shards: Vec::new(),
+        created_by: format!("gram {}", env!("CARGO_PKG_VERSION")),
+    };
+    let bar = opts
+        .progress
+        .then(|| crate::report::progress_bar(rows.len() as u64));
+    output::write_dir_atomically(&opts.out, super::MANIFEST, "gram index", |stage| {
+        for (s, start) in rows.clone().step_by(shard_rows).enumerate() {
+            let part = start..(start + shard_rows).min(rows.end);
+            let t = Instant::now();
+            let slices: Vec<&[f32]> = views
+                .iter()
+                .map(|v| &v.data[part.start * dim..part.end * dim])
+                .collect();
+            let factors = Factors::compute(&slices, part.len(), dim).map_err(|e| {
+                CliError(format!(
+                    "{}: rows {}..{}: {e}",
+                    opts.modalities.join(", "),
+                    part.start,
+                    part.end
+                ))
+            })?;
+            factor += t.elapsed();
+            let t = Instant::now();
+            manifest
+                .shards
+                .push(write_shard(stage, s, part.clone(), &slices, &factors, dim)?);
+            write += t.elapsed();
+            if let Some(b) = &bar {
+                b.inc(part.len() as u64);
+            }
+        }
+        let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+        let path = stage.join(super::MANIFEST);
+        output::write_text(&path, &text)
+            .map_err(|e| CliError(format!("{}: cannot write: {e}", path.display())))
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(BuildReport {
+        bytes: manifest.shards.iter().map(|s| s.bytes).sum(),
+        manifest,
+        read,
+        factor,
+        write,
+    })
+}
+
+/// `--rows START:END` within the `n` rows of the sources (ids must fit uint32).
+fn check_rows(rows: Option<Range<usize>>, n: usize) -> Result<Range<usize>, CliError> {
+    let r = rows.unwrap_or(0..n);
+    if r.start >= r.end || r.end > n {
+        return Err(CliError(format!(
+            "--rows {}:{}: must be a non-empty range within the {n} rows of the modalities",
+            r.start, r.end
+        )));
+    }
+    if r.end > u32::MAX as usize + 1 {
+        return Err(CliError(format!(
+            "--rows: {n} rows; candidate ids are uint32, so at most 2^32 rows can be indexed"
+        )));
+    }
+    Ok(r)
+}
+
+/// One shard file and its manifest entry.
+fn write_shard(
+    stage: &Path,
+    s: usize,
+    rows: Range<usize>,
+    slices: &[&[f32]],
+    factors: &Factors,
+    dim: usize,
+) -> Result<ShardEntry, CliError> {
+    let file = super::shard_file(s);
+    let path = stage.join(&file);
+    let fail =
+        |e: &dyn std::fmt::Display| CliError(format!("{}: cannot write: {e}", path.display()));
+    let n = rows.len();
+    let stride = factors.records().len() / n;
+    let mut tensors = vec![(
+        super::FACTORS.to_string(),
+        TensorView::new(
+            Dtype::F64,
+            vec![n, stride],
+            bytemuck::cast_slice(factors.records()),
+        )
+        .map_err(|e| fail(&e))?,
+    )];
+    for (t, x) in slices.iter().enumerate() {
+        tensors.push((
+            super::modality_tensor(t),
+            TensorView::new(Dtype::F32, vec![n, dim], bytemuck::cast_slice(x))
+                .map_err(|e| fail(&e))?,
+        ));
+    }
+    safetensors::serialize_to_file(tensors, None, &path).map_err(|e| fail(&e))?;
+    let f = std::fs::File::open(&path).map_err(|e| fail(&e))?;
+    // SAFETY: read-only map of the file this process has just written and nobody else knows.
+    let bytes = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| fail(&e))?;
+    Ok(ShardEntry {
+        file,
+        first_row: rows.start as u64,
+        rows: n as u64,
+        bytes: bytes.len() as u64,
+        xxh3_64: super::checksum(&bytes),
+    })
+}

@@ -1,0 +1,102 @@
+//! `gram search --index`: the top-k of every query over every shard, merged.
+
+use super::open::Index;
+use crate::commands::{Backend, CliError};
+use crate::cpu::{CpuStats, Scorer, topk};
+use crate::input::View;
+use std::time::{Duration, Instant};
+
+/// What a search did.
+#[derive(Default)]
+pub struct SearchReport {
+    pub stats: CpuStats,
+    pub compute: Duration,
+}
+
+/// For every row of `anchor`, the `k` candidates of smallest volume over all shards of
+/// `index`, as [`topk::key`]s with global row ids, ascending (ties by the smaller id) — the
+/// same hits as a search over the source files. Each shard is searched with all threads and
+/// merged into the running lists, so memory is the mapped index plus O(N1·k).
+pub fn search_keys(
+    index: &Index,
+    anchor: View,
+    k: usize,
+    backend: Backend,
+) -> Result<(Vec<Vec<u64>>, SearchReport), CliError> {
+    if anchor.cols != index.dim {
+        return Err(CliError(format!(
+            "{}: dimension {} does not match the index's dimension {}",
+            anchor.name, anchor.cols, index.dim
+        )));
+    }
+    let total = index.rows();
+    if k == 0 || k > total {
+        return Err(CliError(format!(
+            "--top-k {k}: must be between 1 and the number of candidates ({total})"
+        )));
+    }
+    let t = Instant::now();
+    let mut report = SearchReport::default();
+    let mut hits: Vec<Vec<u64>> = vec![Vec::new(); anchor.rows];
+    for shard in &index.shards {
+        let factors = shard.factors(index.dim)?;
+        let modalities = shard.modalities();
+        let fail = |e: gram_nostd::GramError| CliError(format!("{}: {e}", anchor.name));
+        let keys = match backend {
+            Backend::Cpu => {
+                let scorer = Scorer::with_factors(&modalities, factors).map_err(fail)?;
+                let (keys, stats) = scorer
+                    .top_k_keys(anchor.data, k, shard.first_row)
+                    .map_err(fail)?;
+                report.stats = report.stats.add(stats);
+                keys
+            }
+            #[cfg(feature = "gpu")]
+            Backend::Gpu => gpu_top_k(&modalities, &factors, shard, anchor, k)?,
+            #[cfg(not(feature = "gpu"))]
+            Backend::Gpu => return crate::commands::no_gpu(),
+        };
+        for (row, new) in hits.iter_mut().zip(keys) {
+            *row = topk::merge([std::mem::take(row), new], k);
+        }
+    }
+    report.compute = t.elapsed();
+    Ok((hits, report))
+}
+
+/// One shard on gram-gpu, its bases formed from the stored factors (no refactoring).
+#[cfg(feature = "gpu")]
+fn gpu_top_k(
+    modalities: &[&[f32]],
+    factors: &crate::cpu::Factors,
+    shard: &super::Shard,
+    anchor: View,
+    k: usize,
+) -> Result<Vec<Vec<u64>>, CliError> {
+    let fail = |e: gram_gpu::GpuError| match e {
+        gram_gpu::GpuError::Input(e) => CliError(format!("{}: {e}", anchor.name)),
+        other => CliError(format!("--backend gpu: {other}")),
+    };
+    let k = k.min(shard.rows);
+    if k > gram_gpu::MAX_TOP_K {
+        return Err(CliError(format!(
+            "--top-k {k}: the GPU backend supports at most {}",
+            gram_gpu::MAX_TOP_K
+        )));
+    }
+    let ctx = gram_gpu::GpuContext::new().map_err(fail)?;
+    let scorer =
+        gram_gpu::GpuScorer::from_candidates(&ctx, modalities, shard.rows, factors.dim(), |j| {
+            factors.candidate(j)
+        })
+        .map_err(fail)?;
+    let rows = scorer.top_k(anchor.data, k).map_err(fail)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|(j, v)| topk::key(shard.first_row + j, v))
+                .collect()
+        })
+        .collect())
+}
