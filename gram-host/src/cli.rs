@@ -54,6 +54,26 @@ impl From<TiesArg> for gram_nostd::Ties {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum MissingArg {
+    /// The volume of the vectors present (incomplete candidates rank behind).
+    Present,
+    /// That volume times the median distance the missing modality adds on complete candidates.
+    Scaled,
+    /// The missing vector replaced by the modality's mean present vector (median norm).
+    Mean,
+}
+
+impl From<MissingArg> for crate::missing::MissingRule {
+    fn from(m: MissingArg) -> Self {
+        match m {
+            MissingArg::Present => Self::Present,
+            MissingArg::Scaled => Self::Scaled,
+            MissingArg::Mean => Self::Mean,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct Embeddings {
     /// Anchor embeddings [N1, D] (.npy or FILE.safetensors:TENSOR).
@@ -62,6 +82,16 @@ struct Embeddings {
     /// A modality's embeddings [N2, D]; repeat for k − 1 modalities (1..=15).
     #[arg(long = "modality", value_name = "FILE", required = true)]
     modalities: Vec<String>,
+    /// Accept a row of NaN in a modality file as a missing vector, scored by this rule
+    /// (without it such a row is refused).
+    #[arg(long, value_enum, value_name = "RULE")]
+    missing: Option<MissingArg>,
+}
+
+impl Embeddings {
+    fn missing(&self) -> Option<crate::missing::MissingRule> {
+        self.missing.map(Into::into)
+    }
 }
 
 #[derive(Subcommand)]
@@ -104,6 +134,9 @@ Example:\n  gram search --anchor queries.npy --modality video.npy --modality aud
         /// together. Hit indices are then rows of the indexed files.
         #[arg(long = "index", value_name = "DIR")]
         index: Vec<PathBuf>,
+        /// With --modality: accept a row of NaN as a missing vector, scored by this rule.
+        #[arg(long, value_enum, value_name = "RULE", conflicts_with = "index")]
+        missing: Option<MissingArg>,
         #[arg(long, value_name = "K")]
         top_k: usize,
         /// Output directory.
@@ -320,13 +353,15 @@ pub fn run(cli: Cli) -> Result<(), commands::CliError> {
             anchor,
             modalities,
             index,
+            missing,
             top_k,
             out,
             backend,
             verbose,
         } => {
             if index.is_empty() {
-                commands::search(&anchor, &modalities, top_k, &out, backend.into())?
+                let missing = missing.map(Into::into);
+                commands::search(&anchor, &modalities, missing, top_k, &out, backend.into())?
             } else {
                 let (r, open) =
                     commands::search_index(&anchor, &index, top_k, &out, backend.into())?;
@@ -350,7 +385,13 @@ pub fn run(cli: Cli) -> Result<(), commands::CliError> {
             backend,
             verbose,
         } => {
-            let r = commands::score(&inputs.anchor, &inputs.modalities, &out, backend.into())?;
+            let r = commands::score(
+                &inputs.anchor,
+                &inputs.modalities,
+                inputs.missing(),
+                &out,
+                backend.into(),
+            )?;
             if verbose {
                 eprintln!(
                     "scored {}x{} pairs: read {:.3}s, compute {:.3}s, write {:.3}s; {} pairs recomputed in f64, {} exactly",
@@ -365,7 +406,12 @@ pub fn run(cli: Cli) -> Result<(), commands::CliError> {
             }
         }
         Command::Eval { inputs, ties, json } => {
-            let r = commands::eval(&inputs.anchor, &inputs.modalities, ties.into())?;
+            let r = commands::eval(
+                &inputs.anchor,
+                &inputs.modalities,
+                inputs.missing(),
+                ties.into(),
+            )?;
             if json {
                 println!("{}", commands::retrieval_json(&r));
             } else {
@@ -381,6 +427,7 @@ pub fn run(cli: Cli) -> Result<(), commands::CliError> {
             let l = commands::loss(
                 &inputs.anchor,
                 &inputs.modalities,
+                inputs.missing(),
                 temperature,
                 label_smoothing,
             )?;

@@ -4,6 +4,7 @@
 use crate::cpu::{CpuStats, Scorer};
 use crate::input::{self, InputError, Matrix, View};
 use crate::metrics::{self, Retrieval};
+use crate::missing::MissingRule;
 use crate::output;
 use gram_nostd::{GramError, LossParts, Ties, gram_loss};
 use std::fmt;
@@ -228,14 +229,34 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    pub fn load(anchor: &str, modalities: &[String]) -> Result<Inputs, CliError> {
+    /// Read and check the files. With `missing`, a row of NaN in a modality file marks a
+    /// missing vector, completed by the rule ([`crate::missing`]); without, it is refused.
+    pub fn load(
+        anchor: &str,
+        modalities: &[String],
+        missing: Option<MissingRule>,
+    ) -> Result<Inputs, CliError> {
         let t = Instant::now();
         check_modality_count(modalities.len())?;
         let anchor = input::load(anchor)?;
-        let modalities = modalities
-            .iter()
-            .map(|m| input::load(m))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (anchor, modalities) = match missing {
+            None => {
+                let mods = modalities
+                    .iter()
+                    .map(|m| input::load(m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (anchor, mods)
+            }
+            Some(rule) => {
+                let mods = modalities
+                    .iter()
+                    .map(|m| input::load_allowing_missing(m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Shapes first, so that a mismatch is named as without --missing.
+                Batch::new(anchor.view(), mods.iter().map(|(m, _)| m.view()).collect())?;
+                crate::missing::complete(&anchor, &mods, rule)?
+            }
+        };
         let inputs = Inputs {
             anchor,
             modalities,
@@ -280,10 +301,11 @@ pub(crate) fn no_gpu<T>() -> Result<T, CliError> {
 pub fn score(
     anchor: &str,
     modalities: &[String],
+    missing: Option<MissingRule>,
     out: &Path,
     backend: Backend,
 ) -> Result<ScoreReport, CliError> {
-    let inputs = Inputs::load(anchor, modalities)?;
+    let inputs = Inputs::load(anchor, modalities, missing)?;
     let batch = inputs.batch()?;
     let t = Instant::now();
     let (n1, n2) = (batch.anchor.rows, batch.candidates());
@@ -307,11 +329,12 @@ pub fn score(
 pub fn search(
     anchor: &str,
     modalities: &[String],
+    missing: Option<MissingRule>,
     k: usize,
     out: &Path,
     backend: Backend,
 ) -> Result<(), CliError> {
-    let inputs = Inputs::load(anchor, modalities)?;
+    let inputs = Inputs::load(anchor, modalities, missing)?;
     let rows = inputs.batch()?.top_k(k, backend)?;
     let keys: Vec<Vec<u64>> = rows
         .iter()
@@ -342,19 +365,27 @@ pub fn search_index(
     Ok((report, open))
 }
 
-pub fn eval(anchor: &str, modalities: &[String], ties: Ties) -> Result<Retrieval, CliError> {
-    Inputs::load(anchor, modalities)?.batch()?.evaluate(ties)
+pub fn eval(
+    anchor: &str,
+    modalities: &[String],
+    missing: Option<MissingRule>,
+    ties: Ties,
+) -> Result<Retrieval, CliError> {
+    Inputs::load(anchor, modalities, missing)?
+        .batch()?
+        .evaluate(ties)
 }
 
 /// The GRAM loss of the batch in the files (see [`Batch::loss`]).
 pub fn loss(
     anchor: &str,
     modalities: &[String],
+    missing: Option<MissingRule>,
     temperature: f64,
     label_smoothing: f64,
 ) -> Result<LossParts, CliError> {
     check_loss_parameters(temperature, label_smoothing)?;
-    Inputs::load(anchor, modalities)?
+    Inputs::load(anchor, modalities, missing)?
         .batch()?
         .loss(temperature, label_smoothing, None)
 }

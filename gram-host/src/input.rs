@@ -127,6 +127,12 @@ impl View<'_> {
     /// matches the data, every value finite (the first NaN or infinity is named by row and
     /// column).
     pub fn validate(&self) -> Result<(), InputError> {
+        self.check(false).map(|_| ())
+    }
+
+    /// [`View::validate`], where `missing_ok` lets a row that is entirely NaN through as a
+    /// missing vector; returns which rows are missing.
+    pub fn check(&self, missing_ok: bool) -> Result<Vec<bool>, InputError> {
         if self.rows == 0 || self.cols == 0 {
             return err(
                 self.name,
@@ -144,25 +150,55 @@ impl View<'_> {
                 ),
             );
         }
-        if let Some(pos) = self.data.iter().position(|x| !x.is_finite()) {
-            let (r, c) = (pos / self.cols, pos % self.cols);
-            let what = if self.data[pos].is_nan() {
-                "NaN"
+        let mut missing = vec![false; if missing_ok { self.rows } else { 0 }];
+        let mut pos = 0;
+        while let Some(p) = self.data[pos..].iter().position(|x| !x.is_finite()) {
+            let pos_bad = pos + p;
+            let (r, c) = (pos_bad / self.cols, pos_bad % self.cols);
+            let row = &self.data[r * self.cols..(r + 1) * self.cols];
+            if missing_ok && row.iter().all(|x| x.is_nan()) {
+                missing[r] = true;
+                pos = (r + 1) * self.cols;
+                continue;
+            }
+            let x = self.data[pos_bad];
+            let what = if x.is_nan() { "NaN" } else { "infinity" };
+            let hint = if missing_ok {
+                " (a missing vector is a row of NaN only)"
+            } else if x.is_nan() && row.iter().all(|x| x.is_nan()) {
+                " (a row of NaN marks a missing vector only with --missing)"
             } else {
-                "infinity"
+                ""
             };
-            return err(self.name, format!("{what} at row {r}, column {c}"));
+            return err(self.name, format!("{what} at row {r}, column {c}{hint}"));
         }
-        Ok(())
+        Ok(missing)
     }
 }
 
 /// Open `spec`: `path.npy`, or `path.safetensors:tensor_name`.
 pub fn load(spec: &str) -> Result<Matrix, InputError> {
+    validated(load_unchecked(spec)?)
+}
+
+/// [`load`] for a file where a row of NaN marks a missing vector (`--missing`): returns the
+/// matrix and which rows are missing. Any other NaN or infinity is still refused.
+pub fn load_allowing_missing(spec: &str) -> Result<(Matrix, Vec<bool>), InputError> {
+    let m = load_unchecked(spec)?;
+    let missing = m.view().check(true)?;
+    Ok((m, missing))
+}
+
+fn load_unchecked(spec: &str) -> Result<Matrix, InputError> {
     if let Some((path, tensor)) = split_safetensors(spec) {
         return load_safetensors(spec, path, tensor);
     }
     load_npy(spec)
+}
+
+fn validated(m: Matrix) -> Result<Matrix, InputError> {
+    m.validate()?;
+    Ok(m)
 }
 
 fn split_safetensors(spec: &str) -> Option<(&str, &str)> {
@@ -275,14 +311,12 @@ fn from_bytes(
         }
         Data::Owned(out)
     };
-    let m = Matrix {
+    Ok(Matrix {
         name: name.to_string(),
         rows,
         cols,
         data,
-    };
-    m.validate()?;
-    Ok(m)
+    })
 }
 
 fn load_npy(name: &str) -> Result<Matrix, InputError> {
@@ -291,12 +325,12 @@ fn load_npy(name: &str) -> Result<Matrix, InputError> {
 
 /// Parse .npy bytes already in memory; `name` is used in messages.
 pub fn parse_npy(name: &str, bytes: Vec<u8>) -> Result<Matrix, InputError> {
-    parse_npy_backing(name, Backing::Bytes(bytes))
+    validated(parse_npy_backing(name, Backing::Bytes(bytes))?)
 }
 
 /// Parse safetensors bytes already in memory and take `tensor`.
 pub fn parse_safetensors(name: &str, tensor: &str, bytes: Vec<u8>) -> Result<Matrix, InputError> {
-    safetensors_backing(name, tensor, Backing::Bytes(bytes))
+    validated(safetensors_backing(name, tensor, Backing::Bytes(bytes))?)
 }
 
 /// Check the fixed .npy preamble before the header parser sees it: npyz allocates the header

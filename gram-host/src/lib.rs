@@ -19,6 +19,7 @@ pub mod hits;
 pub mod index;
 pub mod input;
 pub mod metrics;
+pub mod missing;
 pub mod output;
 pub mod pair_gram;
 pub mod report;

@@ -201,8 +201,13 @@ fn training_improves_retrieval_and_embeddings_feed_gram_eval() {
     assert!(o.status.success());
     // gram eval (the library behind it) on the written files.
     let p = |m: &str| emb.join(format!("{m}.npy")).to_string_lossy().to_string();
-    let r = gram_host::commands::eval(&p("text"), &[p("video"), p("audio")], Default::default())
-        .unwrap();
+    let r = gram_host::commands::eval(
+        &p("text"),
+        &[p("video"), p("audio")],
+        None,
+        Default::default(),
+    )
+    .unwrap();
     assert!(r.anchor_to_data.r1 > 5.0 * 100.0 / 64.0, "{r:?}");
 }
 

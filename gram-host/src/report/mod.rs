@@ -52,7 +52,7 @@ pub fn report_files(
     names: Option<&[String]>,
     opts: &ReportOptions,
 ) -> Result<serde_json::Value, CliError> {
-    let inputs = Inputs::load(anchor, modalities)?;
+    let inputs = Inputs::load(anchor, modalities, None)?;
     let batch = inputs.batch()?;
     let names: Vec<String> = match names {
         Some(n) if n.len() != modalities.len() + 1 => {

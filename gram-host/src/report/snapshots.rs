@@ -110,7 +110,7 @@ fn diagnose_steps(
                 p.to_string_lossy().into_owned()
             };
             let mods: Vec<String> = order[1..].iter().map(|m| path(m)).collect();
-            let inputs = Inputs::load(&path(&order[0]), &mods)?;
+            let inputs = Inputs::load(&path(&order[0]), &mods, None)?;
             let d = Diagnostics::new(&inputs.batch()?, order, sampling, &|_| {})?;
             bar.inc(1);
             Ok(d)

@@ -1,0 +1,199 @@
+//! Candidates with a missing modality vector (a row of NaN in its file, accepted with
+//! `--missing RULE`): the rule turns them into complete tuples so that every command — score,
+//! search, eval, loss, report, and the index — works unchanged.
+//!
+//! Rules, for candidate j lacking the vectors of the modalities T (the anchor is never missing):
+//! - `present`: vol(a, present vectors of j). A tuple of fewer vectors has the larger volume
+//!   (each vector multiplies the volume by its distance from the others' span, ≤ its norm), so
+//!   an incomplete candidate ranks behind a complete one of equal fit.
+//! - `scaled`: vol(a, present) · Π_{t∈T} c_t, where c_t is the median, over complete candidates,
+//!   of the distance of m_t from the span of the candidate's other vectors — vol(M)/vol(M∖t),
+//!   the factor m_t typically contributes (measured without the anchor, which the candidates
+//!   cannot know). Up to 10,000 evenly spaced complete candidates are used.
+//! - `mean`: the missing m_t is replaced by the mean of modality t's present rows, rescaled to
+//!   their median norm — a placeholder embedding, as Symile learns one in training, but
+//!   estimated instead of learned.
+//!
+//! `present` and `scaled` are computed exactly by appending one coordinate: every vector gets
+//! a 0 there and a missing one becomes c·e_{D+1}, orthogonal to all the others, so
+//! vol(a, …, c·e_{D+1}, …) = c · vol(a, present) (c = 1 for `present`). The inputs are then
+//! copied ([N, D+1] in memory) rather than memory-mapped.
+
+use crate::commands::CliError;
+use crate::input::{Matrix, View};
+
+/// How a missing modality vector is scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingRule {
+    Present,
+    Scaled,
+    Mean,
+}
+
+/// Most complete candidates `scaled` measures c_t on.
+const SCALE_SAMPLE: usize = 10_000;
+
+/// The anchor and modalities completed by `rule` (`missing[t][j]`: row j of modality t is
+/// missing), named as the files were; their shapes were checked together before. Refuses a
+/// candidate with every modality missing, and a modality with no present row.
+pub fn complete(
+    anchor: &Matrix,
+    modalities: &[(Matrix, Vec<bool>)],
+    rule: MissingRule,
+) -> Result<(Matrix, Vec<Matrix>), CliError> {
+    let n = modalities[0].0.rows;
+    if let Some(j) = (0..n).find(|&j| modalities.iter().all(|(_, miss)| miss[j])) {
+        return Err(CliError(format!(
+            "{}: row {j} is missing in every modality (a candidate needs at least one vector)",
+            modalities[0].0.name
+        )));
+    }
+    for (m, miss) in modalities {
+        if miss.iter().all(|&x| x) {
+            return Err(CliError(format!("{}: every row is missing", m.name)));
+        }
+    }
+    let owned = |name: &str, rows, cols, data| {
+        Matrix::from_vec(name, rows, cols, data).map_err(CliError::from)
+    };
+    match rule {
+        MissingRule::Mean => {
+            let mods = modalities
+                .iter()
+                .map(|(m, miss)| owned(&m.name, m.rows, m.cols, with_mean(m.view(), miss)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((
+                owned(
+                    &anchor.name,
+                    anchor.rows,
+                    anchor.cols,
+                    anchor.as_slice().to_vec(),
+                )?,
+                mods,
+            ))
+        }
+        MissingRule::Present | MissingRule::Scaled => {
+            let scale: Vec<f64> = match rule {
+                MissingRule::Scaled => (0..modalities.len())
+                    .map(|t| median_distance(modalities, t))
+                    .collect(),
+                _ => vec![1.0; modalities.len()],
+            };
+            let d = anchor.cols;
+            let a = widen(anchor.view(), &[], 0.0);
+            let mods = modalities
+                .iter()
+                .zip(&scale)
+                .map(|((m, miss), &c)| {
+                    owned(&m.name, m.rows, d + 1, widen(m.view(), miss, c as f32))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((owned(&anchor.name, anchor.rows, d + 1, a)?, mods))
+        }
+    }
+}
+
+/// Rows of `m` with one more coordinate: 0 for a present row, a missing row becomes c·e_{D+1}.
+fn widen(m: View, missing: &[bool], c: f32) -> Vec<f32> {
+    let d = m.cols;
+    let mut out = Vec::with_capacity(m.rows * (d + 1));
+    for (j, row) in m.data.chunks_exact(d).enumerate() {
+        if missing.get(j) == Some(&true) {
+            out.extend(std::iter::repeat_n(0.0, d));
+            out.push(c);
+        } else {
+            out.extend_from_slice(row);
+            out.push(0.0);
+        }
+    }
+    out
+}
+
+/// `m` with each missing row replaced by the mean present row, rescaled to the median norm.
+fn with_mean(m: View, missing: &[bool]) -> Vec<f32> {
+    let d = m.cols;
+    let present = || {
+        m.data
+            .chunks_exact(d)
+            .zip(missing)
+            .filter(|(_, x)| !**x)
+            .map(|(r, _)| r)
+    };
+    let mut mean = vec![0.0f64; d];
+    let mut norms = Vec::new();
+    for row in present() {
+        for (s, &x) in mean.iter_mut().zip(row) {
+            *s += x as f64;
+        }
+        norms.push(row.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt());
+    }
+    let len = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let target = median(&mut norms);
+    // A mean of exactly zero (perfectly balanced rows) has no direction: keep it zero, which
+    // scores the candidate with volume 0 — refused below rather than silently favoured.
+    let placeholder: Vec<f32> = mean
+        .iter()
+        .map(|&x| {
+            if len > 0.0 {
+                (x / len * target) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut out = m.data.to_vec();
+    for (row, &miss) in out.chunks_exact_mut(d).zip(missing) {
+        if miss {
+            row.copy_from_slice(&placeholder);
+        }
+    }
+    out
+}
+
+/// c_t: the median over (up to [`SCALE_SAMPLE`] evenly spaced) complete candidates of
+/// vol(M)/vol(M∖t), the distance of m_t from the span of the candidate's other vectors.
+fn median_distance(modalities: &[(Matrix, Vec<bool>)], t: usize) -> f64 {
+    let n = modalities[0].0.rows;
+    let complete: Vec<usize> = (0..n)
+        .filter(|&j| modalities.iter().all(|(_, miss)| !miss[j]))
+        .collect();
+    let step = complete.len().div_ceil(SCALE_SAMPLE).max(1);
+    let mut dist: Vec<f64> = complete
+        .iter()
+        .step_by(step)
+        .filter_map(|&j| {
+            let rows: Vec<&[f32]> = modalities.iter().map(|(m, _)| m.row(j)).collect();
+            let others: Vec<&[f32]> = rows
+                .iter()
+                .enumerate()
+                .filter(|(s, _)| *s != t)
+                .map(|(_, r)| *r)
+                .collect();
+            let all = gram_nostd::volume(&rows).ok()?;
+            let rest = if others.is_empty() {
+                1.0
+            } else {
+                gram_nostd::volume(&others).ok()?
+            };
+            (rest > 0.0).then(|| all / rest)
+        })
+        .collect();
+    if dist.is_empty() {
+        1.0
+    } else {
+        median(&mut dist)
+    }
+}
+
+fn median(x: &mut [f64]) -> f64 {
+    if x.is_empty() {
+        return 1.0;
+    }
+    x.sort_by(f64::total_cmp);
+    let n = x.len();
+    if n % 2 == 1 {
+        x[n / 2]
+    } else {
+        0.5 * (x[n / 2 - 1] + x[n / 2])
+    }
+}
