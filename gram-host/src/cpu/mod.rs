@@ -336,7 +336,42 @@ impl<'a> Scorer<'a> {
 
     /// Volumes of the anchor `rows` against candidates `c0..c0 + cols` (≤ [`TILE_COLS`]),
     /// candidate-major: `tile[jj·r + i] = vol(row i, candidate c0 + jj)`.
+    ///
+    /// On x86-64 with AVX2 and FMA (checked at run time) the per-pair arithmetic is compiled
+    /// for 256-bit vectors; the GEMM dispatches on its own. Both paths give the same bits (no
+    /// fused multiply-adds are formed outside the GEMM).
     fn score_columns<O: VolumeOut>(
+        &self,
+        rows: &[f32],
+        work: &mut TileWork,
+        c0: usize,
+        cols: usize,
+        tile: &mut [O],
+    ) -> Result<CpuStats, GramError> {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for (checked
+            // just above).
+            return unsafe { self.score_columns_avx2(rows, work, c0, cols, tile) };
+        }
+        self.score_columns_any(rows, work, c0, cols, tile)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn score_columns_avx2<O: VolumeOut>(
+        &self,
+        rows: &[f32],
+        work: &mut TileWork,
+        c0: usize,
+        cols: usize,
+        tile: &mut [O],
+    ) -> Result<CpuStats, GramError> {
+        self.score_columns_any(rows, work, c0, cols, tile)
+    }
+
+    #[inline(always)]
+    fn score_columns_any<O: VolumeOut>(
         &self,
         rows: &[f32],
         work: &mut TileWork,

@@ -112,7 +112,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, CliError> {
         let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
         let path = stage.join(super::MANIFEST);
         output::write_text(&path, &text)
-            .map_err(|e| CliError(format!("{}: cannot write: {e}", path.display())))
+            .map_err(|e| CliError(format!("{}: cannot write: {e}", path.display())))?;
+        // safetensors writes its files owner-only; give the shards the manifest's (umask)
+        // permissions, so an index can be shared like any other file.
+        let perms = std::fs::metadata(&path).map(|m| m.permissions());
+        for s in &manifest.shards {
+            if let Ok(p) = &perms {
+                let _ = std::fs::set_permissions(stage.join(&s.file), p.clone());
+            }
+        }
+        Ok(())
     })?;
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -36,6 +36,14 @@ pub fn search_keys(
         )));
     }
     let t = Instant::now();
+    // One device for every shard (opening one takes longer than scoring a small shard).
+    #[cfg(feature = "gpu")]
+    let ctx = match backend {
+        Backend::Gpu => {
+            Some(gram_gpu::GpuContext::new().map_err(|e| CliError(format!("--backend gpu: {e}")))?)
+        }
+        Backend::Cpu => None,
+    };
     let mut report = SearchReport::default();
     let mut hits: Vec<Vec<u64>> = vec![Vec::new(); anchor.rows];
     for shard in &index.shards {
@@ -52,7 +60,14 @@ pub fn search_keys(
                 keys
             }
             #[cfg(feature = "gpu")]
-            Backend::Gpu => gpu_top_k(&modalities, &factors, shard, anchor, k)?,
+            Backend::Gpu => gpu_top_k(
+                ctx.as_ref().expect("opened for gpu"),
+                &modalities,
+                &factors,
+                shard,
+                anchor,
+                k,
+            )?,
             #[cfg(not(feature = "gpu"))]
             Backend::Gpu => return crate::commands::no_gpu(),
         };
@@ -67,6 +82,7 @@ pub fn search_keys(
 /// One shard on gram-gpu, its bases formed from the stored factors (no refactoring).
 #[cfg(feature = "gpu")]
 fn gpu_top_k(
+    ctx: &gram_gpu::GpuContext,
     modalities: &[&[f32]],
     factors: &crate::cpu::Factors,
     shard: &super::Shard,
@@ -84,9 +100,8 @@ fn gpu_top_k(
             gram_gpu::MAX_TOP_K
         )));
     }
-    let ctx = gram_gpu::GpuContext::new().map_err(fail)?;
     let scorer =
-        gram_gpu::GpuScorer::from_candidates(&ctx, modalities, shard.rows, factors.dim(), |j| {
+        gram_gpu::GpuScorer::from_candidates(ctx, modalities, shard.rows, factors.dim(), |j| {
             factors.candidate(j)
         })
         .map_err(fail)?;
