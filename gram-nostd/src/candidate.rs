@@ -357,7 +357,14 @@ impl Candidate {
             out[i] = if ok { v } else { f64::NAN };
         }
         // Rare: a zero anchor is exactly 0; a volume that left the normal range is redone
-        // in scaled arithmetic.
+        // in scaled arithmetic. Looked for branch-free first, so the common case stays a
+        // vector pass.
+        let rare = (0..r).fold(false, |acc, i| {
+            acc | (norm_sq[i] == 0.0) | (out[i].is_finite() & !out[i].is_normal())
+        });
+        if !rare {
+            return;
+        }
         for i in 0..r {
             if norm_sq[i] == 0.0 {
                 out[i] = 0.0;

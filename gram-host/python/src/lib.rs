@@ -77,6 +77,25 @@ fn volume_matrix<'py>(
     Ok(v.into_pyarray(py))
 }
 
+/// Hits as numpy arrays: indices uint32 [N1, k] and volumes float32 [N1, k].
+#[allow(clippy::type_complexity)]
+fn hit_arrays<'py>(
+    py: Python<'py>,
+    rows: Vec<Vec<(u32, f32)>>,
+    k: usize,
+) -> (Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>) {
+    let shape = (rows.len(), k);
+    let (idx, vol): (Vec<u32>, Vec<f32>) = rows.into_iter().flatten().unzip();
+    (
+        Array2::from_shape_vec(shape, idx)
+            .expect("k indices per anchor")
+            .into_pyarray(py),
+        Array2::from_shape_vec(shape, vol)
+            .expect("k volumes per anchor")
+            .into_pyarray(py),
+    )
+}
+
 /// See `gram.search`.
 #[pyfunction]
 #[pyo3(signature = (anchor, modalities, k, backend = "cpu"))]
@@ -90,18 +109,42 @@ fn search<'py>(
 ) -> PyResult<(Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>)> {
     let backend = self::backend(backend)?;
     let rows = with_batch(py, anchor, modalities, |b| b.top_k(k, backend))?;
-    let n1 = rows.len();
-    let idx: Vec<u32> = rows.iter().flat_map(|r| r.iter().map(|p| p.0)).collect();
-    let vol: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|p| p.1)).collect();
-    let shape = (n1, k);
-    Ok((
-        Array2::from_shape_vec(shape, idx)
-            .expect("k indices per anchor")
-            .into_pyarray(py),
-        Array2::from_shape_vec(shape, vol)
-            .expect("k volumes per anchor")
-            .into_pyarray(py),
-    ))
+    Ok(hit_arrays(py, rows, k))
+}
+
+/// See `gram.search_index`.
+#[pyfunction]
+#[pyo3(signature = (anchor, index, k, backend = "cpu"))]
+#[allow(clippy::type_complexity)]
+fn search_index<'py>(
+    py: Python<'py>,
+    anchor: &Bound<'py, PyAny>,
+    index: &Bound<'py, PyAny>,
+    k: usize,
+    backend: &str,
+) -> PyResult<(Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>)> {
+    let backend = self::backend(backend)?;
+    let dirs: Vec<std::path::PathBuf> = match index.extract::<std::path::PathBuf>() {
+        Ok(one) => vec![one],
+        Err(_) => index.extract().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(
+                "index: must be a path or a list of paths (index directories)",
+            )
+        })?,
+    };
+    let anchor = Input::new(py, "anchor", anchor)?;
+    let view = anchor.view()?;
+    let keys = py
+        .detach(|| {
+            let idx = gram_host::index::Index::open(&dirs)?;
+            gram_host::index::search_keys(&idx, view, k, backend).map(|(keys, _)| keys)
+        })
+        .map_err(cli_error)?;
+    let rows = keys
+        .into_iter()
+        .map(|r| r.into_iter().map(gram_host::cpu::topk::unkey).collect())
+        .collect();
+    Ok(hit_arrays(py, rows, k))
 }
 
 fn summary<'py>(py: Python<'py>, s: &gram_nostd::RankSummary) -> PyResult<Bound<'py, PyDict>> {
@@ -298,6 +341,7 @@ fn _gram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_volume, m)?)?;
     m.add_function(wrap_pyfunction!(volume_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(search, m)?)?;
+    m.add_function(wrap_pyfunction!(search_index, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(loss, m)?)?;
     m.add_function(wrap_pyfunction!(_pair_volumes, m)?)?;

@@ -276,3 +276,30 @@ def test_tie_rules_on_hand_made_ties():
     assert gram.evaluate(x, [x]) == gram.evaluate(x, [x], ties="pessimistic")
     with pytest.raises(ValueError, match="ties 'random'"):
         gram.evaluate(x, [x], ties="random")
+
+
+def test_search_index_equals_search_and_refuses_a_damaged_index(gram_cli, tmp_path):
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal((300, 16)).astype(np.float32)
+    a = rng.standard_normal((300, 16)).astype(np.float32)
+    q = rng.standard_normal((20, 16)).astype(np.float32)
+    np.save(tmp_path / "v.npy", v)
+    np.save(tmp_path / "a.npy", a)
+    for name, rows in [("p0", "0:120"), ("p1", "120:300")]:
+        r = _run_cli(gram_cli, ["index", "build", "--modality", "v.npy", "--modality", "a.npy",
+                                "--rows", rows, "--shard-rows", "50", "--out", name], tmp_path)
+        assert r.returncode == 0, r.stderr
+    want = gram.search(q, [v, a], 7)
+    got = gram.search_index(q, [tmp_path / "p0", str(tmp_path / "p1")], 7)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    shard = tmp_path / "p1" / "shard-00001.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 1
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="shard-00001.safetensors: checksum .* damaged"):
+        gram.search_index(q, [tmp_path / "p0", tmp_path / "p1"], 7)
+    with pytest.raises(ValueError, match="dimension 3 does not match the index's dimension 16"):
+        gram.search_index(np.zeros((2, 3), np.float32) + 1, tmp_path / "p0", 7)
+    with pytest.raises(TypeError, match="index: must be a path"):
+        gram.search_index(q, 7, 7)

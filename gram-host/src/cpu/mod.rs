@@ -12,7 +12,7 @@ mod factors;
 pub mod topk;
 
 pub use factors::Factors;
-use gram_nostd::{GramError, MAX_K, dot::dot_f64, score_pair, to_f32};
+use gram_nostd::{GramError, MAX_K, dot::dot_f64, score_pair};
 use rayon::prelude::*;
 
 /// Anchor rows per tile (one rayon task) and candidate columns per GEMM: 256 rows amortise
@@ -40,20 +40,32 @@ pub fn gemm_dot_rel_err(n: usize) -> f64 {
 
 /// Element type of a volume matrix: f32 (refusing volumes beyond its range) or f64.
 pub trait VolumeOut: Copy + Default + Send + Sync {
-    fn from_volume(v: f64) -> Result<Self, GramError>;
+    /// `out[i] = vols[i]` converted; for f32, `OutOfRange` if any volume exceeds its range
+    /// (checked after the whole slice is converted, so the loop vectorises).
+    fn store(vols: &[f64], out: &mut [Self]) -> Result<(), GramError>;
 }
 
 impl VolumeOut for f32 {
     #[inline]
-    fn from_volume(v: f64) -> Result<f32, GramError> {
-        to_f32(v)
+    fn store(vols: &[f64], out: &mut [f32]) -> Result<(), GramError> {
+        let mut finite = true;
+        for (o, &v) in out.iter_mut().zip(vols) {
+            *o = v as f32;
+            finite &= o.is_finite();
+        }
+        if finite {
+            Ok(())
+        } else {
+            Err(GramError::OutOfRange)
+        }
     }
 }
 
 impl VolumeOut for f64 {
     #[inline]
-    fn from_volume(v: f64) -> Result<f64, GramError> {
-        Ok(v)
+    fn store(vols: &[f64], out: &mut [f64]) -> Result<(), GramError> {
+        out.copy_from_slice(vols);
+        Ok(())
     }
 }
 
@@ -275,6 +287,9 @@ impl<'a> Scorer<'a> {
         let mut work = TileWork::new(rows, self.dim, self.modalities.len());
         let r = work.rows;
         let mut best: Vec<topk::Best> = (0..r).map(|_| topk::Best::new(k)).collect();
+        // The volume a candidate must not exceed to enter row i's list (ties go on to the
+        // exact key comparison).
+        let mut bars = vec![f32::INFINITY; r];
         let mut tile = vec![0.0f32; r * TILE_COLS];
         let mut stats = CpuStats::default();
         for c0 in cols.clone().step_by(TILE_COLS) {
@@ -282,8 +297,19 @@ impl<'a> Scorer<'a> {
             stats = stats.add(self.score_columns(rows, &mut work, c0, n, &mut tile)?);
             for jj in 0..n {
                 let j = first + (c0 + jj) as u32;
-                for (b, &v) in best.iter_mut().zip(&tile[jj * r..(jj + 1) * r]) {
-                    b.push(topk::key(j, v));
+                let vols = &tile[jj * r..(jj + 1) * r];
+                // Most candidates make no row's list: find that out in one vector pass.
+                let hit = vols
+                    .iter()
+                    .zip(&bars)
+                    .fold(false, |acc, (v, b)| acc | (v <= b));
+                if hit {
+                    for i in 0..r {
+                        if vols[i] <= bars[i] {
+                            best[i].push(topk::key(j, vols[i]));
+                            bars[i] = best[i].bar_volume();
+                        }
+                    }
                 }
             }
         }
@@ -407,21 +433,27 @@ impl<'a> Scorer<'a> {
                 &mut work.scratch,
                 &mut work.vols,
             );
+            // Pairs outside the GEMM's safe range, or whose bound failed (NaN), are redone on
+            // the accurate path; found branch-free first so the common case is a vector pass.
             let (lo, hi) = self.factors.norm_range(j);
-            for i in 0..r {
-                let a = work.a_norms[i];
-                let in_range = a * lo >= GEMM_SAFE_RANGE.0 && a * hi <= GEMM_SAFE_RANGE.1;
-                let v = if in_range && !work.vols[i].is_nan() {
-                    work.vols[i]
-                } else {
-                    let k = self.pair_rows(&rows[i * d..(i + 1) * d], j, &mut pair_rows);
-                    let (v, exact) = score_pair(&pair_rows[..k], work.norms[i], &cand)?;
-                    stats.f64_recomputes += 1;
-                    stats.exact_recomputes += exact as usize;
-                    v
-                };
-                tile[jj * r + i] = O::from_volume(v)?;
+            let mut redo = false;
+            for (v, &a) in work.vols.iter_mut().zip(&work.a_norms) {
+                let in_range = (a * lo >= GEMM_SAFE_RANGE.0) & (a * hi <= GEMM_SAFE_RANGE.1);
+                *v = if in_range { *v } else { f64::NAN };
+                redo |= v.is_nan();
             }
+            if redo {
+                for i in 0..r {
+                    if work.vols[i].is_nan() {
+                        let k = self.pair_rows(&rows[i * d..(i + 1) * d], j, &mut pair_rows);
+                        let (v, exact) = score_pair(&pair_rows[..k], work.norms[i], &cand)?;
+                        stats.f64_recomputes += 1;
+                        stats.exact_recomputes += exact as usize;
+                        work.vols[i] = v;
+                    }
+                }
+            }
+            O::store(&work.vols, &mut tile[jj * r..(jj + 1) * r])?;
         }
         Ok(stats)
     }

@@ -56,6 +56,16 @@ impl Best {
         }
     }
 
+    /// The volume of the largest kept key once `k` are kept (a volume above it cannot enter),
+    /// else +∞.
+    pub fn bar_volume(&self) -> f32 {
+        if self.bar == u64::MAX {
+            f32::INFINITY
+        } else {
+            unkey(self.bar).1
+        }
+    }
+
     /// The kept keys, ascending.
     pub fn into_sorted(self) -> Vec<u64> {
         self.heap.into_sorted_vec()

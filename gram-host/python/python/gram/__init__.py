@@ -35,6 +35,7 @@ __all__ = [
     "log_volume",
     "volume_matrix",
     "search",
+    "search_index",
     "evaluate",
     "loss",
     "MAX_K",
@@ -82,6 +83,17 @@ def search(anchor, modalities: Sequence, k: int, backend: str = "cpu") -> Tuple[
     ties by lower index (the order every gram backend follows). Never holds the N1×N2 matrix.
     """
     return _gram.search(anchor, modalities, k, backend)
+
+
+def search_index(anchor, index, k: int, backend: str = "cpu") -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`search` over an index built by ``gram index build`` (a directory, or a list of
+    directories holding disjoint rows of one corpus, searched together).
+
+    Indices are rows of the indexed files. The index's manifest, sizes and checksums are
+    checked first; a corrupt, truncated, foreign or mismatched index raises ``ValueError`` with
+    the CLI's message. The shards are memory-mapped, not read into memory.
+    """
+    return _gram.search_index(anchor, index, k, backend)
 
 
 def evaluate(anchor, modalities: Sequence, ties: str = "pessimistic") -> Dict[str, Dict[str, float]]:

@@ -1,4 +1,5 @@
-from typing import Any, Dict, List, Tuple
+import os
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +12,9 @@ def log_volume(vectors: npt.ArrayLike) -> float: ...
 def volume_matrix(anchor: npt.ArrayLike, modalities: List[npt.ArrayLike], backend: str = "cpu") -> npt.NDArray[np.float32]: ...
 def search(
     anchor: npt.ArrayLike, modalities: List[npt.ArrayLike], k: int, backend: str = "cpu"
+) -> Tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]: ...
+def search_index(
+    anchor: npt.ArrayLike, index: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]], k: int, backend: str = "cpu"
 ) -> Tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]: ...
 def evaluate(
     anchor: npt.ArrayLike, modalities: List[npt.ArrayLike], ties: str = "pessimistic"
