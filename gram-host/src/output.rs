@@ -106,39 +106,6 @@ pub fn write_text(path: &Path, text: &str) -> io::Result<()> {
     f.commit()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npy_roundtrip_through_npyz() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.npy");
-        write_npy_f32(&p, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
-        let bytes = fs::read(&p).unwrap();
-        assert_eq!((npy_header_f32(&[2, 3]).len()) % 64, 0);
-        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-        assert_eq!(npy.shape(), &[2, 3]);
-        assert_eq!(
-            npy.into_vec::<f32>().unwrap(),
-            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]
-        );
-        // Nothing else left in the directory.
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn dropped_file_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("y.npy");
-        {
-            let mut f = AtomicFile::create(&p).unwrap();
-            f.writer().write_all(b"partial").unwrap();
-        }
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-}
-
 /// Build a directory of results in a staging directory beside `out` (`fill` writes into it),
 /// then rename it into place, so a failed or interrupted run never leaves a partial one. An
 /// existing `out` is replaced only if it holds `marker` (a previous result of the same kind,
@@ -183,4 +150,37 @@ pub fn write_dir_atomically(
         let _ = fs::remove_dir_all(&stage);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_roundtrip_through_npyz() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.npy");
+        write_npy_f32(&p, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let bytes = fs::read(&p).unwrap();
+        assert_eq!((npy_header_f32(&[2, 3]).len()) % 64, 0);
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), &[2, 3]);
+        assert_eq!(
+            npy.into_vec::<f32>().unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]
+        );
+        // Nothing else left in the directory.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dropped_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("y.npy");
+        {
+            let mut f = AtomicFile::create(&p).unwrap();
+            f.writer().write_all(b"partial").unwrap();
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

@@ -79,8 +79,9 @@ pub struct CpuStats {
     pub exact_recomputes: usize,
 }
 
-impl CpuStats {
-    pub fn add(self, o: CpuStats) -> CpuStats {
+impl std::ops::Add for CpuStats {
+    type Output = CpuStats;
+    fn add(self, o: CpuStats) -> CpuStats {
         CpuStats {
             pairs: self.pairs + o.pairs,
             f64_recomputes: self.f64_recomputes + o.f64_recomputes,
@@ -173,7 +174,7 @@ impl<'a> Scorer<'a> {
         out.par_chunks_mut(TILE_ROWS * self.n2)
             .zip(anchor.par_chunks(TILE_ROWS * self.dim))
             .map(|(block, rows)| self.score_block(rows, block))
-            .try_reduce(CpuStats::default, |a, b| Ok(a.add(b)))
+            .try_reduce(CpuStats::default, |a, b| Ok(a + b))
     }
 
     /// Row j of every modality, after `anchor`: the k vectors of pair (anchor, candidate j).
@@ -224,13 +225,13 @@ impl<'a> Scorer<'a> {
                     buf.resize(rows.len() / self.dim * self.n2, 0.0f32);
                     let s = self.score_block(rows, &mut buf)?;
                     let acc = fold(acc, t * TILE_ROWS, &mut buf);
-                    Ok((acc, stats.add(s), buf))
+                    Ok((acc, stats + s, buf))
                 },
             )
             .map(|r| r.map(|(a, s, _)| (a, s)))
             .try_reduce(
                 || (init(), CpuStats::default()),
-                |(a, sa), (b, sb)| Ok((reduce(a, b), sa.add(sb))),
+                |(a, sa), (b, sb)| Ok((reduce(a, b), sa + sb)),
             )
     }
 
@@ -271,7 +272,7 @@ impl<'a> Scorer<'a> {
                     k,
                 ));
             }
-            stats = tile.iter().fold(stats, |s, (_, b)| s.add(*b));
+            stats = tile.iter().fold(stats, |s, (_, b)| s + *b);
         }
         Ok((out, stats))
     }
@@ -294,7 +295,7 @@ impl<'a> Scorer<'a> {
         let mut stats = CpuStats::default();
         for c0 in cols.clone().step_by(TILE_COLS) {
             let n = TILE_COLS.min(cols.end - c0);
-            stats = stats.add(self.score_columns(rows, &mut work, c0, n, &mut tile)?);
+            stats = stats + self.score_columns(rows, &mut work, c0, n, &mut tile)?;
             for jj in 0..n {
                 let j = first + (c0 + jj) as u32;
                 let vols = &tile[jj * r..(jj + 1) * r];
@@ -347,7 +348,7 @@ impl<'a> Scorer<'a> {
         let mut stats = CpuStats::default();
         for c0 in (0..n2).step_by(TILE_COLS) {
             let cols = TILE_COLS.min(n2 - c0);
-            stats = stats.add(self.score_columns(rows, &mut work, c0, cols, &mut tile)?);
+            stats = stats + self.score_columns(rows, &mut work, c0, cols, &mut tile)?;
             for i in 0..r {
                 for (jj, out) in block[i * n2 + c0..i * n2 + c0 + cols]
                     .iter_mut()

@@ -133,7 +133,7 @@ impl Shard {
                     )));
                 }
                 let start = t.data().as_ptr() as usize - base;
-                if start % dtype.bitsize().div_ceil(8) != 0 {
+                if !start.is_multiple_of(dtype.bitsize().div_ceil(8)) {
                     return Err(fail(format!("tensor `{name}` is not aligned")));
                 }
                 Ok(start..start + t.data().len())

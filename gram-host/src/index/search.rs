@@ -56,7 +56,7 @@ pub fn search_keys(
                 let (keys, stats) = scorer
                     .top_k_keys(anchor.data, k, shard.first_row)
                     .map_err(fail)?;
-                report.stats = report.stats.add(stats);
+                report.stats = report.stats + stats;
                 keys
             }
             #[cfg(feature = "gpu")]
