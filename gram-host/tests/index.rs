@@ -245,37 +245,42 @@ fn bad_indexes_are_refused_with_one_error_line() {
     run(search("nowhere"), "nowhere", "not a directory");
     std::fs::create_dir_all(c.dir.path().join("empty")).unwrap();
     run(search("empty"), "empty", "not a gram index");
-    let d = copy("foreign");
-    edit(&d, "\"gram-index\"", "\"other\"");
-    run(
-        search("foreign"),
-        "manifest.json",
-        "not a gram index manifest",
-    );
-    let d = copy("future");
-    edit(&d, "\"version\": 1", "\"version\": 7");
-    run(
-        search("future"),
-        "manifest.json",
-        "version 7 is not supported",
-    );
-    let d = copy("extra");
-    edit(&d, "\"k\": 3,", "\"k\": 3, \"colour\": 1,");
-    run(search("extra"), "manifest.json", "malformed manifest");
-    let d = copy("badrows");
-    edit(&d, "\"rows\": 50", "\"rows\": 60");
-    run(
-        search("badrows"),
-        "manifest.json",
-        "the shards hold 50 rows",
-    );
-    let d = copy("escape");
-    edit(
-        &d,
-        "\"shard-00000.safetensors\"",
-        "\"../idx/shard-00000.safetensors\"",
-    );
-    run(search("escape"), "manifest.json", "inside the index");
+    // Manifests edited by hand: (copy, text, replacement, what the refusal says).
+    for (name, from, to, problem) in [
+        (
+            "foreign",
+            "\"gram-index\"",
+            "\"other\"",
+            "not a gram index manifest",
+        ),
+        (
+            "future",
+            "\"version\": 1",
+            "\"version\": 7",
+            "version 7 is not supported",
+        ),
+        (
+            "extra",
+            "\"k\": 3,",
+            "\"k\": 3, \"colour\": 1,",
+            "malformed manifest",
+        ),
+        (
+            "badrows",
+            "\"rows\": 50",
+            "\"rows\": 60",
+            "the shards hold 50 rows",
+        ),
+        (
+            "escape",
+            "\"shard-00000.safetensors\"",
+            "\"../idx/shard-00000.safetensors\"",
+            "inside the index",
+        ),
+    ] {
+        edit(&copy(name), from, to);
+        run(search(name), "manifest.json", problem);
+    }
     let d = copy("missing");
     std::fs::remove_file(d.join("shard-00001.safetensors")).unwrap();
     run(search("missing"), "shard-00001.safetensors", "cannot open");

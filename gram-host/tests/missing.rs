@@ -35,22 +35,27 @@ fn missing_rows_follow_the_documented_rules() {
     std::fs::write(p("t.npy"), f32_npy(n, d, &text)).unwrap();
     std::fs::write(p("v.npy"), f32_npy(n, d, &video)).unwrap();
     std::fs::write(p("a.npy"), f32_npy(n, d, &audio)).unwrap();
-    let score = |rule: &str| {
-        let out = p(&format!("{rule}.npy"));
-        let o = gram(&[
-            "score",
+    // `gram <command> --anchor t --modality v --modality a --missing <rule> <rest…>`, which must succeed.
+    let run = |command: &str, rule: &str, rest: &[&str]| {
+        let (t, v, a) = (p("t.npy"), p("v.npy"), p("a.npy"));
+        let mut args = vec![
+            command,
             "--anchor",
-            &p("t.npy"),
+            &t,
             "--modality",
-            &p("v.npy"),
+            &v,
             "--modality",
-            &p("a.npy"),
+            &a,
             "--missing",
             rule,
-            "--out",
-            &out,
-        ]);
+        ];
+        args.extend_from_slice(rest);
+        let o = gram(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let score = |rule: &str| {
+        let out = p(&format!("{rule}.npy"));
+        run("score", rule, &["--out", &out]);
         read_npy_f32(Path::new(&out)).1
     };
     let row = |x: &[f32], j: usize| x[j * d..(j + 1) * d].to_vec();
@@ -96,35 +101,8 @@ fn missing_rows_follow_the_documented_rules() {
         }
     }
     // eval and search take the rule too.
-    let o = gram(&[
-        "eval",
-        "--anchor",
-        &p("t.npy"),
-        "--modality",
-        &p("v.npy"),
-        "--modality",
-        &p("a.npy"),
-        "--missing",
-        "scaled",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = gram(&[
-        "search",
-        "--anchor",
-        &p("t.npy"),
-        "--modality",
-        &p("v.npy"),
-        "--modality",
-        &p("a.npy"),
-        "--missing",
-        "mean",
-        "--top-k",
-        "3",
-        "--out",
-        &p("hits"),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run("eval", "scaled", &["--json"]);
+    run("search", "mean", &["--top-k", "3", "--out", &p("hits")]);
 }
 
 #[test]
