@@ -25,6 +25,8 @@ pub mod device;
 pub mod distributed;
 pub mod encoders;
 pub mod fit;
+pub mod gelu;
+pub mod linear_cpu;
 pub mod losses;
 pub mod model;
 #[cfg(feature = "nccl")]

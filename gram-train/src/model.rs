@@ -4,6 +4,7 @@
 //! cannot be seeded, and runs must be reproducible).
 
 use crate::encoders::{self, Encoder, EncoderSpec, HostInput};
+use crate::gelu::gelu_erf;
 use crate::precision::Linear;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Module, VarBuilder, VarMap};
@@ -123,7 +124,7 @@ impl Head {
     /// Unit-norm embeddings [B, embed_dim] of features [B, input_dim].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = match &self.mlp {
-            Some((l1, l2)) => l2.forward(&l1.forward(x)?.gelu_erf()?)?,
+            Some((l1, l2)) => l2.forward(&gelu_erf(&l1.forward(x)?)?)?,
             None => x.clone(),
         };
         l2_normalize(&self.proj.forward(&x)?)
@@ -164,7 +165,7 @@ impl DamHead {
         parts.push(gram_logit.unsqueeze(1)?.to_dtype(anchor.dtype())?);
         let joined = Tensor::cat(&parts, 1)?;
         self.l2
-            .forward(&self.l1.forward(&joined)?.gelu_erf()?)?
+            .forward(&gelu_erf(&self.l1.forward(&joined)?)?)?
             .squeeze(1)
     }
 }

@@ -7,7 +7,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use gram_train::losses::gram_loss;
 use gram_train::volume::{VolumePath, volume_matrix, volume_matrix_with};
 
-const PATHS: [VolumePath; 2] = [VolumePath::FusedCpu, VolumePath::TensorOps];
+const PATHS: [VolumePath; 3] = [
+    VolumePath::FusedCpu,
+    VolumePath::TensorOps,
+    VolumePath::CpuPairs,
+];
 use std::path::PathBuf;
 
 use common::reference;
@@ -233,12 +237,19 @@ fn exactly_collinear_and_duplicated_tuples_give_finite_gradients() {
     }
 }
 
-/// The device path (tensor ops) against the fused CPU op: values and every input gradient on a
-/// batch with random, near-collinear (1e-3) and duplicated tuples, k = 3 and 5, f32 and f64.
+/// The device path (tensor ops) against the fused CPU op, and the CPU pair stage against the
+/// tensor ops: values and every input gradient on a batch with random, near-collinear (1e-3)
+/// and duplicated tuples, k = 3 and 5, f32 and f64.
 #[test]
 fn tensor_ops_path_equals_the_fused_op() {
     let dev = Device::Cpu;
-    for (m, dtype) in [(2, DType::F64), (4, DType::F64), (2, DType::F32)] {
+    for (m, dtype) in [
+        (1, DType::F64),
+        (2, DType::F64),
+        (3, DType::F64),
+        (4, DType::F64),
+        (2, DType::F32),
+    ] {
         let (b, d) = (7, 9);
         let mut a = values(b * d, 3);
         let mut mods: Vec<Vec<f64>> = (0..m).map(|t| values(b * d, 5 + 2 * t as u64)).collect();
@@ -282,15 +293,26 @@ fn tensor_ops_path_equals_the_fused_op() {
             run(VolumePath::FusedCpu, DType::F64),
             run(VolumePath::TensorOps, dtype),
         );
-        let tol = if dtype == DType::F64 { 1e-9 } else { 1e-6 };
-        for (what, (x, y)) in fused.iter().zip(&ops).enumerate() {
-            let scale = x.iter().fold(0f64, |s, v| s.max(v.abs()));
-            for (p, q) in x.iter().zip(y) {
-                assert!(
-                    (p - q).abs() <= tol * scale,
-                    "k = {}, {dtype:?}, output {what}: {p} vs {q}",
-                    m + 1
-                );
+        // The CPU pair stage does the tensor ops' arithmetic in the same order: equal to f64
+        // rounding (f32 outputs: one f32 rounding of nearly equal f64 values).
+        let pairs = run(VolumePath::CpuPairs, dtype);
+        let (tol, same) = if dtype == DType::F64 {
+            (1e-9, 1e-12)
+        } else {
+            (1e-6, 1.2e-7)
+        };
+        for (reference, other, tol, name) in
+            [(&fused, &ops, tol, "ops"), (&ops, &pairs, same, "pairs")]
+        {
+            for (what, (x, y)) in reference.iter().zip(other).enumerate() {
+                let scale = x.iter().fold(0f64, |s, v| s.max(v.abs()));
+                for (p, q) in x.iter().zip(y) {
+                    assert!(
+                        (p - q).abs() <= tol * scale,
+                        "{name}: k = {}, {dtype:?}, output {what}: {p} vs {q}",
+                        m + 1
+                    );
+                }
             }
         }
     }

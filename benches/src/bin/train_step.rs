@@ -3,10 +3,10 @@
 //! with the cuda feature). Reports samples/s and the split between forward (embed + volume
 //! matrix + loss), backward and the optimizer step; median over the timed steps.
 //!
-//! `--volume fused|ops` picks the volume-matrix implementation (default: the device's, see
+//! `--volume fused|ops|pairs` picks the volume-matrix implementation (default: the device's, see
 //! `VolumePath::for_device`).
 //!
-//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops] [--bf16]
+//! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops|pairs] [--bf16]
 //!       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512]` (the defaults: issue 5's
 //!       configuration; the matched CPU comparison with PyTorch: `--in 384,512,256 --hidden 256
 //!       --out 64`, against `benches/python/torch_train_step.py` with the same flags).
@@ -20,6 +20,10 @@ use gram_train::model::{GramModel, ModelConfig, decays};
 use gram_train::optim::{AdamW, AdamWConfig};
 use gram_train::volume::{VolumePath, volume_matrix_with};
 use std::time::Instant;
+
+// As gram-train's binary: Candle allocates a fresh buffer per tensor op.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -59,7 +63,8 @@ fn main() -> candle_core::Result<()> {
         None => VolumePath::for_device(&dev),
         Some(Some(p)) if p == "fused" => VolumePath::FusedCpu,
         Some(Some(p)) if p == "ops" => VolumePath::TensorOps,
-        Some(other) => candle_core::bail!("--volume: expected fused or ops, got {other:?}"),
+        Some(Some(p)) if p == "pairs" => VolumePath::CpuPairs,
+        Some(other) => candle_core::bail!("--volume: expected fused, ops or pairs, got {other:?}"),
     };
     let cfg = ModelConfig {
         modalities: vec!["text".into(), "video".into(), "audio".into()],

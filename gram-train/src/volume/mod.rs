@@ -8,6 +8,8 @@
 //! - [`tensor_ops`]: the same volume as a chain of Candle tensor operations in f64 (unit rows,
 //!   Cholesky of each candidate's Gram matrix, forward substitution of the anchor), so it runs
 //!   on any Candle device (CUDA, Metal, CPU) with Candle's own autograd and no host copy.
+//! - [`pairs_cpu`]: the tensor-op path with its per-pair stage (forward substitution, square
+//!   root) as one CPU op with a hand-written backward — the CPU default.
 //!
 //! Both: relative error ≤ 1e-5 against gram-nostd on random tuples (f32 inputs), vol = 0 with a
 //! finite (sub)gradient 0 at tuples singular to working precision (duplicates, collinear, zero
@@ -15,6 +17,7 @@
 //! otherwise (bf16 inputs included: the volume and the loss stay in f32 or better).
 
 mod fused_cpu;
+mod pairs_cpu;
 pub mod tensor_ops;
 
 use candle_core::{Result, Tensor};
@@ -26,14 +29,20 @@ pub enum VolumePath {
     FusedCpu,
     /// Candle tensor ops in f64 on the inputs' device.
     TensorOps,
+    /// [`TensorOps`](VolumePath::TensorOps) with the per-pair stage in one CPU op (CPU only).
+    CpuPairs,
 }
 
 impl VolumePath {
-    /// The default for a device: tensor ops everywhere, as they were measured to be faster
-    /// on CPU too (README, "Training step"); the fused op stays as the reference
-    /// implementation the tests compare with.
-    pub fn for_device(_dev: &candle_core::Device) -> VolumePath {
-        VolumePath::TensorOps
+    /// The default for a device: the tensor ops with the CPU pair stage on the CPU, the plain
+    /// tensor ops elsewhere (measured fastest on each: README, "Training step"); the fused op
+    /// stays as the reference implementation the tests compare with.
+    pub fn for_device(dev: &candle_core::Device) -> VolumePath {
+        if dev.is_cpu() {
+            VolumePath::CpuPairs
+        } else {
+            VolumePath::TensorOps
+        }
     }
 }
 
@@ -59,5 +68,11 @@ pub fn volume_matrix_with(
     match path {
         VolumePath::FusedCpu => fused_cpu::volume_matrix(anchor, modalities),
         VolumePath::TensorOps => tensor_ops::volume_matrix(anchor, modalities),
+        VolumePath::CpuPairs if !anchor.device().is_cpu() => {
+            candle_core::bail!("volume matrix: the CPU pair stage needs CPU tensors")
+        }
+        VolumePath::CpuPairs => {
+            tensor_ops::volume_matrix_staged(anchor, modalities, tensor_ops::Stage::CpuOp)
+        }
     }
 }

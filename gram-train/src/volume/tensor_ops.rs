@@ -82,8 +82,39 @@ impl CandidateFactor {
     }
 }
 
+impl CandidateFactor {
+    /// The factor packed as [`super::pairs_cpu`] takes it: [m(m+1)/2, B2], for each c the
+    /// rows L_c0 … L_c(c−1), then 1/L_cc.
+    fn packed(&self) -> Result<Tensor> {
+        let mut rows = Vec::new();
+        for (lower, inv) in self.lower.iter().zip(&self.inv_diag) {
+            rows.extend(lower.iter().cloned());
+            rows.push(inv.clone());
+        }
+        Tensor::stack(&rows, 0)
+    }
+}
+
+/// How the per-pair stage (forward substitution and square root over [B1, B2]) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Candle ops on any device.
+    Ops,
+    /// One CPU op with a hand-written backward ([`super::pairs_cpu`]).
+    CpuOp,
+}
+
 /// See the module documentation. `anchor` [B1, D], each modality [B2, D], any float dtype.
 pub fn volume_matrix(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
+    volume_matrix_staged(anchor, modalities, Stage::Ops)
+}
+
+/// [`volume_matrix`] with the per-pair stage run by `stage`.
+pub(super) fn volume_matrix_staged(
+    anchor: &Tensor,
+    modalities: &[Tensor],
+    stage: Stage,
+) -> Result<Tensor> {
     let out_dtype = match anchor.dtype() {
         DType::F64 => DType::F64,
         _ => DType::F32,
@@ -106,20 +137,40 @@ pub fn volume_matrix(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
     // Per candidate: ‖m_1‖ … ‖m_{k−1}‖ · sqrt(det Ĝ_M) (0 for a zero or dependent candidate).
     let cand_scale = (cand_scale.expect("at least one modality") * &factor.det_sqrt)?;
     let a_scale = a_zero.where_cond(&a_norm.zeros_like()?, &a_norm)?;
+    let cross: Vec<Tensor> = m_units
+        .iter()
+        .map(|unit| a_unit.matmul(&unit.t()?))
+        .collect::<Result<_>>()?;
+    let asq = a_unit.sqr()?.sum(D::Minus1)?;
+    let root = match stage {
+        Stage::Ops => pair_roots(&cross, &factor, &asq, tol)?,
+        Stage::CpuOp => {
+            super::pairs_cpu::pair_roots(&Tensor::stack(&cross, 1)?, &factor.packed()?, &asq, tol)?
+        }
+    };
+    root.broadcast_mul(&a_scale.unsqueeze(1)?)?
+        .broadcast_mul(&cand_scale.unsqueeze(0)?)?
+        .to_dtype(out_dtype)
+}
 
-    // Forward substitution p = L⁻¹ M̂ᵀâ, one [B1, B2] tensor per coordinate.
-    let mut p: Vec<Tensor> = Vec::with_capacity(k - 1);
-    for (c, unit) in m_units.iter().enumerate() {
-        let mut s = a_unit.matmul(&unit.t()?)?;
+/// The per-pair stage as Candle ops: p = L⁻¹ s by forward substitution from the cross dot
+/// products s_c = â·m̂_c ([B1, B2] each), then sqrt(‖â‖² − ‖p‖²), 0 (with gradient 0) where
+/// that residual is at most `tol`.
+fn pair_roots(
+    cross: &[Tensor],
+    factor: &CandidateFactor,
+    asq: &Tensor,
+    tol: f64,
+) -> Result<Tensor> {
+    let mut p: Vec<Tensor> = Vec::with_capacity(cross.len());
+    for (c, s) in cross.iter().enumerate() {
+        let mut s = s.clone();
         for (q, pq) in p.iter().enumerate() {
             s = (s - pq.broadcast_mul(&factor.lower[c][q].unsqueeze(0)?)?)?;
         }
         p.push(s.broadcast_mul(&factor.inv_diag[c].unsqueeze(0)?)?);
     }
-    let mut residual = a_unit
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .broadcast_as(p[0].shape())?;
+    let mut residual = asq.unsqueeze(1)?.broadcast_as(p[0].shape())?;
     for pc in &p {
         residual = (residual - pc.sqr()?)?;
     }
@@ -127,10 +178,5 @@ pub fn volume_matrix(anchor: &Tensor, modalities: &[Tensor]) -> Result<Tensor> {
     let root = singular
         .where_cond(&residual.ones_like()?, &residual)?
         .sqrt()?;
-    let vol = root
-        .broadcast_mul(&a_scale.unsqueeze(1)?)?
-        .broadcast_mul(&cand_scale.unsqueeze(0)?)?;
-    singular
-        .where_cond(&vol.zeros_like()?, &vol)?
-        .to_dtype(out_dtype)
+    singular.where_cond(&root.zeros_like()?, &root)
 }
