@@ -2,12 +2,13 @@
 //! a hand-written backward.
 //!
 //! Given the anchor-candidate dot products s_c = â·m̂_c ([B1, m, B2]), each candidate's
-//! Cholesky factor L (packed [m(m+1)/2, B2]: for c = 0…m−1 the rows L_c0 … L_c(c−1), then
-//! 1/L_cc) and the anchors' ‖â‖² ([B1]), the op returns per pair
+//! Cholesky factor L and scale σ_j = Π‖m_t‖·Π L_cc (packed [m(m+1)/2 + 1, B2]: for c = 0…m−1
+//! the rows L_c0 … L_c(c−1), then 1/L_cc; last σ) and per anchor ‖â‖² and ‖a‖ ([2, B1]), the
+//! op returns per pair
 //!
 //! ```text
 //! p_c  = (s_c − Σ_{q<c} p_q L_cq) / L_cc        (forward substitution)
-//! root = sqrt(‖â‖² − ‖p‖²)   or 0 where that residual is ≤ tol (singular)
+//! vol  = ‖a‖ · σ_j · sqrt(‖â‖² − ‖p‖²)   or 0 where that residual is ≤ tol (singular)
 //! ```
 //!
 //! — the same arithmetic, in the same order, as the chain of Candle ops it replaces on the CPU
@@ -26,7 +27,7 @@ use rayon::prelude::*;
 /// Rows per parallel task (a fixed chunking keeps the gradient sums' order fixed).
 const ROWS_PER_TASK: usize = 8;
 
-/// Index of L_cq (q < c) in the packed factor; q = c gives 1/L_cc.
+/// Index of L_cq (q < c) in the packed factor; q = c gives 1/L_cc; packed(m, 0) is σ.
 fn packed(c: usize, q: usize) -> usize {
     c * (c + 1) / 2 + q
 }
@@ -46,7 +47,7 @@ struct Dims {
 impl Dims {
     fn of(cross: &Shape, factor: &Shape, asq: &Shape) -> Result<Dims> {
         let (b1, m, b2) = cross.dims3()?;
-        if factor.dims() != [packed(m, 0), b2] || asq.dims() != [b1] || m == 0 {
+        if factor.dims() != [packed(m, 0) + 1, b2] || asq.dims() != [2, b1] || m == 0 {
             candle_core::bail!("pair stage: shapes {cross:?}, {factor:?}, {asq:?} do not fit")
         }
         Ok(Dims { b1, m, b2 })
@@ -128,13 +129,17 @@ impl CustomOp3 for PairStage {
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::of(l1.shape(), l2.shape(), l3.shape())?;
         let (cross, factor, asq) = (f64s(s1, l1)?, f64s(s2, l2)?, f64s(s3, l3)?);
+        let (asq, a_scale) = asq.split_at(d.b1);
+        let cand_scale = lower_row(factor, d.b2, d.m, 0);
         let mut out = vec![0.0; d.b1 * d.b2];
         out.par_chunks_mut(d.b2).enumerate().for_each_init(
             || Row::new(factor, d),
             |row, (i, out)| {
                 row.substitute(&cross[i * d.m * d.b2..][..d.m * d.b2], asq[i]);
-                for (o, &r) in out.iter_mut().zip(&row.residual) {
-                    *o = if r <= self.tol { 0.0 } else { r.sqrt() };
+                for j in 0..d.b2 {
+                    let r = row.residual[j];
+                    let root = if r <= self.tol { 0.0 } else { r.sqrt() };
+                    out[j] = root * a_scale[i] * cand_scale[j];
                 }
             },
         );
@@ -190,29 +195,40 @@ impl PairStage {
         let (m, b2) = (d.m, d.b2);
         let mut g = Grads {
             cross: vec![0.0; d.b1 * m * b2],
-            factor: vec![0.0; packed(m, 0) * b2],
-            asq: vec![0.0; d.b1],
+            factor: vec![0.0; (packed(m, 0) + 1) * b2],
+            asq: vec![0.0; 2 * d.b1],
         };
+        let (asq, a_scale) = asq.split_at(d.b1);
+        let cand_scale = lower_row(factor, b2, m, 0);
+        let (dasq_all, da_scale_all) = g.asq.split_at_mut(d.b1);
         let partial: Vec<Vec<f64>> = g
             .cross
             .par_chunks_mut(ROWS_PER_TASK * m * b2)
-            .zip(g.asq.par_chunks_mut(ROWS_PER_TASK))
+            .zip(dasq_all.par_chunks_mut(ROWS_PER_TASK))
+            .zip(da_scale_all.par_chunks_mut(ROWS_PER_TASK))
             .enumerate()
-            .map(|(task, (dcross, dasq))| {
+            .map(|(task, ((dcross, dasq), da_scale))| {
                 let mut row = Row::new(factor, d);
-                let mut dfactor = vec![0.0; packed(m, 0) * b2];
+                let mut dfactor = vec![0.0; (packed(m, 0) + 1) * b2];
                 let (mut gp, mut gs, mut dr) = (vec![0.0; m * b2], vec![0.0; b2], vec![0.0; b2]);
-                for (r, (dcross, dasq)) in dcross.chunks_mut(m * b2).zip(dasq).enumerate() {
+                let rows = dcross.chunks_mut(m * b2).zip(dasq.iter_mut().zip(da_scale));
+                for (r, (dcross, (dasq, da_scale))) in rows.enumerate() {
                     let i = task * ROWS_PER_TASK + r;
                     row.substitute(&cross[i * m * b2..][..m * b2], asq[i]);
-                    // ∂root/∂residual, 0 where the root was masked.
+                    // ∂vol/∂residual (0 where the root was masked) and the scales' gradients.
                     let g = &grad[i * b2..][..b2];
+                    let dsigma = &mut dfactor[packed(m, 0) * b2..][..b2];
+                    *da_scale = 0.0;
                     for j in 0..b2 {
                         let res = row.residual[j];
+                        let root = if res <= self.tol { 0.0 } else { res.sqrt() };
+                        *da_scale += g[j] * root * cand_scale[j];
+                        dsigma[j] += g[j] * root * a_scale[i];
+                        let gr = g[j] * a_scale[i] * cand_scale[j];
                         dr[j] = if res <= self.tol {
                             0.0
                         } else {
-                            0.5 * g[j] / res.sqrt()
+                            0.5 * gr / root
                         };
                     }
                     *dasq = dr.iter().sum();
@@ -254,15 +270,18 @@ impl PairStage {
     }
 }
 
-/// root [B1, B2] (see the module documentation) of `cross` [B1, m, B2], the packed `factor`
-/// [m(m+1)/2, B2] and `asq` [B1], all f64 on the CPU; differentiable in all three.
-pub(super) fn pair_roots(
+/// vol [B1, B2] (see the module documentation) of `cross` [B1, m, B2], the packed `factor`
+/// and σ [m(m+1)/2 + 1, B2] and `anchors` (‖â‖², ‖a‖) [2, B1], all f64 on the CPU;
+/// differentiable in all three.
+pub(super) fn pair_volumes(
     cross: &Tensor,
     factor: &Tensor,
-    asq: &Tensor,
+    anchors: &Tensor,
     tol: f64,
 ) -> Result<Tensor> {
-    cross
-        .contiguous()?
-        .apply_op3(&factor.contiguous()?, &asq.contiguous()?, PairStage { tol })
+    cross.contiguous()?.apply_op3(
+        &factor.contiguous()?,
+        &anchors.contiguous()?,
+        PairStage { tol },
+    )
 }

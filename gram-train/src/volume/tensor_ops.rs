@@ -142,15 +142,18 @@ pub(super) fn volume_matrix_staged(
         .map(|unit| a_unit.matmul(&unit.t()?))
         .collect::<Result<_>>()?;
     let asq = a_unit.sqr()?.sum(D::Minus1)?;
-    let root = match stage {
-        Stage::Ops => pair_roots(&cross, &factor, &asq, tol)?,
-        Stage::CpuOp => {
-            super::pairs_cpu::pair_roots(&Tensor::stack(&cross, 1)?, &factor.packed()?, &asq, tol)?
-        }
+    let vol = match stage {
+        Stage::Ops => pair_roots(&cross, &factor, &asq, tol)?
+            .broadcast_mul(&a_scale.unsqueeze(1)?)?
+            .broadcast_mul(&cand_scale.unsqueeze(0)?)?,
+        Stage::CpuOp => super::pairs_cpu::pair_volumes(
+            &Tensor::stack(&cross, 1)?,
+            &Tensor::cat(&[factor.packed()?, cand_scale.unsqueeze(0)?], 0)?,
+            &Tensor::stack(&[asq, a_scale], 0)?,
+            tol,
+        )?,
     };
-    root.broadcast_mul(&a_scale.unsqueeze(1)?)?
-        .broadcast_mul(&cand_scale.unsqueeze(0)?)?
-        .to_dtype(out_dtype)
+    vol.to_dtype(out_dtype)
 }
 
 /// The per-pair stage as Candle ops: p = L⁻¹ s by forward substitution from the cross dot
