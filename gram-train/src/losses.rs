@@ -12,9 +12,25 @@ pub fn smoothed_diagonal_ce(logits: &Tensor, label_smoothing: f64) -> Result<Ten
 }
 
 /// [`smoothed_diagonal_ce`] for a block of rows [b, n] whose row i belongs with column
-/// i + `offset` (a rank's local anchors against the global batch).
+/// i + `offset` (a rank's local anchors against the global batch). f32 on the CPU: one fused
+/// op ([`crate::smoothed_ce`]); elsewhere [`smoothed_ce_offset_ops`].
 pub fn smoothed_ce_offset(logits: &Tensor, offset: usize, label_smoothing: f64) -> Result<Tensor> {
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+        return crate::smoothed_ce::smoothed_ce(logits, offset, label_smoothing);
+    }
+    smoothed_ce_offset_ops(logits, offset, label_smoothing)
+}
+
+/// [`smoothed_ce_offset`] from Candle ops (any device and dtype).
+pub fn smoothed_ce_offset_ops(
+    logits: &Tensor,
+    offset: usize,
+    label_smoothing: f64,
+) -> Result<Tensor> {
     let (b, n) = logits.dims2()?;
+    if offset + b > n {
+        candle_core::bail!("cross-entropy: {b} rows with offset {offset} against {n} columns")
+    }
     let logp = log_softmax(logits, D::Minus1)?;
     let mut onehot = vec![0f32; b * n];
     for i in 0..b {
@@ -143,8 +159,80 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Var};
     use rand::SeedableRng;
+
+    /// The fused CPU cross-entropy against the Candle-op form: loss and gradient, rows and
+    /// transposed logits (the GRAM loss's two directions), a rank's offset block, a strided
+    /// slice (copied first), with and without label smoothing.
+    #[test]
+    fn fused_cross_entropy_equals_the_tensor_ops() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f32, 3.0, (9, 24), &dev).unwrap();
+        let views: Vec<(Tensor, usize)> = vec![
+            (
+                x.as_tensor().narrow(1, 0, 9).unwrap().contiguous().unwrap(),
+                0,
+            ),
+            (
+                x.as_tensor()
+                    .narrow(1, 0, 9)
+                    .unwrap()
+                    .t()
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .t()
+                    .unwrap(),
+                0,
+            ),
+            (x.as_tensor().clone(), 7),
+            (
+                x.as_tensor()
+                    .t()
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .t()
+                    .unwrap(),
+                15,
+            ),
+            (x.as_tensor().narrow(1, 3, 12).unwrap(), 2),
+        ];
+        for (logits, offset) in views {
+            for ls in [0.0, 0.1] {
+                let fused = smoothed_ce_offset(&logits, offset, ls).unwrap();
+                let ops = smoothed_ce_offset_ops(&logits, offset, ls).unwrap();
+                let (a, b) = (
+                    fused.to_scalar::<f32>().unwrap(),
+                    ops.to_scalar::<f32>().unwrap(),
+                );
+                assert!((a - b).abs() <= 1e-6 * b.abs(), "loss {a} vs {b}");
+                let ga = fused.backward().unwrap();
+                let gb = ops.backward().unwrap();
+                let flat = |g: &candle_core::backprop::GradStore| {
+                    g.get(x.as_tensor())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                };
+                let (ga, gb) = (flat(&ga), flat(&gb));
+                let scale = gb.iter().fold(0f32, |s, v| s.max(v.abs()));
+                assert!(scale > 0.0);
+                for (p, q) in ga.iter().zip(&gb) {
+                    assert!(
+                        (p - q).abs() <= 1e-6 * scale,
+                        "offset {offset}, ls {ls}: {p} vs {q}"
+                    );
+                }
+            }
+        }
+        let too_wide = Tensor::zeros((4, 5), DType::F32, &dev).unwrap();
+        assert!(smoothed_ce_offset(&too_wide, 2, 0.1).is_err());
+        assert!(smoothed_ce_offset_ops(&too_wide, 2, 0.1).is_err());
+    }
 
     /// The sampler written out on the host: walk the row subtracting weights from u·total.
     fn reference(logits: &[f64], b: usize, rng: &mut impl Rng) -> Vec<(usize, usize)> {
