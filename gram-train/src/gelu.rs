@@ -9,6 +9,7 @@
 //! ([`crate::fastmath::erf`], 5e-7 absolute, where Candle calls libm's `erff`); ∂x within
 //! 1e-6 absolute of the exact derivative (Candle's backward rounds 1/√(2π) to 0.398942).
 
+use crate::cpu_op::slice;
 use crate::fastmath::{erf, exp_nonpositive};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -26,13 +27,6 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 }
 
 struct GeluOp;
-
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("gelu: needs contiguous f32"),
-    }
-}
 
 /// Φ(x), the standard normal CDF (absolute error ≤ 2.5e-7).
 fn cdf(x: f32) -> f32 {
@@ -52,7 +46,7 @@ impl CustomOp1 for GeluOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32s(s, l)?;
+        let x = slice::<f32>(s, l, "gelu")?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
@@ -71,7 +65,7 @@ impl CustomOp1 for GeluOp {
         let (Storage::Cpu(xs), Storage::Cpu(gs)) = (&*xs, &*gs) else {
             candle_core::bail!("gelu: CPU tensors only")
         };
-        let (x_host, g) = (f32s(xs, xl)?, f32s(gs, gl)?);
+        let (x_host, g) = (slice::<f32>(xs, xl, "gelu")?, slice::<f32>(gs, gl, "gelu")?);
         let mut dx = vec![0f32; x_host.len()];
         dx.par_chunks_mut(CHUNK)
             .zip(x_host.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))

@@ -19,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod cpu_op;
 pub mod data;
 pub mod demo;
 pub mod device;

@@ -9,6 +9,7 @@
 //! GEMM too) and ∂x = ∂y·W only where x takes part in the graph. Results equal the tensor-op
 //! `Linear` to f32 GEMM rounding (tests/parity.rs).
 
+use crate::cpu_op::slice;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// x [N, in] · wᵀ ([out, in]) (+ b [out]) in f32 on the CPU; differentiable in all of them.
@@ -21,13 +22,6 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 }
 
 struct LinearOp;
-
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("linear: needs contiguous f32 CPU tensors"),
-    }
-}
 
 /// y = x·wᵀ + b for row-major x [n, inp], w [out, inp], b [out] (or none).
 fn forward(
@@ -114,7 +108,13 @@ impl CustomOp2 for LinearOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        forward(f32s(xs, xl)?, xl, f32s(ws, wl)?, wl, None)
+        forward(
+            slice::<f32>(xs, xl, "linear")?,
+            xl,
+            slice::<f32>(ws, wl, "linear")?,
+            wl,
+            None,
+        )
     }
 
     fn bwd(
@@ -143,7 +143,13 @@ impl CustomOp3 for LinearOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        forward(f32s(xs, xl)?, xl, f32s(ws, wl)?, wl, Some(f32s(bs, bl)?))
+        forward(
+            slice::<f32>(xs, xl, "linear")?,
+            xl,
+            slice::<f32>(ws, wl, "linear")?,
+            wl,
+            Some(slice::<f32>(bs, bl, "linear")?),
+        )
     }
 
     fn bwd(

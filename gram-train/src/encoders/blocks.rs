@@ -9,6 +9,7 @@
 //! every parameter receives a gradient and that the fused op matches the tensor-op version in
 //! both directions.
 
+use crate::cpu_op::slice;
 use crate::precision::{Linear, linear, matmul};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor,
@@ -71,13 +72,6 @@ struct LayerNormOp {
     eps: f64,
 }
 
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("layer norm: needs contiguous f32"),
-    }
-}
-
 /// Mean and 1/std of a row (two passes in f64: rows are short, accuracy is cheap).
 fn row_stats(row: &[f32], eps: f64) -> (f32, f32) {
     let n = row.len() as f64;
@@ -100,7 +94,11 @@ impl CustomOp3 for LayerNormOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (f32s(xs, xl)?, f32s(ws, wl)?, f32s(bs, bl)?);
+        let (x, w, b) = (
+            slice::<f32>(xs, xl, "layer norm / softmax")?,
+            slice::<f32>(ws, wl, "layer norm / softmax")?,
+            slice::<f32>(bs, bl, "layer norm / softmax")?,
+        );
         let d = w.len();
         if d == 0 || x.len() % d != 0 || b.len() != d {
             candle_core::bail!("layer norm: last dimension differs from the weight's {d}")
@@ -393,7 +391,7 @@ impl CustomOp1 for SoftmaxOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32s(s, l)?;
+        let x = slice::<f32>(s, l, "layer norm / softmax")?;
         let d = l.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(d)

@@ -21,6 +21,7 @@
 //! NaN. Deterministic: per-candidate gradient sums are added in a fixed row-chunk order,
 //! whatever the thread count.
 
+use crate::cpu_op::slice;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -51,13 +52,6 @@ impl Dims {
             candle_core::bail!("pair stage: shapes {cross:?}, {factor:?}, {asq:?} do not fit")
         }
         Ok(Dims { b1, m, b2 })
-    }
-}
-
-fn f64s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f64]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F64(v), Some((start, end))) => Ok(&v[start..end]),
-        _ => candle_core::bail!("pair stage: needs contiguous f64 CPU tensors"),
     }
 }
 
@@ -128,7 +122,11 @@ impl CustomOp3 for PairStage {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::of(l1.shape(), l2.shape(), l3.shape())?;
-        let (cross, factor, asq) = (f64s(s1, l1)?, f64s(s2, l2)?, f64s(s3, l3)?);
+        let (cross, factor, asq) = (
+            slice::<f64>(s1, l1, "pair stage")?,
+            slice::<f64>(s2, l2, "pair stage")?,
+            slice::<f64>(s3, l3, "pair stage")?,
+        );
         let (asq, a_scale) = asq.split_at(d.b1);
         let cand_scale = lower_row(factor, d.b2, d.m, 0);
         let mut out = vec![0.0; d.b1 * d.b2];
@@ -167,10 +165,10 @@ impl CustomOp3 for PairStage {
         };
         let g = self.grads(
             d,
-            f64s(s1, l1)?,
-            f64s(s2, l2)?,
-            f64s(s3, l3)?,
-            f64s(s4, l4)?,
+            slice::<f64>(s1, l1, "pair stage")?,
+            slice::<f64>(s2, l2, "pair stage")?,
+            slice::<f64>(s3, l3, "pair stage")?,
+            slice::<f64>(s4, l4, "pair stage")?,
         );
         let dev = cross.device();
         Ok((

@@ -1,0 +1,19 @@
+//! What the fused CPU ops (LayerNorm, softmax, GELU, Linear, cross-entropy, the volume's pair
+//! stage) share: borrowing a contiguous tensor's data in place.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, Result, WithDType};
+
+/// The elements of a contiguous tensor of dtype `T` in `s` (no copy); an error naming `op`
+/// for another dtype or a strided layout.
+pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    match (s.as_slice::<T>(), l.contiguous_offsets()) {
+        (Ok(v), Some((start, end))) => Ok(&v[start..end]),
+        _ => candle_core::bail!(
+            "{op}: needs a contiguous {:?} tensor, got {:?} {:?}",
+            T::DTYPE,
+            s.dtype(),
+            l.shape()
+        ),
+    }
+}
