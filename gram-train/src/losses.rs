@@ -169,34 +169,14 @@ mod tests {
     fn fused_cross_entropy_equals_the_tensor_ops() {
         let dev = Device::Cpu;
         let x = Var::randn(0f32, 3.0, (9, 24), &dev).unwrap();
+        // The same logits stored column by column: a transposed view of a row-major copy.
+        let by_columns = |t: &Tensor| t.t().and_then(|t| t.contiguous()).and_then(|t| t.t());
+        let square = x.as_tensor().narrow(1, 0, 9).unwrap();
         let views: Vec<(Tensor, usize)> = vec![
-            (
-                x.as_tensor().narrow(1, 0, 9).unwrap().contiguous().unwrap(),
-                0,
-            ),
-            (
-                x.as_tensor()
-                    .narrow(1, 0, 9)
-                    .unwrap()
-                    .t()
-                    .unwrap()
-                    .contiguous()
-                    .unwrap()
-                    .t()
-                    .unwrap(),
-                0,
-            ),
+            (square.contiguous().unwrap(), 0),
+            (by_columns(&square).unwrap(), 0),
             (x.as_tensor().clone(), 7),
-            (
-                x.as_tensor()
-                    .t()
-                    .unwrap()
-                    .contiguous()
-                    .unwrap()
-                    .t()
-                    .unwrap(),
-                15,
-            ),
+            (by_columns(x.as_tensor()).unwrap(), 15),
             (x.as_tensor().narrow(1, 3, 12).unwrap(), 2),
         ];
         for (logits, offset) in views {
