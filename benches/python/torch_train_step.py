@@ -6,7 +6,7 @@ backward, gradient clipping at 1, AdamW at a constant learning rate 1e-3. Same r
 every step; medians of forward / backward / optimizer.
 
 Usage: python3 benches/python/torch_train_step.py [steps] [--device cpu|cuda] [--threads N]
-       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512] [--bf16]
+       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512] [--bf16] [--loss gram|pairwise]
 Matched CPU comparison with gram (issue 11): `800 --in 384,512,256 --hidden 256 --out 64 --threads 2`.
 """
 import argparse, time
@@ -24,6 +24,8 @@ p.add_argument("--in", dest="dims", default="768,768,768")
 p.add_argument("--hidden", type=int, default=0)
 p.add_argument("--out", type=int, default=512)
 p.add_argument("--bf16", action="store_true", help="autocast the heads' matmuls to bf16")
+p.add_argument("--loss", default="gram", choices=["gram", "pairwise"],
+               help="pairwise: CLIP-style symmetric InfoNCE between the anchor and each modality, summed")
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
@@ -70,9 +72,15 @@ for step in range(a.steps + 3):
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
         e = [h(xi) for h, xi in zip(heads, x)]
     e = [F.normalize(ei.float(), dim=1) for ei in e]
-    v = volume_matrix(e[0], e[1:])
-    logits = -v * log_inv_tau.clamp(0, 4.6052).exp()
-    loss = 0.5 * (F.cross_entropy(logits, target, label_smoothing=0.1) + F.cross_entropy(logits.T, target, label_smoothing=0.1))
+    scale = log_inv_tau.clamp(0, 4.6052).exp()
+    if a.loss == "pairwise":
+        loss = 0
+        for m in e[1:]:
+            logits = e[0] @ m.T * scale
+            loss = loss + 0.5 * (F.cross_entropy(logits, target, label_smoothing=0.1) + F.cross_entropy(logits.T, target, label_smoothing=0.1))
+    else:
+        logits = -volume_matrix(e[0], e[1:]) * scale
+        loss = 0.5 * (F.cross_entropy(logits, target, label_smoothing=0.1) + F.cross_entropy(logits.T, target, label_smoothing=0.1))
     sync(); t1 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -86,7 +94,7 @@ med = lambda xs: sorted(xs)[len(xs) // 2]
 total = med([f + b + o for f, b, o in zip(fwd, bwd, upd)])
 name = torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
 print(f"torch {torch.__version__} on {name}: B = {B}, in = {dims}, MLP hidden = {a.hidden}, out = {a.out}, "
-      f"k = {len(dims)}, GRAM recipe, bf16 = {a.bf16}, {a.steps} timed steps (median), final loss {loss.item():.4f}")
+      f"k = {len(dims)}, {'pairwise InfoNCE' if a.loss == 'pairwise' else 'GRAM recipe'}, bf16 = {a.bf16}, {a.steps} timed steps (median), final loss {loss.item():.4f}")
 print("| samples/s | step (ms) | forward (ms) | backward (ms) | optimizer (ms) |")
 print("|---|---|---|---|---|")
 print(f"| {B / total:.0f} | {total * 1e3:.1f} | {med(fwd) * 1e3:.1f} | {med(bwd) * 1e3:.1f} | {med(upd) * 1e3:.1f} |")

@@ -7,7 +7,7 @@
 //! `VolumePath::for_device`).
 //!
 //! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops|pairs] [--bf16]
-//!       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512]` (the defaults: issue 5's
+//!       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512] [--loss gram|pairwise]` (the defaults: issue 5's
 //!       configuration; the matched CPU comparison with PyTorch: `--in 384,512,256 --hidden 256
 //!       --out 64`, against `benches/python/torch_train_step.py` with the same flags).
 //! (`--bf16`: the heads' matmuls take bf16 operands, see `gram_train::precision`).
@@ -15,7 +15,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use gram_train::encoders::HostInput;
-use gram_train::losses::gram_loss;
+use gram_train::losses::{gram_loss, pairwise_infonce};
 use gram_train::model::{GramModel, ModelConfig, decays};
 use gram_train::optim::{AdamW, AdamWConfig};
 use gram_train::volume::{VolumePath, volume_matrix_with};
@@ -47,6 +47,11 @@ fn main() -> candle_core::Result<()> {
     let out: usize = flag(&args, "--out", 512);
     let hidden: usize = flag(&args, "--hidden", 0);
     let cuda = args.iter().any(|a| a == "--cuda");
+    let pairwise = match flag(&args, "--loss", "gram".to_string()).as_str() {
+        "gram" => false,
+        "pairwise" => true,
+        other => candle_core::bail!("--loss: expected gram or pairwise, got {other}"),
+    };
     let dev = if cuda {
         gram_train::device::cuda(0)?
     } else {
@@ -108,8 +113,12 @@ fn main() -> candle_core::Result<()> {
     for step in 0..steps + 3 {
         let t0 = Instant::now();
         let emb = model.embed(&feats, &dev)?;
-        let v = volume_matrix_with(path, &emb[0], &emb[1..])?;
-        let loss = gram_loss(&v, &model.inv_tau()?, 0.1)?.loss;
+        let loss = if pairwise {
+            pairwise_infonce(&emb[0], &emb[1..], &model.inv_tau()?, 0.1)?
+        } else {
+            let v = volume_matrix_with(path, &emb[0], &emb[1..])?;
+            gram_loss(&v, &model.inv_tau()?, 0.1)?.loss
+        };
         let _ = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?; // synchronise
         let t1 = Instant::now();
         let grads = loss.backward()?;
@@ -136,8 +145,9 @@ fn main() -> candle_core::Result<()> {
         median(&mut total),
     );
     println!(
-        "device: {dev:?}, volume: {path:?}, matmuls: {:?}, B = {b}, in = {dims:?}, MLP hidden = {hidden}, out = {out}, k = 3, GRAM loss, {steps} timed steps (median)",
-        gram_train::precision::current()
+        "device: {dev:?}, volume: {path:?}, matmuls: {:?}, B = {b}, in = {dims:?}, MLP hidden = {hidden}, out = {out}, k = 3, {} loss, {steps} timed steps (median)",
+        gram_train::precision::current(),
+        if pairwise { "pairwise InfoNCE" } else { "GRAM" }
     );
     println!("| samples/s | step (ms) | forward (ms) | backward (ms) | optimizer (ms) |");
     println!("|---|---|---|---|---|");
