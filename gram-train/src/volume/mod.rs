@@ -11,7 +11,7 @@
 //! - [`pairs_cpu`]: the tensor-op path with its per-pair stage (forward substitution, square
 //!   root) as one CPU op with a hand-written backward — the CPU default.
 //!
-//! Both: relative error ≤ 1e-5 against gram-nostd on random tuples (f32 inputs), vol = 0 with a
+//! All three: relative error ≤ 1e-5 against gram-nostd on random tuples (f32 inputs), vol = 0 with a
 //! finite (sub)gradient 0 at tuples singular to working precision (duplicates, collinear, zero
 //! vectors, k > D), where the published sqrt(|det|) gives NaN; output f64 for f64 inputs, f32
 //! otherwise (bf16 inputs included: the volume and the loss stay in f32 or better).

@@ -22,7 +22,9 @@
 //!
 //! Why not one fused CUDA kernel: this form runs (and is tested) on the CPU in CI, uses
 //! Candle's autograd for the backward, and costs ~20 element-wise passes over B1·B2 numbers —
-//! small next to the GEMMs at training sizes.
+//! cheap on a GPU. On the CPU those passes were most of the training step's backward, so there
+//! the per-pair stage runs as one op ([`Stage::CpuOp`], `super::pairs_cpu`) and the rest stays
+//! as written here.
 
 use candle_core::{D, DType, Result, Tensor};
 
@@ -80,9 +82,7 @@ impl CandidateFactor {
             det_sqrt: det_sqrt.expect("at least one modality"),
         })
     }
-}
 
-impl CandidateFactor {
     /// The factor packed as [`super::pairs_cpu`] takes it: [m(m+1)/2, B2], for each c the
     /// rows L_c0 … L_c(c−1), then 1/L_cc.
     fn packed(&self) -> Result<Tensor> {
