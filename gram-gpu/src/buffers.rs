@@ -51,6 +51,14 @@ impl GpuContext {
         pipeline: &wgpu::ComputePipeline,
         buffers: &[&wgpu::Buffer],
     ) -> wgpu::BindGroup {
+        self.bind_with(&pipeline.get_bind_group_layout(0), buffers)
+    }
+
+    pub(crate) fn bind_with(
+        &self,
+        layout: &wgpu::BindGroupLayout,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -61,7 +69,7 @@ impl GpuContext {
             .collect();
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &pipeline.get_bind_group_layout(0),
+            layout,
             entries: &entries,
         })
     }

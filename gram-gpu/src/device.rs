@@ -1,14 +1,19 @@
-//! Device setup: instance → adapter → device/queue, and the two compute pipelines.
+//! Device setup: instance → adapter → device/queue, the top-k pipeline, and the fused volume
+//! kernel's pipelines, compiled on first use for each k (see [`crate::kernel`]).
 
 use crate::error::GpuError;
+use crate::kernel::Specialisation;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// A wgpu device with gram's pipelines, ready to score.
 pub struct GpuContext {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
-    pub(crate) residual: wgpu::ComputePipeline,
     pub(crate) topk: wgpu::ComputePipeline,
     pub(crate) limits: wgpu::Limits,
+    volume_layout: wgpu::BindGroupLayout,
+    volume_pipelines: Mutex<HashMap<Specialisation, wgpu::ComputePipeline>>,
     info: wgpu::AdapterInfo,
 }
 
@@ -39,28 +44,26 @@ impl GpuContext {
             })
             .await
             .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
-        let pipeline = |label: &str, source: &str| {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            })
-        };
-        let residual = pipeline("residual", include_str!("shaders/residual.wgsl"));
-        let topk = pipeline("topk", include_str!("shaders/topk.wgsl"));
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("topk"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("shaders/topk.wgsl").into()),
+        });
+        let topk = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("topk"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let volume_layout = volume_bind_group_layout(&device);
         Ok(GpuContext {
             device,
             queue,
-            residual,
             topk,
             limits,
+            volume_layout,
+            volume_pipelines: Mutex::default(),
             info,
         })
     }
@@ -72,4 +75,100 @@ impl GpuContext {
             self.info.name, self.info.backend, self.info.device_type
         )
     }
+
+    /// The fused kernel's variant for k − 1 = `m` on this adapter (or the one `staged` asks).
+    pub(crate) fn specialisation(
+        &self,
+        m: usize,
+        raw: bool,
+        staged: Option<bool>,
+    ) -> Specialisation {
+        Specialisation::for_adapter(
+            staged.map_or(self.info.device_type == wgpu::DeviceType::Cpu, |s| !s),
+            self.limits.max_compute_workgroup_storage_size,
+            m,
+            raw,
+        )
+    }
+
+    /// The pipeline of `spec`, compiled on first use.
+    pub(crate) fn volume_pipeline(&self, spec: &Specialisation) -> wgpu::ComputePipeline {
+        let mut cache = self
+            .volume_pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(spec) {
+            return p.clone();
+        }
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some("volume"),
+            source: wgpu::ShaderSource::Wgsl(spec.source().into()),
+        };
+        // SAFETY: every index the kernel forms is in range by construction — blocks are
+        // zero-padded to whole workgroup tiles and D to whole K-steps (scorer.rs), outputs are
+        // written only below `rows`/`cols`, `flagged` only below `cap` — and every loop
+        // bound is a constant or a uniform. naga's per-access checks cost ≈1.5× there.
+        // Browsers apply their own checks regardless.
+        let module = unsafe {
+            self.device
+                .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+        };
+        let layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("volume"),
+                bind_group_layouts: &[Some(&self.volume_layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("volume"),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    // The staged tiles are written in full before every read.
+                    zero_initialize_workgroup_memory: false,
+                    ..Default::default()
+                },
+                cache: None,
+            });
+        cache.insert(*spec, pipeline.clone());
+        pipeline
+    }
+
+    pub(crate) fn volume_bind(&self, buffers: &[&wgpu::Buffer; 7]) -> wgpu::BindGroup {
+        self.bind_with(&self.volume_layout, buffers)
+    }
+}
+
+/// Bindings of `volume_common.wgsl`: uniform params, four read-only inputs, the output and
+/// the flagged list. Explicit (not derived from the shader) because the reference-GEMM
+/// variant leaves some of them unused.
+fn volume_bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let read = wgpu::BufferBindingType::Storage { read_only: true };
+    let write = wgpu::BufferBindingType::Storage { read_only: false };
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("volume"),
+        entries: &[
+            entry(0, wgpu::BufferBindingType::Uniform),
+            entry(1, read),
+            entry(2, read),
+            entry(3, read),
+            entry(4, read),
+            entry(5, write),
+            entry(6, write),
+        ],
+    })
 }

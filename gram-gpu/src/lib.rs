@@ -7,14 +7,19 @@
 //! it. Inputs beyond one binding or dispatch are tiled automatically; no adapter, device loss
 //! and oversized inputs are [`GpuError`]s, never panics.
 //!
-//! Shaders (`src/shaders/*.wgsl`): `residual.wgsl` (per-pair projection residual, workgroup
-//! tiles staged through workgroup memory) and `topk.wgsl` (running per-anchor top-k).
+//! Shaders (`src/shaders/*.wgsl`): the fused volume kernel — `volume_common.wgsl` (bindings and
+//! the per-pair epilogue with its error bound) with one of two main loops, `volume_direct.wgsl`
+//! (vec4 loads straight from storage, for CPU-type adapters) or `volume_staged.wgsl` (tiles
+//! through workgroup memory, for GPUs), specialised per k by `kernel.rs` — and `topk.wgsl`
+//! (running per-anchor top-k over the kernel's output, on the device).
 
 mod buffers;
 mod device;
 mod error;
+mod kernel;
+mod prepare;
 mod scorer;
 
 pub use device::GpuContext;
 pub use error::GpuError;
-pub use scorer::{GpuScorer, MAX_TOP_K, top_k, volume_matrix};
+pub use scorer::{GPU_TOLERANCE, GpuScorer, MAX_TOP_K, kernel_dot_rel_err, top_k, volume_matrix};

@@ -1,24 +1,31 @@
 //! Batched scoring on the GPU: volume matrices and per-anchor top-k, tiled to the device's
 //! binding and dispatch limits.
 //!
-//! Host side (f64, gram-nostd): each candidate tuple is factored once ([`gram_nostd::Candidate`])
-//! into its volume vol(M_j) and an orthonormal basis Q_j (stored as f32); each anchor into its
-//! norm and unit direction. Device side (f32, `residual.wgsl`): ‖â_i − Q_jQ_jᵀâ_i‖ for every
-//! pair. vol(a_i, M_j) = vol(M_j)·‖a_i‖·‖r̂_ij‖ is assembled in f64. The equilibration makes
-//! the device work scale-free (no overflow or underflow at any input magnitude), and the
-//! projection form keeps near-collinear pairs accurate without f64 on the device.
+//! Host side (f64, gram-nostd, prepare.rs): each candidate tuple is factored once into vol(M_j)
+//! and an orthonormal basis Q_j (f32 on the device); each anchor is scaled by a power of two.
+//! Device side (the fused kernel, kernel.rs): the cross dots Q_jᵀa as a register-tiled GEMM and,
+//! in the same kernel, each pair's volume with its error bound. Pairs whose bound exceeds
+//! [`GPU_TOLERANCE`] — anchors nearly in the candidates' span, the rare well-aligned pairs — come
+//! back flagged (a compact list) and are recomputed on the host with f64 dots, and exactly
+//! where needed: the same structure and contract as gram-host's CPU backend.
 
 use crate::device::GpuContext;
 use crate::error::GpuError;
-use gram_nostd::{GramError, MAX_K, candidate_at, dot::dot_f64, max_abs_checked, to_f32};
+use crate::kernel::Specialisation;
+use crate::prepare::{Anchors, Candidates, kernel_tolerance, padded_dim, padded_rows};
+pub use crate::prepare::{GPU_TOLERANCE, kernel_dot_rel_err};
+use gram_nostd::{GramError, MAX_K, candidate_at, max_abs_checked, score_pair, to_f32};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ResidualParams {
-    n: u32,
-    m: u32,
+struct VolumeParams {
+    d4: u32,
     rows: u32,
     cols: u32,
+    cap: u32,
+    col0: u32,
+    tol: f32,
+    pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -39,28 +46,29 @@ pub struct GpuScorer<'a> {
     modalities: Vec<&'a [f32]>,
     n2: usize,
     dim: usize,
-    /// n2 × m × dim, orthonormal rows per candidate.
-    basis: Vec<f32>,
-    volume: Vec<f64>,
-    /// volume / max volume: orders pairs like their volumes, in [0, 1].
-    scale: Vec<f32>,
+    cands: Candidates,
     /// Optional caps on the rows/columns of one dispatch (tests use them to force tiling).
     max_block: (usize, usize),
+    /// Optional cap on the flagged list (tests use it to force the overflow path).
+    max_flagged: usize,
+    /// Kernel variant forced by the caller (true: workgroup-staged), else the adapter's own.
+    staged: Option<bool>,
 }
 
-/// Unit anchors (f32) and their norms (f64); zero rows stay zero.
-fn equilibrate(anchor: &[f32], dim: usize) -> (Vec<f32>, Vec<f64>) {
-    let mut unit = Vec::with_capacity(anchor.len());
-    let mut norms = Vec::with_capacity(anchor.len() / dim);
-    for a in anchor.chunks_exact(dim) {
-        // Scale before squaring so f32 extremes neither overflow nor underflow.
-        let (s, _) = gram_nostd::pow2_scale(a.iter().fold(0.0f64, |m, x| m.max((*x as f64).abs())));
-        let norm = dot_f64(a, s, a, s).sqrt() / s;
-        let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-        unit.extend(a.iter().map(|&x| (x as f64 * inv) as f32));
-        norms.push(norm);
-    }
-    (unit, norms)
+/// One anchor block on the device: its padded rows and per-row constants.
+struct AnchorBlock {
+    r0: usize,
+    rows: usize,
+    scaled: wgpu::Buffer,
+    info: wgpu::Buffer,
+}
+
+/// One candidate block on the device.
+struct CandBlock {
+    c0: usize,
+    cols: usize,
+    basis: wgpu::Buffer,
+    info: wgpu::Buffer,
 }
 
 impl<'a> GpuScorer<'a> {
@@ -100,38 +108,15 @@ impl<'a> GpuScorer<'a> {
             }
             .into());
         }
-        let mut basis = vec![0.0f32; n2 * m * dim];
-        let mut volume = vec![0.0f64; n2];
-        let mut q = vec![0.0f64; m * dim];
-        for j in 0..n2 {
-            let cand = candidate(j)?;
-            let rows: Vec<&[f32]> = modalities
-                .iter()
-                .map(|x| &x[j * dim..(j + 1) * dim])
-                .collect();
-            cand.orthonormal_basis(&rows, &mut q)?;
-            for (b, x) in basis[j * m * dim..(j + 1) * m * dim].iter_mut().zip(&q) {
-                *b = *x as f32;
-            }
-            volume[j] = cand.volume();
-            if !volume[j].is_finite() {
-                return Err(GramError::OutOfRange.into());
-            }
-        }
-        let max = volume.iter().cloned().fold(0.0f64, f64::max);
-        let scale = volume
-            .iter()
-            .map(|&v| if max > 0.0 { (v / max) as f32 } else { 0.0 })
-            .collect();
         Ok(GpuScorer {
             ctx,
             modalities: modalities.to_vec(),
             n2,
             dim,
-            basis,
-            volume,
-            scale,
+            cands: Candidates::new(modalities, n2, dim, candidate)?,
             max_block: (usize::MAX, usize::MAX),
+            max_flagged: usize::MAX,
+            staged: None,
         })
     }
 
@@ -142,34 +127,63 @@ impl<'a> GpuScorer<'a> {
         self
     }
 
+    /// Cap the flagged-pair list of one dispatch (default: sized to the block), so that the
+    /// path taken when more pairs are flagged than it holds can be exercised.
+    pub fn with_max_flagged(mut self, pairs: usize) -> Self {
+        self.max_flagged = pairs;
+        self
+    }
+
+    /// Run the workgroup-staged main loop (`true`, what GPUs get) or the direct one (`false`,
+    /// what CPU-type adapters get) whatever the adapter, so both can be tested anywhere.
+    /// The staged one still needs its tiles to fit the adapter's workgroup memory.
+    pub fn with_kernel_variant(mut self, staged: bool) -> Self {
+        self.staged = Some(staged);
+        self
+    }
+
     fn m(&self) -> usize {
         self.modalities.len()
     }
 
-    /// Rows and columns per dispatch within the device limits.
-    fn blocks(&self, n1: usize) -> Result<(usize, usize), GpuError> {
+    fn spec(&self, raw: bool) -> Specialisation {
+        self.ctx.specialisation(self.m(), raw, self.staged)
+    }
+
+    /// Rows and columns per dispatch within the device limits, whole workgroup tiles.
+    fn blocks(&self, n1: usize, spec: &Specialisation) -> Result<(usize, usize), GpuError> {
         let l = &self.ctx.limits;
         let max_bytes = l.max_storage_buffer_binding_size.min(l.max_buffer_size) as usize;
-        let per_cand = self.m() * self.dim * 4;
-        if per_cand > max_bytes || self.dim * 4 > max_bytes {
+        let row_bytes = padded_dim(self.dim) * 4;
+        let (tr, tc) = (spec.tile_rows(), spec.tile_cols());
+        let per_tile_c = tc * self.m() * row_bytes;
+        if per_tile_c > max_bytes || tr * row_bytes > max_bytes {
             return Err(GpuError::TooLarge(format!(
                 "vectors of length {} exceed the {max_bytes}-byte binding limit",
                 self.dim
             )));
         }
         let groups = l.max_compute_workgroups_per_dimension as usize;
+        let whole = |n: usize, t: usize| (n / t).max(1) * t;
         let cols = self
             .n2
-            .min(max_bytes / per_cand)
-            .min(groups * 8)
-            .min(1 << 16);
-        let cols = cols.min(self.max_block.1);
+            .min(max_bytes / per_tile_c * tc)
+            .min(groups * tc)
+            .min(1 << 16)
+            .min(self.max_block.1);
+        let out_per_row = cols * 4 * if spec.raw { self.m() } else { 1 };
         let rows = n1
-            .min(max_bytes / (self.dim * 4))
-            .min(max_bytes / (cols * 4))
-            .min(groups * 8)
-            .min(groups * 64)
-            .min(1 << 14);
+            .min(max_bytes / (tr * row_bytes) * tr)
+            .min(max_bytes / out_per_row)
+            .min(groups * tr)
+            .min(1 << 14)
+            .min(self.max_block.0);
+        let cols = if cols < self.n2 {
+            whole(cols, tc)
+        } else {
+            cols
+        };
+        let rows = if rows < n1 { whole(rows, tr) } else { rows };
         Ok((
             rows.min(self.max_block.0).max(1),
             cols.min(self.max_block.1).max(1),
@@ -191,43 +205,116 @@ impl<'a> GpuScorer<'a> {
         Ok(anchor.len() / self.dim)
     }
 
-    /// Residual norms of `unit` rows (r anchors) against candidates c0..c0+cols, left in a GPU
-    /// buffer; `basis` must hold those candidates' bases.
-    fn residuals(
+    fn anchor_blocks(
+        &self,
+        a: &Anchors,
+        n1: usize,
+        rb: usize,
+        spec: &Specialisation,
+    ) -> Vec<AnchorBlock> {
+        let d_pad = padded_dim(self.dim);
+        (0..n1)
+            .step_by(rb)
+            .map(|r0| {
+                let rows = rb.min(n1 - r0);
+                let pad = rows.div_ceil(spec.tile_rows()) * spec.tile_rows();
+                AnchorBlock {
+                    r0,
+                    rows,
+                    scaled: self.ctx.storage(
+                        "anchors",
+                        &padded_rows(&a.scaled, d_pad, r0, rows, pad),
+                        false,
+                    ),
+                    info: self.ctx.storage(
+                        "anchor_info",
+                        &padded_rows(&a.info, 1, r0, rows, pad),
+                        false,
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    fn cand_block(&self, c0: usize, cols: usize, spec: &Specialisation) -> CandBlock {
+        let (m, d_pad) = (self.m(), padded_dim(self.dim));
+        let pad = cols.div_ceil(spec.tile_cols()) * spec.tile_cols();
+        let basis = padded_rows(&self.cands.basis, m * d_pad, c0, cols, pad);
+        CandBlock {
+            c0,
+            cols,
+            basis: self.ctx.storage("basis", &basis, false),
+            info: self.ctx.storage(
+                "cand_info",
+                &padded_rows(&self.cands.info, 1, c0, cols, pad),
+                false,
+            ),
+        }
+    }
+
+    /// Capacity of a flagged list for `pairs` pairs: 1/32 of them (at least 1024), within
+    /// one binding.
+    fn flag_capacity(&self, pairs: usize) -> usize {
+        let l = &self.ctx.limits;
+        let max_bytes = l.max_storage_buffer_binding_size.min(l.max_buffer_size) as usize;
+        (pairs / 32)
+            .max(1024)
+            .min(max_bytes / 8 - 1)
+            .min(self.max_flagged)
+    }
+
+    /// Record the fused kernel over one anchor block × candidate block; returns its output
+    /// (rows × cols volumes, NaN where flagged; or the cross dots for the reference GEMM).
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_volume(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        unit: &wgpu::Buffer,
-        r: usize,
-        basis: &wgpu::Buffer,
-        cols: usize,
+        spec: &Specialisation,
+        a: &AnchorBlock,
+        c: &CandBlock,
+        flagged: &wgpu::Buffer,
+        cap: usize,
     ) -> wgpu::Buffer {
         let ctx = self.ctx;
-        let out = ctx.output("residual", (r * cols * 4) as u64);
-        let params = ctx.uniform(&ResidualParams {
-            n: self.dim as u32,
-            m: self.m() as u32,
-            rows: r as u32,
-            cols: cols as u32,
+        let width = if spec.raw { self.m() } else { 1 };
+        let out = ctx.output("volumes", (a.rows * c.cols * width * 4) as u64);
+        let params = ctx.uniform(&VolumeParams {
+            d4: (padded_dim(self.dim) / 4) as u32,
+            rows: a.rows as u32,
+            cols: c.cols as u32,
+            cap: cap as u32,
+            col0: c.c0 as u32,
+            tol: kernel_tolerance(),
+            pad: [0; 2],
         });
-        let bind = ctx.bind(&ctx.residual, &[&params, unit, basis, &out]);
-        ctx.dispatch(
-            encoder,
-            &ctx.residual,
-            &bind,
-            (r.div_ceil(8) as u32, cols.div_ceil(8) as u32),
+        let bind = ctx.volume_bind(&[
+            &params, &a.scaled, &c.basis, &a.info, &c.info, &out, flagged,
+        ]);
+        let groups = (
+            c.cols.div_ceil(spec.tile_cols()) as u32,
+            a.rows.div_ceil(spec.tile_rows()) as u32,
         );
+        ctx.dispatch(encoder, &ctx.volume_pipeline(spec), &bind, groups);
         out
     }
 
-    fn basis_block(&self, c0: usize, cols: usize) -> wgpu::Buffer {
-        let per = self.m() * self.dim;
-        self.ctx
-            .storage("basis", &self.basis[c0 * per..(c0 + cols) * per], false)
+    /// The volume of anchor row `i` (global) with candidate `j` on the host: f64 dots and the
+    /// candidate's fast path, or the exact path (gram-nostd's `score_pair`).
+    fn host_pair(&self, anchor: &[f32], norm_sq: f64, i: usize, j: usize) -> Result<f32, GpuError> {
+        let d = self.dim;
+        let mut rows: [&[f32]; MAX_K] = [&anchor[i * d..(i + 1) * d]; MAX_K];
+        for (t, x) in self.modalities.iter().enumerate() {
+            rows[t + 1] = &x[j * d..(j + 1) * d];
+        }
+        let cand = self.cands.candidate(j, d)?;
+        let (v, _) = score_pair(&rows[..self.m() + 1], norm_sq, &cand)?;
+        Ok(to_f32(v)?)
     }
 
     /// V[i, j] = vol(anchor_i, candidate_j), row-major [n1, n2], for a row-major [n1, dim]
-    /// `anchor`. `OutOfRange` if a volume exceeds f32. Blocking; on the web use
-    /// [`GpuScorer::volume_matrix_async`].
+    /// `anchor`. Every value is within [`GPU_TOLERANCE`] (1e-6) of the exact volume,
+    /// relative (f32 rounding included); exact zeros stay zero. `OutOfRange` if a volume
+    /// exceeds f32. Blocking; on the web use [`GpuScorer::volume_matrix_async`].
     pub fn volume_matrix(&self, anchor: &[f32]) -> Result<Vec<f32>, GpuError> {
         pollster::block_on(self.volume_matrix_async(anchor))
     }
@@ -235,36 +322,72 @@ impl<'a> GpuScorer<'a> {
     /// [`GpuScorer::volume_matrix`] as a future (what a browser must use).
     pub async fn volume_matrix_async(&self, anchor: &[f32]) -> Result<Vec<f32>, GpuError> {
         let n1 = self.check_anchor(anchor)?;
-        let (unit, norms) = equilibrate(anchor, self.dim);
-        let (rb, cb) = self.blocks(n1)?;
+        let prepared = Anchors::new(anchor, self.dim);
+        let spec = self.spec(false);
+        let (rb, cb) = self.blocks(n1, &spec)?;
+        let a_blocks = self.anchor_blocks(&prepared, n1, rb, &spec);
         let mut out = vec![0.0f32; n1 * self.n2];
         for c0 in (0..self.n2).step_by(cb) {
-            let cols = cb.min(self.n2 - c0);
-            let basis = self.basis_block(c0, cols);
-            for r0 in (0..n1).step_by(rb) {
-                let r = rb.min(n1 - r0);
-                let unit_buf =
-                    self.ctx
-                        .storage("anchors", &unit[r0 * self.dim..(r0 + r) * self.dim], false);
+            let c = self.cand_block(c0, cb.min(self.n2 - c0), &spec);
+            for a in &a_blocks {
+                let cap = self.flag_capacity(a.rows * c.cols);
+                let flagged = self.ctx.output("flagged", (4 + 8 * cap) as u64);
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                let res_buf = self.residuals(&mut encoder, &unit_buf, r, &basis, cols);
+                let res = self.dispatch_volume(&mut encoder, &spec, a, &c, &flagged, cap);
                 self.ctx.queue.submit([encoder.finish()]);
-                let res: Vec<f32> = self.ctx.read(&res_buf, r * cols).await?;
-                for i in 0..r {
-                    for jj in 0..cols {
-                        let v = self.volume[c0 + jj] * norms[r0 + i] * res[i * cols + jj] as f64;
-                        out[(r0 + i) * self.n2 + c0 + jj] = to_f32(v)?;
-                    }
+                let block: Vec<f32> = self.ctx.read(&res, a.rows * c.cols).await?;
+                for (i, row) in block.chunks_exact(c.cols).enumerate() {
+                    let o = (a.r0 + i) * self.n2 + c0;
+                    out[o..o + c.cols].copy_from_slice(row);
+                }
+                for (i, j) in self
+                    .flagged_pairs(&flagged, cap, &block, c.cols, c0)
+                    .await?
+                {
+                    let gi = a.r0 + i;
+                    out[gi * self.n2 + j] = self.host_pair(anchor, prepared.norm_sq[gi], gi, j)?;
                 }
             }
         }
         Ok(out)
     }
 
+    /// The pairs the kernel flagged, (row in the anchor block, global candidate): from its
+    /// list, or — when the list overflowed — by scanning `block` (rows × cols, NaN = flagged;
+    /// empty when the block was not read back, then `None`-like: an empty list is never
+    /// returned for an overflow).
+    async fn flagged_pairs(
+        &self,
+        flagged: &wgpu::Buffer,
+        cap: usize,
+        block: &[f32],
+        cols: usize,
+        c0: usize,
+    ) -> Result<Vec<(usize, usize)>, GpuError> {
+        let count = self.ctx.read::<u32>(flagged, 1).await?[0] as usize;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        if count <= cap {
+            let list: Vec<u32> = self.ctx.read(flagged, 1 + 2 * count).await?;
+            return Ok(list[1..]
+                .chunks_exact(2)
+                .map(|p| (p[0] as usize, p[1] as usize))
+                .collect());
+        }
+        Ok(block
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_nan())
+            .map(|(x, _)| (x / cols, c0 + x % cols))
+            .collect())
+    }
+
     /// For every anchor, the `k` candidates of smallest volume (ties: smaller index first) as
-    /// (index, volume), ascending. Candidates stream through the GPU block by block; only
-    /// n1 × k results come back. Returned volumes are recomputed on gram-nostd's exact path.
-    /// Blocking; on the web use [`GpuScorer::top_k_async`].
+    /// (index, volume), ascending. Candidates stream through the GPU block by block and the
+    /// selection runs there; only n1 × k results and the flagged pairs come back. Returned
+    /// volumes are recomputed on gram-nostd's exact path. Blocking; on the web use
+    /// [`GpuScorer::top_k_async`].
     pub fn top_k(&self, anchor: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
         pollster::block_on(self.top_k_async(anchor, k))
     }
@@ -279,48 +402,190 @@ impl<'a> GpuScorer<'a> {
         if k == 0 || k > MAX_TOP_K || k > self.n2 {
             return Err(GramError::InvalidParameter.into());
         }
-        let (unit, _) = equilibrate(anchor, self.dim);
-        let (rb, cb) = self.blocks(n1)?;
+        let prepared = Anchors::new(anchor, self.dim);
+        let spec = self.spec(false);
+        let (rb, cb) = self.blocks(n1, &spec)?;
+        let c_blocks: Vec<CandBlock> = (0..self.n2)
+            .step_by(cb)
+            .map(|c0| self.cand_block(c0, cb.min(self.n2 - c0), &spec))
+            .collect();
         let mut result = Vec::with_capacity(n1);
-        for r0 in (0..n1).step_by(rb) {
-            let r = rb.min(n1 - r0);
-            let ctx = self.ctx;
-            let unit_buf = ctx.storage("anchors", &unit[r0 * self.dim..(r0 + r) * self.dim], false);
-            let best_key = ctx.storage("best_key", &vec![f32::INFINITY; r * k], true);
-            let best_idx = ctx.storage("best_idx", &vec![u32::MAX; r * k], true);
-            for c0 in (0..self.n2).step_by(cb) {
-                let cols = cb.min(self.n2 - c0);
-                let basis = self.basis_block(c0, cols);
-                let scale = ctx.storage("scale", &self.scale[c0..c0 + cols], false);
-                let mut encoder = ctx.device.create_command_encoder(&Default::default());
-                let res = self.residuals(&mut encoder, &unit_buf, r, &basis, cols);
-                let params = ctx.uniform(&TopkParams {
-                    rows: r as u32,
-                    cols: cols as u32,
-                    k: k as u32,
-                    col_offset: c0 as u32,
-                });
-                let bind = ctx.bind(&ctx.topk, &[&params, &res, &scale, &best_key, &best_idx]);
-                ctx.dispatch(&mut encoder, &ctx.topk, &bind, (r.div_ceil(64) as u32, 1));
-                ctx.queue.submit([encoder.finish()]);
-            }
-            let idx: Vec<u32> = ctx.read(&best_idx, r * k).await?;
-            for i in 0..r {
-                let a = &anchor[(r0 + i) * self.dim..(r0 + i + 1) * self.dim];
-                let mut row = Vec::with_capacity(k);
-                for &j in &idx[i * k..(i + 1) * k] {
-                    let mut t: Vec<&[f32]> = vec![a];
-                    t.extend(
-                        self.modalities
-                            .iter()
-                            .map(|x| &x[j as usize * self.dim..(j as usize + 1) * self.dim]),
-                    );
-                    row.push((j, to_f32(gram_nostd::volume(&t)?)?));
-                }
-                result.push(row);
+        for a in self.anchor_blocks(&prepared, n1, rb, &spec) {
+            let keys = self
+                .top_k_block(&spec, &a, &c_blocks, k, anchor, &prepared)
+                .await?;
+            for (i, row) in keys.into_iter().enumerate() {
+                result.push(self.exact_volumes(anchor, a.r0 + i, row)?);
             }
         }
         Ok(result)
+    }
+
+    /// The top-k (candidate, key) of each anchor of block `a`, keys = volumes: selected on the
+    /// device among the pairs the kernel resolved, then merged with the flagged pairs
+    /// recomputed on the host (exact: a flagged pair competes with its true volume).
+    async fn top_k_block(
+        &self,
+        spec: &Specialisation,
+        a: &AnchorBlock,
+        c_blocks: &[CandBlock],
+        k: usize,
+        anchor: &[f32],
+        prepared: &Anchors,
+    ) -> Result<Vec<Vec<(f32, u32)>>, GpuError> {
+        let ctx = self.ctx;
+        let r = a.rows;
+        let best_key = ctx.storage("best_key", &vec![f32::INFINITY; r * k], true);
+        let best_idx = ctx.storage("best_idx", &vec![u32::MAX; r * k], true);
+        let cap = self.flag_capacity(r * self.n2);
+        let flagged = ctx.output("flagged", (4 + 8 * cap) as u64);
+        for c in c_blocks {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            let vols = self.dispatch_volume(&mut encoder, spec, a, c, &flagged, cap);
+            let params = ctx.uniform(&TopkParams {
+                rows: r as u32,
+                cols: c.cols as u32,
+                k: k as u32,
+                col_offset: c.c0 as u32,
+            });
+            let bind = ctx.bind(&ctx.topk, &[&params, &vols, &best_key, &best_idx]);
+            ctx.dispatch(&mut encoder, &ctx.topk, &bind, (r.div_ceil(64) as u32, 1));
+            ctx.queue.submit([encoder.finish()]);
+        }
+        let count = ctx.read::<u32>(&flagged, 1).await?[0] as usize;
+        let keys: Vec<f32> = ctx.read(&best_key, r * k).await?;
+        let idx: Vec<u32> = ctx.read(&best_idx, r * k).await?;
+        let mut rows: Vec<Vec<(f32, u32)>> = (0..r)
+            .map(|i| {
+                (0..k)
+                    .filter(|&x| idx[i * k + x] != u32::MAX)
+                    .map(|x| (keys[i * k + x], idx[i * k + x]))
+                    .collect()
+            })
+            .collect();
+        if count > cap {
+            // More flagged pairs than the list holds (near-collinear data): score every pair of
+            // this block on the host instead.
+            for (i, row) in rows.iter_mut().enumerate() {
+                row.clear();
+                let gi = a.r0 + i;
+                for j in 0..self.n2 {
+                    let v = self.host_pair(anchor, prepared.norm_sq[gi], gi, j)?;
+                    row.push((v, j as u32));
+                }
+            }
+        } else if count > 0 {
+            let list: Vec<u32> = ctx.read(&flagged, 1 + 2 * count).await?;
+            for p in list[1..].chunks_exact(2) {
+                let (i, j) = (p[0] as usize, p[1] as usize);
+                let v = self.host_pair(anchor, prepared.norm_sq[a.r0 + i], a.r0 + i, j)?;
+                rows[i].push((v, j as u32));
+            }
+        }
+        for row in &mut rows {
+            row.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+            row.truncate(k);
+        }
+        Ok(rows)
+    }
+
+    /// (candidate, exact volume) for one anchor's selected candidates.
+    fn exact_volumes(
+        &self,
+        anchor: &[f32],
+        i: usize,
+        row: Vec<(f32, u32)>,
+    ) -> Result<Vec<(u32, f32)>, GpuError> {
+        let d = self.dim;
+        let a = &anchor[i * d..(i + 1) * d];
+        row.into_iter()
+            .map(|(_, j)| {
+                let mut t: Vec<&[f32]> = vec![a];
+                t.extend(
+                    self.modalities
+                        .iter()
+                        .map(|x| &x[j as usize * d..(j as usize + 1) * d]),
+                );
+                Ok((j, to_f32(gram_nostd::volume(&t)?)?))
+            })
+            .collect()
+    }
+
+    /// The reference GEMM for benchmarks: the fused kernel's own tiling and loads with the
+    /// epilogue replaced by writing the cross dots — C = A'·Qᵀ, [n1, n2·(k−1)] for the scaled
+    /// anchors A' and the stacked bases Q — so `volume_matrix`'s time can be set against the
+    /// GEMM of the same shapes on the same adapter. With `read_back` false only one value per
+    /// block comes back (to wait for the device), and `None` is returned.
+    pub async fn reference_gemm_async(
+        &self,
+        anchor: &[f32],
+        read_back: bool,
+    ) -> Result<Option<Vec<f32>>, GpuError> {
+        let n1 = self.check_anchor(anchor)?;
+        let prepared = Anchors::new(anchor, self.dim);
+        let spec = self.spec(true);
+        let (rb, cb) = self.blocks(n1, &spec)?;
+        let a_blocks = self.anchor_blocks(&prepared, n1, rb, &spec);
+        let m = self.m();
+        let mut out = if read_back {
+            vec![0.0f32; n1 * self.n2 * m]
+        } else {
+            Vec::new()
+        };
+        let flagged = self.ctx.output("flagged", 12);
+        for c0 in (0..self.n2).step_by(cb) {
+            let c = self.cand_block(c0, cb.min(self.n2 - c0), &spec);
+            for a in &a_blocks {
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                let res = self.dispatch_volume(&mut encoder, &spec, a, &c, &flagged, 1);
+                self.ctx.queue.submit([encoder.finish()]);
+                let n = if read_back { a.rows * c.cols * m } else { 1 };
+                let block: Vec<f32> = self.ctx.read(&res, n).await?;
+                if read_back {
+                    for (i, row) in block.chunks_exact(c.cols * m).enumerate() {
+                        let o = ((a.r0 + i) * self.n2 + c0) * m;
+                        out[o..o + c.cols * m].copy_from_slice(row);
+                    }
+                }
+            }
+        }
+        Ok(read_back.then_some(out))
+    }
+
+    /// Blocking [`GpuScorer::reference_gemm_async`].
+    pub fn reference_gemm(
+        &self,
+        anchor: &[f32],
+        read_back: bool,
+    ) -> Result<Option<Vec<f32>>, GpuError> {
+        pollster::block_on(self.reference_gemm_async(anchor, read_back))
+    }
+
+    /// The scaled anchors and stacked bases the reference GEMM multiplies (row-major,
+    /// D padded), for checking it against a host GEMM.
+    pub fn reference_operands(&self, anchor: &[f32]) -> (Vec<f32>, &[f32], usize) {
+        (
+            Anchors::new(anchor, self.dim).scaled,
+            &self.cands.basis,
+            padded_dim(self.dim),
+        )
+    }
+
+    /// A short description of the kernel variant this device runs for this k.
+    pub fn kernel(&self) -> String {
+        let s = self.spec(false);
+        format!(
+            "{} loads, {}×{} invocations of {} anchors × {} candidates",
+            if s.staged {
+                "workgroup-staged"
+            } else {
+                "direct vec4"
+            },
+            s.wx,
+            s.wy,
+            s.tm,
+            s.tc
+        )
     }
 }
 

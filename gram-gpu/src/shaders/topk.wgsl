@@ -1,8 +1,9 @@
-// Running per-anchor top-k (smallest keys first, ties by smaller candidate index) over one block
-// of candidates: key[i, j] = scale[j] · residual[i, j], where scale[j] is the candidate's volume
-// divided by the largest candidate volume (so keys order pairs like their volumes and stay in
-// [0, 1]). One invocation per anchor keeps a sorted list of k ≤ 128 entries in storage and
-// inserts each block entry that beats its last one. Lists start as (+inf, 0xffffffff).
+// Running per-anchor top-k (smallest volumes first, ties by smaller candidate index) over one
+// block of candidates' volumes, written by the volume kernel. NaN marks a pair the host
+// recomputes: every comparison with NaN is false, so it is never inserted here. One
+// invocation per anchor keeps a sorted list of k ≤ 128 entries in storage and inserts each
+// block entry that beats its last one (after the first block, few do). Lists start as
+// (+inf, 0xffffffff).
 
 struct Params {
     rows: u32,
@@ -12,10 +13,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> residual: array<f32>;     // rows × cols
-@group(0) @binding(2) var<storage, read> scale: array<f32>;        // cols
-@group(0) @binding(3) var<storage, read_write> best_key: array<f32>; // rows × k
-@group(0) @binding(4) var<storage, read_write> best_idx: array<u32>; // rows × k
+@group(0) @binding(1) var<storage, read> volume: array<f32>;         // rows × cols
+@group(0) @binding(2) var<storage, read_write> best_key: array<f32>; // rows × k
+@group(0) @binding(3) var<storage, read_write> best_idx: array<u32>; // rows × k
 
 fn before(ka: f32, ia: u32, kb: f32, ib: u32) -> bool {
     return ka < kb || (ka == kb && ia < ib);
@@ -28,10 +28,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let base = i * p.k;
+    var last_key = best_key[base + p.k - 1u];
+    var last_idx = best_idx[base + p.k - 1u];
     for (var j = 0u; j < p.cols; j++) {
-        let key = scale[j] * residual[i * p.cols + j];
+        let key = volume[i * p.cols + j];
         let idx = p.col_offset + j;
-        if (!before(key, idx, best_key[base + p.k - 1u], best_idx[base + p.k - 1u])) {
+        if (!before(key, idx, last_key, last_idx)) {
             continue;
         }
         var pos = p.k - 1u;
@@ -42,5 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         best_key[base + pos] = key;
         best_idx[base + pos] = idx;
+        last_key = best_key[base + p.k - 1u];
+        last_idx = best_idx[base + p.k - 1u];
     }
 }

@@ -1,0 +1,116 @@
+// Fused GRAM volume kernel, shared part: bindings and the per-pair epilogue.
+//
+// The host prepends the specialisation constants (device.rs, `Specialisation::header`):
+//   M   vectors per candidate (k − 1), TM anchors and TC candidates per invocation,
+//   WX × WY invocations per workgroup (x along candidates, y along anchors),
+//   RAW  true for the reference GEMM (write the cross dots, no epilogue).
+// and then one of the two main loops: `volume_direct.wgsl` (operands read straight from storage
+// with vec4 loads, for CPU-type adapters whose caches beat workgroup memory and its barriers)
+// or `volume_staged.wgsl` (operand tiles staged through workgroup memory, for GPUs).
+//
+// What a pair computes. The host scales anchor i by a power of two (exact): a' = 2^e·a, and
+// gives ‖a'‖² (f64 rounded to f32) and 2^-e; candidate j is an orthonormal basis Q_j of its
+// k−1 vectors (f64 on the host, rounded to f32), vol(M_j) and η_j, the bound on the error of
+// a cross dot q_t·a' relative to ‖a'‖ (GEMM rounding, Q's rounding to f32, Q's own error).
+// The invocation accumulates c_t = q_t·a' for its TM × TC pairs (k − 1 dots each) as a
+// register-tiled GEMM, then per pair:
+//   r² = ‖a'‖² − Σ c_t²,   vol = vol(M_j) · sqrt(r²) · 2^-e,
+// with the a-posteriori bound of gram-nostd's `Candidate::pair_volume` on the error of r²:
+//   E = Σ_t (2|c_t| + δ)·δ + u·(‖a'‖² + (M+1)·Σc_t² + |r²|),   δ = η_j·‖a'‖,
+// and keeps the pair when ½E/r² ≤ tol (the host's tolerance less the roundings after r²).
+// A pair that fails (anchor nearly in span(Q_j): cancellation), or whose candidate has no fast
+// path (vol(M_j) = NaN), or whose volume leaves f32's normal range, is written as NaN and
+// appended to `flagged`; the host recomputes it in f64. Exact zeros: a degenerate candidate
+// (vol(M_j) = 0) or a zero anchor give 0.
+
+struct Params {
+    d4: u32,    // vec4s per row: D padded with zeros to a multiple of 16 floats, / 4
+    rows: u32,  // anchors in this block (output rows)
+    cols: u32,  // candidates in this block (output columns)
+    cap: u32,   // capacity of `flagged` in pairs
+    col0: u32,  // global index of this block's first candidate (written into `flagged`)
+    tol: f32,   // relative tolerance of the fast path
+    pad0: u32,
+    pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> anchors: array<vec4<f32>>;      // rows (padded) × d4
+@group(0) @binding(2) var<storage, read> basis: array<vec4<f32>>;        // cols (padded)·M × d4
+@group(0) @binding(3) var<storage, read> anchor_info: array<vec2<f32>>;  // (‖a'‖², 2^-e)
+@group(0) @binding(4) var<storage, read> cand_info: array<vec2<f32>>;    // (vol(M_j), η_j)
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;           // rows × cols (RAW: × M)
+@group(0) @binding(6) var<storage, read_write> flagged: array<atomic<u32>>; // [count, (i, j)…]
+
+const TCM: u32 = TC * M;           // cross dots per anchor per invocation
+const ACC: u32 = TM * TCM;         // accumulators per invocation
+const KS4: u32 = 4u;               // vec4s per K-step: the partial sums are blocked per 16 floats
+const TILE_A: u32 = TM * WY;       // anchors per workgroup
+const TILE_C: u32 = TC * WX;       // candidates per workgroup
+const U: f32 = 5.9604645e-8;       // 2^-24, f32's unit roundoff
+const F32_MIN_NORMAL: f32 = 1.1754944e-38;
+const F32_MAX: f32 = 3.4028235e38;
+
+// The volume of one pair and whether the fast path's bound holds (false: NaN, recompute).
+fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, acc: ptr<function, array<f32, ACC>>, base: u32) -> vec2<f32> {
+    let na2 = ai.x;
+    let vol_m = ci.x;
+    if (vol_m == 0.0 || na2 == 0.0) {
+        return vec2<f32>(0.0, 1.0);
+    }
+    let delta = ci.y * sqrt(na2);
+    var cc = 0.0;
+    var err = 0.0;
+    for (var t = 0u; t < M; t++) {
+        let c = (*acc)[base + t];
+        cc += c * c;
+        err += (2.0 * abs(c) + delta) * delta;
+    }
+    let r2 = na2 - cc;
+    let e = err + U * (na2 + f32(M + 1u) * cc + abs(r2));
+    let v = sqrt(max(r2, 0.0)) * vol_m * ai.y;
+    // 1.01: the bound's own rounding. A NaN vol(M) makes every comparison false.
+    let ok = r2 > 0.0 && 0.505 * e <= p.tol * r2 && abs(v) >= F32_MIN_NORMAL && abs(v) <= F32_MAX;
+    return vec2<f32>(v, select(0.0, 1.0, ok));
+}
+
+fn flag(i: u32, j: u32) {
+    let slot = atomicAdd(&flagged[0], 1u);
+    if (slot < p.cap) {
+        atomicStore(&flagged[1u + 2u * slot], i);
+        atomicStore(&flagged[2u + 2u * slot], p.col0 + j);
+    }
+}
+
+// Write the invocation's pairs: anchors ia + WY·r, candidates jb + WX·c (consecutive
+// invocations along x write consecutive columns: coalesced).
+fn finish(ia: u32, jb: u32, acc: ptr<function, array<f32, ACC>>) {
+    let nan = bitcast<f32>(0x7fc00000u);
+    for (var r = 0u; r < TM; r++) {
+        let i = ia + WY * r;
+        if (i >= p.rows) {
+            break;
+        }
+        let ai = anchor_info[i];
+        for (var c = 0u; c < TC; c++) {
+            let j = jb + WX * c;
+            if (j >= p.cols) {
+                break;
+            }
+            let base = r * TCM + c * M;
+            if (RAW) {
+                for (var t = 0u; t < M; t++) {
+                    out[(i * p.cols + j) * M + t] = (*acc)[base + t];
+                }
+                continue;
+            }
+            let pv = pair_volume(ai, cand_info[j], acc, base);
+            if (pv.y != 0.0) {
+                out[i * p.cols + j] = pv.x;
+            } else {
+                out[i * p.cols + j] = nan;
+                flag(i, j);
+            }
+        }
+    }
+}
