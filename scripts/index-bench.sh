@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-/tmp/gram-index-bench}; n=${2:-1000000}; d=${3:-512}; qs=${4:-256,4096}
 cargo build -q --release -p gram-host --bin gram -p gram-benches --bin index_bench
-gram=target/release/gram; bench=target/release/index_bench
+rel="${CARGO_TARGET_DIR:-target}/release"; gram=$rel/gram; bench=$rel/index_bench
 rm -rf "$dir"; mkdir -p "$dir"
 echo "generating $n candidates × 2 modalities, D = $d, queries $qs in $dir" >&2
 $bench gen "$dir" "$n" "$qs" "$d"

@@ -15,7 +15,7 @@ if [ -n "${GRAM_TRAIN_BIN:-}" ]; then
   gt=("$GRAM_TRAIN_BIN" --device "${DEVICE:-cpu}")
 else
   cargo build --release -q -p gram-train
-  gt=(target/release/gram-train --device "${DEVICE:-cpu}")
+  gt=("${CARGO_TARGET_DIR:-target}/release/gram-train" --device "${DEVICE:-cpu}")
 fi
 "${gt[@]}" make-raw --out "$out/A" --train 2048 --val 256 --test 256 --seed 1
 "${gt[@]}" make-raw --out "$out/B" --train 512 --val 128 --test 256 --seed 2

@@ -14,7 +14,7 @@ cargo build -q --release -p gram-benches --bin train_step
 export RAYON_NUM_THREADS=$threads
 gram=(); torch=()
 for r in $(seq "$rounds"); do
-  g=$(target/release/train_step "$steps" "${shape[@]}" | tail -1 | awk -F'|' '{print $2+0}')
+  g=$("${CARGO_TARGET_DIR:-target}/release/train_step" "$steps" "${shape[@]}" | tail -1 | awk -F'|' '{print $2+0}')
   t=$("$py" benches/python/torch_train_step.py "$steps" "${shape[@]}" --threads "$threads" | tail -1 | awk -F'|' '{print $2+0}')
   echo "round $r: gram $g samples/s, PyTorch $t samples/s" >&2
   gram+=("$g"); torch+=("$t")

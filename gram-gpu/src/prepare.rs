@@ -20,11 +20,12 @@ pub fn padded_dim(dim: usize) -> usize {
 
 /// Error of one of the kernel's cross dots relative to ‖a‖‖q‖, for D padded to `d_pad`: by
 /// the probabilistic rounding model of Higham & Mary (2019) with λ = 6 — the model gram-host's
-/// CPU GEMM path uses — applied to the kernel's three-level blocked summation (4 products per
-/// `dot`, 4 `dot`s per K-step, d_pad/16 K-steps: λ(√4 + √4 + √(d_pad/16))·u), plus the final
-/// rounding. 3.5e-6 at D = 512, where one f32 sum over D would give 8.2e-6.
+/// CPU GEMM path uses — applied to the kernel's two-level summation (4 products per vec4
+/// `dot`, then d_pad/4 of them in sequence: λ(√4 + √(d_pad/4))·u), plus the final rounding.
+/// 4.8e-6 at D = 512, where one f32 sum over D would give 8.2e-6. (The staged main loop also
+/// blocks its sums per 16 floats, which only tightens its true error.)
 pub fn kernel_dot_rel_err(d_pad: usize) -> f64 {
-    (6.0 * (4.0 + (d_pad as f64 / K_STEP as f64).sqrt()) + 1.0) * U32
+    (6.0 * (2.0 + (d_pad as f64 / 4.0).sqrt()) + 1.0) * U32
 }
 
 /// The kernel's relative tolerance: [`GPU_TOLERANCE`] less the roundings after r² (the square
@@ -191,7 +192,7 @@ mod tests {
     #[test]
     fn dot_error_model_is_tighter_than_one_long_sum() {
         let long = (6.0 * 512f64.sqrt() + 2.0) * U32;
-        assert!(kernel_dot_rel_err(512) < 0.45 * long);
+        assert!(kernel_dot_rel_err(512) < 0.6 * long);
         assert!(kernel_dot_rel_err(16) < kernel_dot_rel_err(4096));
     }
 }

@@ -1,16 +1,32 @@
-//! GPU volume-matrix benchmark (issue 4): for N1 = N2 = N, D = 512, k modalities, on the default
-//! wgpu adapter: host factorisation of the candidates (`GpuScorer::new`), the full volume
-//! matrix (`volume_matrix`: dispatches + readback of N² floats + f64 assembly), and top-10 per
-//! anchor (`top_k`: candidates streamed, only N·10 results read back); plus the worst relative
-//! error of 200 sampled entries against gram-nostd's exact path.
+//! GPU volume-matrix benchmark: for N1 = N2 = N, D = 512, k modalities, on the default wgpu
+//! adapter, each figure beside the GEMM of the same shapes on the same adapter — the fused
+//! kernel's own tiling with the epilogue replaced by writing the cross dots
+//! (`GpuScorer::reference_gemm`, device work only): the limit the volume work can reach there.
+//! Runs, alternating in one loop, `reps` times each: the reference GEMM, the full volume
+//! matrix (`volume_matrix`: dispatches, readback of N² floats, host recomputation of the
+//! flagged pairs) and top-10 per anchor (`top_k`: selection on the device, only N·10 results
+//! and the flagged pairs read back). Prints medians with [min–max], the ratios to the GEMM,
+//! and the worst relative error of 200 sampled entries against gram-nostd's exact path.
 //!
 //! Run: `cargo run --release -p gram-benches --bin gpu_scaling -- [N,N,…] [k] [reps]`
 
-use gram_benches::{median_secs, unit_rows};
+use gram_benches::unit_rows;
 use gram_gpu::{GpuContext, GpuScorer};
 use std::time::Instant;
 
 const D: usize = 512;
+
+/// Median and range of `t`, in seconds.
+fn stats(t: &mut [f64]) -> (f64, f64, f64) {
+    t.sort_by(f64::total_cmp);
+    (t[t.len() / 2], t[0], t[t.len() - 1])
+}
+
+fn timed(f: impl FnOnce()) -> f64 {
+    let s = Instant::now();
+    f();
+    s.elapsed().as_secs_f64()
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -21,7 +37,7 @@ fn main() {
         .map(|x| x.parse().expect("N"))
         .collect();
     let k: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
-    let reps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let reps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
     let ctx = match GpuContext::new() {
         Ok(c) => c,
         Err(e) => {
@@ -30,13 +46,14 @@ fn main() {
         }
     };
     println!(
-        "adapter: {}, D = {D}, k = {k}, median of {reps}",
+        "adapter: {}, D = {D}, k = {k}, median [min–max] of {reps}, alternating",
         ctx.describe()
     );
     println!(
-        "| N | factor candidates (s, host) | volume matrix (s) | pairs/s | top-10 (s) | worst rel. err (200 samples) |"
+        "| N | kernel | factor (s, host) | GEMM N×{}N×D (s) | GEMM GFLOP/s | volume matrix (s) | pairs/s | ÷ GEMM | top-10 (s) | ÷ GEMM | worst rel. err (200 samples) |",
+        k - 1
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &ns {
         let anchor = unit_rows(n, D, 1);
         let mods: Vec<Vec<f32>> = (0..k - 1)
@@ -46,13 +63,25 @@ fn main() {
         let t = Instant::now();
         let scorer = GpuScorer::new(&ctx, &refs, n, D).expect("scorer");
         let t_factor = t.elapsed().as_secs_f64();
-        let mut v = Vec::new();
-        let t_matrix = median_secs(reps, || {
-            v = scorer.volume_matrix(&anchor).expect("volume matrix")
-        });
-        let t_topk = median_secs(reps, || {
-            scorer.top_k(&anchor, 10).expect("top-k");
-        });
+        // Warm-up: compiles the pipelines and touches every buffer once.
+        let mut v = scorer.volume_matrix(&anchor).expect("volume matrix");
+        scorer.top_k(&anchor, 10).expect("top-k");
+        scorer.reference_gemm(&anchor, false).expect("GEMM");
+        let (mut tg, mut tv, mut tk) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps {
+            tg.push(timed(|| {
+                scorer.reference_gemm(&anchor, false).expect("GEMM");
+            }));
+            tv.push(timed(|| {
+                v = scorer.volume_matrix(&anchor).expect("volume matrix")
+            }));
+            tk.push(timed(|| {
+                scorer.top_k(&anchor, 10).expect("top-k");
+            }));
+        }
+        let ((g, g0, g1), (vm, v0, v1), (km, k0, k1)) =
+            (stats(&mut tg), stats(&mut tv), stats(&mut tk));
+        let flops = 2.0 * (n * n * (k - 1) * D) as f64;
         let mut worst = 0.0f64;
         let mut s = 12345u64;
         for _ in 0..200 {
@@ -71,8 +100,12 @@ fn main() {
             };
         }
         println!(
-            "| {n} | {t_factor:.3} | {t_matrix:.3} | {:.3e} | {t_topk:.3} | {worst:.1e} |",
-            (n * n) as f64 / t_matrix
+            "| {n} | {} | {t_factor:.3} | {g:.3} [{g0:.3}–{g1:.3}] | {:.1} | {vm:.3} [{v0:.3}–{v1:.3}] | {:.2e} | {:.2} | {km:.3} [{k0:.3}–{k1:.3}] | {:.2} | {worst:.1e} |",
+            scorer.kernel(),
+            flops / g / 1e9,
+            (n * n) as f64 / vm,
+            vm / g,
+            km / g
         );
     }
 }

@@ -4,9 +4,10 @@
 //   M   vectors per candidate (k − 1), TM anchors and TC candidates per invocation,
 //   WX × WY invocations per workgroup (x along candidates, y along anchors),
 //   RAW  true for the reference GEMM (write the cross dots, no epilogue).
-// and then one of the two main loops: `volume_direct.wgsl` (operands read straight from storage
-// with vec4 loads, for CPU-type adapters whose caches beat workgroup memory and its barriers)
-// or `volume_staged.wgsl` (operand tiles staged through workgroup memory, for GPUs).
+// and then one of two main loops: `volume_staged.wgsl` (operand tiles staged through workgroup
+// memory, register tile in arrays the driver unrolls; for GPUs) or the direct loop kernel.rs
+// writes out fully unrolled (operands read straight from storage, a large register tile in
+// named scalars; for CPU-type adapters, see there why).
 //
 // What a pair computes. The host scales anchor i by a power of two (exact): a' = 2^e·a, and
 // gives ‖a'‖² (f64 rounded to f32) and 2^-e; candidate j is an orthonormal basis Q_j of its
@@ -42,17 +43,13 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;           // rows × cols (RAW: × M)
 @group(0) @binding(6) var<storage, read_write> flagged: array<atomic<u32>>; // [count, (i, j)…]
 
-const TCM: u32 = TC * M;           // cross dots per anchor per invocation
-const ACC: u32 = TM * TCM;         // accumulators per invocation
 const KS4: u32 = 4u;               // vec4s per K-step: the partial sums are blocked per 16 floats
-const TILE_A: u32 = TM * WY;       // anchors per workgroup
-const TILE_C: u32 = TC * WX;       // candidates per workgroup
 const U: f32 = 5.9604645e-8;       // 2^-24, f32's unit roundoff
 const F32_MIN_NORMAL: f32 = 1.1754944e-38;
 const F32_MAX: f32 = 3.4028235e38;
 
-// The volume of one pair and whether the fast path's bound holds (false: NaN, recompute).
-fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, acc: ptr<function, array<f32, ACC>>, base: u32) -> vec2<f32> {
+// The volume of one pair and whether the fast path's bound holds (y = 0: recompute).
+fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) -> vec2<f32> {
     let na2 = ai.x;
     let vol_m = ci.x;
     if (vol_m == 0.0 || na2 == 0.0) {
@@ -62,7 +59,7 @@ fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, acc: ptr<function, array<f32, ACC>>
     var cc = 0.0;
     var err = 0.0;
     for (var t = 0u; t < M; t++) {
-        let c = (*acc)[base + t];
+        let c = dots[t];
         cc += c * c;
         err += (2.0 * abs(c) + delta) * delta;
     }
@@ -74,43 +71,27 @@ fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, acc: ptr<function, array<f32, ACC>>
     return vec2<f32>(v, select(0.0, 1.0, ok));
 }
 
-fn flag(i: u32, j: u32) {
-    let slot = atomicAdd(&flagged[0], 1u);
-    if (slot < p.cap) {
-        atomicStore(&flagged[1u + 2u * slot], i);
-        atomicStore(&flagged[2u + 2u * slot], p.col0 + j);
+// Write pair (i, j) of the block, if it lies inside: its volume, or NaN and a flagged-list
+// entry; or, for the reference GEMM, its k − 1 cross dots.
+fn store_pair(i: u32, j: u32, dots: array<f32, M>) {
+    if (i >= p.rows || j >= p.cols) {
+        return;
     }
-}
-
-// Write the invocation's pairs: anchors ia + WY·r, candidates jb + WX·c (consecutive
-// invocations along x write consecutive columns: coalesced).
-fn finish(ia: u32, jb: u32, acc: ptr<function, array<f32, ACC>>) {
-    let nan = bitcast<f32>(0x7fc00000u);
-    for (var r = 0u; r < TM; r++) {
-        let i = ia + WY * r;
-        if (i >= p.rows) {
-            break;
+    if (RAW) {
+        for (var t = 0u; t < M; t++) {
+            out[(i * p.cols + j) * M + t] = dots[t];
         }
-        let ai = anchor_info[i];
-        for (var c = 0u; c < TC; c++) {
-            let j = jb + WX * c;
-            if (j >= p.cols) {
-                break;
-            }
-            let base = r * TCM + c * M;
-            if (RAW) {
-                for (var t = 0u; t < M; t++) {
-                    out[(i * p.cols + j) * M + t] = (*acc)[base + t];
-                }
-                continue;
-            }
-            let pv = pair_volume(ai, cand_info[j], acc, base);
-            if (pv.y != 0.0) {
-                out[i * p.cols + j] = pv.x;
-            } else {
-                out[i * p.cols + j] = nan;
-                flag(i, j);
-            }
+        return;
+    }
+    let pv = pair_volume(anchor_info[i], cand_info[j], dots);
+    if (pv.y != 0.0) {
+        out[i * p.cols + j] = pv.x;
+    } else {
+        out[i * p.cols + j] = bitcast<f32>(0x7fc00000u); // NaN
+        let slot = atomicAdd(&flagged[0], 1u);
+        if (slot < p.cap) {
+            atomicStore(&flagged[1u + 2u * slot], i);
+            atomicStore(&flagged[2u + 2u * slot], p.col0 + j);
         }
     }
 }

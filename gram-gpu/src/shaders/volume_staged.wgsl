@@ -3,6 +3,10 @@
 // invocation runs its TM × TC·M register tile from there. Rows are padded by one vec4 (KP) so
 // that invocations reading different rows hit different banks.
 
+const TCM: u32 = TC * M;           // cross dots per anchor per invocation
+const ACC: u32 = TM * TCM;         // accumulators per invocation
+const TILE_A: u32 = TM * WY;       // anchors per workgroup
+const TILE_C: u32 = TC * WX;       // candidates per workgroup
 const KP: u32 = KS4 + 1u;
 const ROWS_B: u32 = TILE_C * M;
 const THREADS: u32 = WX * WY;
@@ -27,7 +31,9 @@ fn main(
             b_tile[(x / KS4) * KP + x % KS4] = basis[(b0 + x / KS4) * p.d4 + k0 + x % KS4];
         }
         workgroupBarrier();
-        var part: array<f32, ACC>;
+        // Explicitly zeroed: some naga versions hoist an uninitialised loop-local `var`
+        // out of the loop without re-zeroing it each iteration.
+        var part = array<f32, ACC>();
         for (var x = 0u; x < KS4; x++) {
             var av: array<vec4<f32>, TM>;
             for (var r = 0u; r < TM; r++) {
@@ -45,5 +51,17 @@ fn main(
         }
         workgroupBarrier();
     }
-    finish(wg.y * TILE_A + lid.y, wg.x * TILE_C + lid.x, &acc);
+    // Invocation (x, y) holds anchors ia + WY·r and candidates jb + WX·c: consecutive
+    // invocations along x write consecutive columns (coalesced).
+    let ia = wg.y * TILE_A + lid.y;
+    let jb = wg.x * TILE_C + lid.x;
+    for (var r = 0u; r < TM; r++) {
+        for (var c = 0u; c < TC; c++) {
+            var dots: array<f32, M>;
+            for (var t = 0u; t < M; t++) {
+                dots[t] = acc[r * TCM + c * M + t];
+            }
+            store_pair(ia + WY * r, jb + WX * c, dots);
+        }
+    }
 }
