@@ -386,7 +386,7 @@ impl<'a> GpuScorer<'a> {
     /// For every anchor, the `k` candidates of smallest volume (ties: smaller index first) as
     /// (index, volume), ascending. Candidates stream through the GPU block by block and the
     /// selection runs there; only n1 × k results and the flagged pairs come back. Returned
-    /// volumes are recomputed on gram-nostd's exact path. Blocking; on the web use
+    /// volumes are recomputed on the host in f64 (gram-nostd's `score_pair`, exact where needed). Blocking; on the web use
     /// [`GpuScorer::top_k_async`].
     pub fn top_k(&self, anchor: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
         pollster::block_on(self.top_k_async(anchor, k))
@@ -415,7 +415,8 @@ impl<'a> GpuScorer<'a> {
                 .top_k_block(&spec, &a, &c_blocks, k, anchor, &prepared)
                 .await?;
             for (i, row) in keys.into_iter().enumerate() {
-                result.push(self.exact_volumes(anchor, a.r0 + i, row)?);
+                let gi = a.r0 + i;
+                result.push(self.exact_volumes(anchor, prepared.norm_sq[gi], gi, row)?);
             }
         }
         Ok(result)
@@ -489,25 +490,18 @@ impl<'a> GpuScorer<'a> {
         Ok(rows)
     }
 
-    /// (candidate, exact volume) for one anchor's selected candidates.
+    /// (candidate, volume) for one anchor's selected candidates, recomputed on the host as
+    /// the CPU backend scores a pair (f64 dots and the candidate's factor, the exact path where
+    /// its bound asks): the f32 rounding of the exact volume, whatever the device's arithmetic.
     fn exact_volumes(
         &self,
         anchor: &[f32],
+        norm_sq: f64,
         i: usize,
         row: Vec<(f32, u32)>,
     ) -> Result<Vec<(u32, f32)>, GpuError> {
-        let d = self.dim;
-        let a = &anchor[i * d..(i + 1) * d];
         row.into_iter()
-            .map(|(_, j)| {
-                let mut t: Vec<&[f32]> = vec![a];
-                t.extend(
-                    self.modalities
-                        .iter()
-                        .map(|x| &x[j as usize * d..(j as usize + 1) * d]),
-                );
-                Ok((j, to_f32(gram_nostd::volume(&t)?)?))
-            })
+            .map(|(_, j)| Ok((j, self.host_pair(anchor, norm_sq, i, j as usize)?)))
             .collect()
     }
 
