@@ -4,13 +4,16 @@
 # CUDA builds of gram-train, train_step, pretrain_step, gpu_scaling and the CUDA test binary;
 # Debian's Vulkan loader and GL dispatch packages; MiniLM's config and tokenizer). Then, in
 # the repository root on the GPU machine: `OUT=/some/dir bash scripts/gpu-bench.sh [parts…]`,
-# parts among: info tests train recipe vulkan pretrain vitb demo raw (default: all).
+# parts among: info tests train recipe vulkan wgpu pretrain vitb demo raw (default: all).
+# `wgpu` is issue 20's check of gram-gpu's fused kernel (a few minutes): its tests on the GPU,
+# gpu_scaling for k = 3, 4, 5 beside the PyTorch recipe, `gram search --backend gpu --index` over
+# 10^6 × 512 against the CPU backend, and an Nsight Compute profile of the kernel.
 # Everything it prints also lands in $OUT/*.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:?set OUT to a folder for the results}"
 CARRY="${CARRY:-gpu-carry}"
-parts="${*:-info tests train recipe vulkan pretrain vitb demo raw}"
+parts="${*:-info tests train recipe vulkan wgpu pretrain vitb demo raw}"
 BIN="$OUT/.bin"; mkdir -p "$BIN"
 for f in "$CARRY"/bin/*.xz; do xz -dc "$f" >"$BIN/$(basename "$f" .xz)"; chmod +x "$BIN/$(basename "$f" .xz)"; done
 PY="${PYTHON:-python3}"
@@ -46,13 +49,38 @@ fi
 if has recipe; then
   log torch_recipe "$PY" benches/python/torch_recipe.py 8192,16384,32768
 fi
-if has vulkan; then
-  # Vulkan on these machines: the loader and GL dispatch libraries from Debian, NVIDIA's ICD.
+# Vulkan on these machines: the loader and GL dispatch libraries from Debian, NVIDIA's ICD.
+vulkan_setup() {
   for d in "$CARRY"/debs/*.deb; do dpkg -x "$d" / ; done; ldconfig
   icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd*.json /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json 2>/dev/null | head -1)
   [ -n "$icd" ] && export VK_DRIVER_FILES="$icd"
   echo "ICD: ${icd:-none found}" | tee "$OUT/vulkan-icd.txt"
+}
+if has vulkan; then
+  vulkan_setup
   for k in 3 4 5; do log "gpu_scaling_k$k" "$BIN/gpu_scaling" 8192,16384,32768 "$k" 3; done
+fi
+if has wgpu; then
+  has vulkan || vulkan_setup
+  GRAM_REQUIRE_GPU=1 GRAM_REPO="$PWD" log gram_gpu_tests "$BIN/gram-gpu-tests" --test-threads 1 --nocapture
+  log wgpu_scaling_k3 "$BIN/gpu_scaling" 8192,16384,32768,65536 3 5
+  log wgpu_torch_recipe "$PY" benches/python/torch_recipe.py 8192,16384,32768,65536
+  for k in 4 5; do log "wgpu_scaling_k$k" "$BIN/gpu_scaling" 8192,16384,32768 "$k" 5; done
+  # 10^6 candidates × 512, k = 3, 4,096 queries: unit random rows, an index, both backends.
+  data="$OUT/.search"; mkdir -p "$data"
+  "$PY" -c "
+import numpy as np, sys
+r = np.random.default_rng(0)
+for name, n in (('q', 4096), ('v', 1000000), ('a', 1000000)):
+    x = r.standard_normal((n, 512), dtype=np.float32); x /= np.linalg.norm(x, axis=1, keepdims=True)
+    np.save(sys.argv[1] + '/' + name + '.npy', x)" "$data"
+  log wgpu_index_build /usr/bin/time -v "$BIN/gram" index build --modality "$data/v.npy" --modality "$data/a.npy" --out "$data/idx"
+  for b in gpu cpu gpu cpu gpu cpu; do
+    log "wgpu_search_$b" /usr/bin/time -f "$b %e s, peak RSS %M KB" "$BIN/gram" search --anchor "$data/q.npy" --index "$data/idx" --top-k 10 --backend "$b" --out "$data/hits-$b"
+  done
+  cmp "$data/hits-gpu/indices.npy" "$data/hits-cpu/indices.npy" && echo "search: GPU and CPU hits identical" | tee -a "$OUT/wgpu_search_gpu.txt"
+  command -v ncu >/dev/null && log wgpu_ncu ncu --target-processes all --launch-count 3 --set full "$BIN/gpu_scaling" 8192 3 1
+  rm -rf "$data"
 fi
 if has pretrain || has vitb; then
   if [ ! -e "$OUT/.minilm/model.safetensors" ]; then

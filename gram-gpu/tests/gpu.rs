@@ -22,10 +22,17 @@ fn context() -> Option<&'static GpuContext> {
     }
 }
 
+/// The repository's reference data: `$GRAM_REPO/testdata/reference` where the test binary runs
+/// away from its build tree (scripts/gpu-bench.sh), else this checkout's.
+fn reference_dir() -> PathBuf {
+    std::env::var_os("GRAM_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .join("testdata/reference")
+}
+
 fn load<T: npyz::Deserialize>(name: &str) -> (usize, usize, Vec<T>) {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/reference")
-        .join(name);
+    let p = reference_dir().join(name);
     let bytes = std::fs::read(&p).unwrap();
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let s = npy.shape().to_vec();
@@ -53,13 +60,9 @@ fn cpu_matrix(anchor: &[f32], mods: &[&[f32]], n2: usize, d: usize) -> Vec<f32> 
 fn reference_cases_meet_the_gpu_contract() {
     let Some(ctx) = context() else { return };
     eprintln!("adapter: {}", ctx.describe());
-    let index: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
-        &std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/reference/index.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let index: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(reference_dir().join("index.json")).unwrap())
+            .unwrap();
     for (name, m) in &index {
         let (n1, d, a) = load::<f32>(&format!("{name}_anchor.npy"));
         let mods: Vec<Vec<f32>> = (0..m.as_u64().unwrap())
