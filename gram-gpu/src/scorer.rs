@@ -264,7 +264,7 @@ impl<'a> GpuScorer<'a> {
     }
 
     /// Record the fused kernel over one anchor block × candidate block; returns its output
-    /// (rows × cols volumes, NaN where flagged; or the cross dots for the reference GEMM).
+    /// (rows × cols volumes, −1 where flagged; or the cross dots for the reference GEMM).
     #[allow(clippy::too_many_arguments)]
     fn dispatch_volume(
         &self,
@@ -353,7 +353,7 @@ impl<'a> GpuScorer<'a> {
     }
 
     /// The pairs the kernel flagged, (row in the anchor block, global candidate): from its
-    /// list, or — when the list overflowed — by scanning `block` (rows × cols, NaN = flagged;
+    /// list, or — when the list overflowed — by scanning `block` (rows × cols, −1 = flagged;
     /// empty when the block was not read back, then `None`-like: an empty list is never
     /// returned for an overflow).
     async fn flagged_pairs(
@@ -378,7 +378,7 @@ impl<'a> GpuScorer<'a> {
         Ok(block
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.is_nan())
+            .filter(|(_, v)| **v < 0.0)
             .map(|(x, _)| (x / cols, c0 + x % cols))
             .collect())
     }

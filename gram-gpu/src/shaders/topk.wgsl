@@ -1,6 +1,6 @@
 // Running per-anchor top-k (smallest volumes first, ties by smaller candidate index) over one
-// block of candidates' volumes, written by the volume kernel. NaN marks a pair the host
-// recomputes: every comparison with NaN is false, so it is never inserted here. One
+// block of candidates' volumes, written by the volume kernel. −1 marks a pair the host
+// recomputes: it is never inserted here. One
 // invocation per anchor keeps a sorted list of k ≤ 128 entries in storage and inserts each
 // block entry that beats its last one (after the first block, few do). Lists start as
 // (+inf, 0xffffffff).
@@ -33,7 +33,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var j = 0u; j < p.cols; j++) {
         let key = volume[i * p.cols + j];
         let idx = p.col_offset + j;
-        if (!before(key, idx, last_key, last_idx)) {
+        if (key < 0.0 || !before(key, idx, last_key, last_idx)) {
             continue;
         }
         var pos = p.k - 1u;

@@ -20,7 +20,7 @@
 //   E = Σ_t (2|c_t| + δ)·δ + u·(‖a'‖² + (M+1)·Σc_t² + |r²|),   δ = η_j·‖a'‖,
 // and keeps the pair when ½E/r² ≤ tol (the host's tolerance less the roundings after r²).
 // A pair that fails (anchor nearly in span(Q_j): cancellation), or whose candidate has no fast
-// path (vol(M_j) = NaN), or whose volume leaves f32's normal range, is written as NaN and
+// path (vol(M_j) = NaN), or whose volume leaves f32's normal range, is written as −1 and
 // appended to `flagged`; the host recomputes it in f64. Exact zeros: a degenerate candidate
 // (vol(M_j) = 0) or a zero anchor give 0.
 
@@ -44,9 +44,9 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> flagged: array<atomic<u32>>; // [count, (i, j)…]
 
 const KS4: u32 = 4u;               // vec4s per K-step: the partial sums are blocked per 16 floats
-const U: f32 = 5.9604645e-8;       // 2^-24, f32's unit roundoff
-const F32_MIN_NORMAL: f32 = 1.1754944e-38;
-const F32_MAX: f32 = 3.4028235e38;
+const U: f32 = 0x1p-24f;           // 2^-24, f32's unit roundoff
+const F32_MIN_NORMAL: f32 = 0x1p-126f;
+const F32_MAX: f32 = 0x1.fffffep+127f;
 
 // The volume of one pair and whether the fast path's bound holds (y = 0: recompute).
 fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) -> vec2<f32> {
@@ -71,7 +71,7 @@ fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) -> vec2<f32> {
     return vec2<f32>(v, select(0.0, 1.0, ok));
 }
 
-// Write pair (i, j) of the block, if it lies inside: its volume, or NaN and a flagged-list
+// Write pair (i, j) of the block, if it lies inside: its volume, or −1 and a flagged-list
 // entry; or, for the reference GEMM, its k − 1 cross dots.
 fn store_pair(i: u32, j: u32, dots: array<f32, M>) {
     if (i >= p.rows || j >= p.cols) {
@@ -87,7 +87,9 @@ fn store_pair(i: u32, j: u32, dots: array<f32, M>) {
     if (pv.y != 0.0) {
         out[i * p.cols + j] = pv.x;
     } else {
-        out[i * p.cols + j] = bitcast<f32>(0x7fc00000u); // NaN
+        // −1 marks it (volumes are never negative). Not NaN: a NaN constant is a shader-creation
+        // error in WGSL (Chromium refuses the module; naga accepts it).
+        out[i * p.cols + j] = -1.0;
         let slot = atomicAdd(&flagged[0], 1u);
         if (slot < p.cap) {
             atomicStore(&flagged[1u + 2u * slot], i);

@@ -229,7 +229,9 @@ pub async fn run(problem: Problem, top_k: usize) -> Result<RunResult, JsError> {
             let c = row[j].max(1e-3);
             topk_rel = topk_rel.max((h.1 as f64 - row[j]).abs() / c);
         }
-        rows_equal += hit.iter().zip(&order).all(|(h, &j)| h.0 as usize == j) as usize;
+        rows_equal += (hit.len() == top_k
+            && hit.iter().zip(&order).all(|(h, &j)| h.0 as usize == j))
+            as usize;
     }
     let preview = hits
         .iter()
