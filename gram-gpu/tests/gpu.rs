@@ -109,16 +109,28 @@ fn awkward_shapes_and_forced_tiling_match_the_cpu() {
         let a = pseudo(n1 * d, 1 + d as u64);
         let mods: Vec<Vec<f32>> = (0..m).map(|t| pseudo(n2 * d, 100 + t as u64)).collect();
         let refs: Vec<&[f32]> = mods.iter().map(|v| v.as_slice()).collect();
-        let cpu = cpu_matrix(&a, &refs, n2, d);
-        for staged in [false, true] {
-            let gpu = GpuScorer::new(ctx, &refs, n2, d)
-                .unwrap()
-                .with_max_block(br, bc)
-                .with_kernel_variant(staged)
-                .volume_matrix(&a)
-                .unwrap();
-            check_against_cpu(&gpu, &cpu, (n1, n2, d, m));
-        }
+        both_variants_match_the_cpu(ctx, &a, &refs, (n1, n2, d, m), (br, bc));
+    }
+}
+
+/// The volume matrix from both kernel variants (blocks capped at `block`) against the CPU's.
+fn both_variants_match_the_cpu(
+    ctx: &GpuContext,
+    a: &[f32],
+    refs: &[&[f32]],
+    shape: (usize, usize, usize, usize),
+    block: (usize, usize),
+) {
+    let (_, n2, d, _) = shape;
+    let cpu = cpu_matrix(a, refs, n2, d);
+    for staged in [false, true] {
+        let gpu = GpuScorer::new(ctx, refs, n2, d)
+            .unwrap()
+            .with_max_block(block.0, block.1)
+            .with_kernel_variant(staged)
+            .volume_matrix(a)
+            .unwrap();
+        check_against_cpu(&gpu, &cpu, shape);
     }
 }
 
@@ -149,21 +161,14 @@ fn check_against_cpu(gpu: &[f32], cpu: &[f32], (n1, n2, d, m): (usize, usize, us
 #[test]
 fn every_k_and_both_kernel_variants_match_the_cpu() {
     let Some(ctx) = context() else { return };
-    // k = 2 … 16: every register-tile shape (⌊8/m⌋ candidates per invocation, one beyond m = 8).
+    // k = 2 … 16: every register-tile shape (⌊16/m⌋ candidates per invocation direct, ⌊8/m⌋
+    // staged, one beyond).
     for m in 1..=15 {
         let (n1, n2, d) = (21, 19, 40);
         let a = pseudo(n1 * d, 3 + m as u64);
         let mods: Vec<Vec<f32>> = (0..m).map(|t| pseudo(n2 * d, 200 + t as u64)).collect();
         let refs: Vec<&[f32]> = mods.iter().map(|v| v.as_slice()).collect();
-        let cpu = cpu_matrix(&a, &refs, n2, d);
-        for staged in [false, true] {
-            let gpu = GpuScorer::new(ctx, &refs, n2, d)
-                .unwrap()
-                .with_kernel_variant(staged)
-                .volume_matrix(&a)
-                .unwrap();
-            check_against_cpu(&gpu, &cpu, (n1, n2, d, m));
-        }
+        both_variants_match_the_cpu(ctx, &a, &refs, (n1, n2, d, m), (usize::MAX, usize::MAX));
     }
 }
 
