@@ -1,7 +1,10 @@
-//! Exact (erf) GELU, y = x·Φ(x) = ½x(1 + erf(x/√2)), for the heads, the DAM head and BERT.
+//! Exact (erf) GELU, y = x·Φ(x) = ½x(1 + erf(x/√2)), for the heads, the DAM head and BERT;
+//! and CLIP's quick GELU, y = x·σ(1.702x), for its vision tower.
 //!
-//! On the CPU in f32 it is one op with a fused backward, ∂x = ∂y·(Φ(x) + x·φ(x)), one pass
-//! each way. Why by hand: Candle's `gelu_erf` backward is a chain of ten element-wise tensor
+//! On the CPU in f32 each is one op with a fused backward, ∂x = ∂y·(Φ(x) + x·φ(x)) (erf) or
+//! ∂y·(σ + 1.702x·σ(1 − σ)) (quick), one pass each way, keeping only x for the backward
+//! (quick GELU as tensor ops keeps 1.702x, σ and the product: three more activations of the
+//! MLP's width per layer). Why by hand: Candle's `gelu_erf` backward is a chain of ten element-wise tensor
 //! ops (each allocating its output), about a tenth of the CPU training step's backward pass at
 //! the issue-11 sizes. Elsewhere (CUDA, other dtypes) it is Candle's `gelu_erf`.
 //!
@@ -20,13 +23,57 @@ const CHUNK: usize = 1 << 14;
 /// GELU (erf form) of `x`, differentiable.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if x.dtype() == DType::F32 && x.device().is_cpu() {
-        x.contiguous()?.apply_op1(GeluOp)
+        x.contiguous()?.apply_op1(GeluOp(Form::Erf))
     } else {
         x.gelu_erf()
     }
 }
 
-struct GeluOp;
+/// Quick GELU, x·σ(1.702x), differentiable (CLIP's `quick_gelu`).
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    if x.dtype() == DType::F32 && x.device().is_cpu() {
+        x.contiguous()?.apply_op1(GeluOp(Form::Quick))
+    } else {
+        x.mul(&candle_nn::ops::sigmoid(&(x * QUICK as f64)?)?)
+    }
+}
+
+/// Quick GELU's slope inside the sigmoid.
+const QUICK: f32 = 1.702;
+
+#[derive(Clone, Copy)]
+enum Form {
+    Erf,
+    Quick,
+}
+
+impl Form {
+    fn value(self, x: f32) -> f32 {
+        match self {
+            Form::Erf => x * cdf(x),
+            Form::Quick => x * sigmoid(QUICK * x),
+        }
+    }
+
+    fn slope(self, x: f32) -> f32 {
+        match self {
+            Form::Erf => slope(x),
+            Form::Quick => {
+                let s = sigmoid(QUICK * x);
+                s + QUICK * x * s * (1.0 - s)
+            }
+        }
+    }
+}
+
+struct GeluOp(Form);
+
+/// σ(z) = 1/(1 + e^−z) from e^−|z| (never overflows; relative error ≤ 1e-6).
+fn sigmoid(z: f32) -> f32 {
+    let e = exp_nonpositive(-z.abs());
+    let s = 1.0 / (1.0 + e);
+    if z >= 0.0 { s } else { e * s }
+}
 
 /// Φ(x), the standard normal CDF (absolute error ≤ 2.5e-7).
 fn cdf(x: f32) -> f32 {
@@ -42,7 +89,10 @@ fn slope(x: f32) -> f32 {
 
 impl CustomOp1 for GeluOp {
     fn name(&self) -> &'static str {
-        "gram-gelu-erf"
+        match self.0 {
+            Form::Erf => "gram-gelu-erf",
+            Form::Quick => "gram-quick-gelu",
+        }
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -52,7 +102,7 @@ impl CustomOp1 for GeluOp {
             .zip(x.par_chunks(CHUNK))
             .for_each(|(y, x)| {
                 for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * cdf(x);
+                    *y = self.0.value(x);
                 }
             });
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -71,7 +121,7 @@ impl CustomOp1 for GeluOp {
             .zip(x_host.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
             .for_each(|(dx, (x, g))| {
                 for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                    *dx = g * slope(x);
+                    *dx = g * self.0.slope(x);
                 }
             });
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
@@ -114,6 +164,43 @@ mod tests {
                 dx[i]
             );
             assert!((ys[i] - candle[i]).abs() <= 2.5e-6 * (1.0 + ys[i].abs()));
+        }
+    }
+
+    /// Quick GELU: values (relative error ≤ 1e-6 + |1.702x|·6e-8) and gradients (1e-6 absolute)
+    /// against f64 over [−20, 20] (both tails) and equal to
+    /// the tensor-op form x·σ(1.702x) within f32 rounding.
+    #[test]
+    fn quick_gelu_matches_the_f64_reference_and_the_tensor_ops() {
+        let xs: Vec<f32> = (0..40_001).map(|i| -20.0 + i as f32 * 1e-3).collect();
+        let x = Var::from_vec(xs.clone(), xs.len(), &Device::Cpu).unwrap();
+        let y = quick_gelu(x.as_tensor()).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let dx = g.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        let ys = y.to_vec1::<f32>().unwrap();
+        let t = x.as_tensor();
+        let ops = t
+            .mul(&candle_nn::ops::sigmoid(&(t * 1.702).unwrap()).unwrap())
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (i, &xi) in xs.iter().enumerate() {
+            let x64 = xi as f64;
+            let s = 1.0 / (1.0 + (-1.702 * x64).exp());
+            let (want_y, want_d) = (x64 * s, s + 1.702 * x64 * s * (1.0 - s));
+            // Rounding 1.702x to f32 moves e^−1.702x by up to |1.702x|·2^-24 relative.
+            let rel = 1e-6 + 1.702 * x64.abs() * 6e-8;
+            assert!(
+                (ys[i] as f64 - want_y).abs() <= rel * want_y.abs() + 1e-30,
+                "y({xi}) = {} vs {want_y}",
+                ys[i]
+            );
+            assert!(
+                (dx[i] as f64 - want_d).abs() <= 2e-6,
+                "y'({xi}) = {} vs {want_d}",
+                dx[i]
+            );
+            assert!((ys[i] - ops[i]).abs() <= 4e-6 * (1.0 + ys[i].abs()));
         }
     }
 }

@@ -3,6 +3,7 @@
 //! - [`volume`]: the differentiable volume matrix (Candle matmuls + a custom op whose forward
 //!   and backward are gram-nostd's `GramFactor`).
 //! - [`losses`]: GRAM, DAM hard-negative sampling, pairwise InfoNCE and Symile baselines.
+//! - [`attention`]: multi-head attention as one op (FlashAttention on the CPU, with backward).
 //! - [`encoders`]: BERT text, CLIP ViT vision (images, video frames), AST audio (log-mel).
 //! - [`model`]: encoders → projection heads, learnable temperature, DAM head.
 //! - [`precision`]: f32 or bf16 matmuls in the encoders and heads (autocast-like).
@@ -17,6 +18,7 @@
 //! - [`device`]: opening a CUDA device for training.
 //! - [`demo`]: the end-to-end comparison behind `gram-train demo`.
 
+pub mod attention;
 pub mod checkpoint;
 pub mod config;
 mod cpu_op;

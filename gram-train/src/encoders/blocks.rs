@@ -321,7 +321,7 @@ impl Activation {
         match self {
             Activation::Gelu => crate::gelu::gelu_erf(x),
             Activation::GeluNew => x.gelu(),
-            Activation::QuickGelu => x.mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?),
+            Activation::QuickGelu => crate::gelu::quick_gelu(x),
         }
     }
 }
@@ -352,24 +352,13 @@ impl SelfAttention {
         })
     }
 
-    /// x [B, T, D]; `mask`: additive [B, 1, 1, T] (0 keep, large negative drop).
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        let hd = d / self.heads;
-        let split = |l: &Linear| -> Result<Tensor> {
-            l.forward(x)?
-                .reshape((b, t, self.heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let (q, k, v) = (split(&self.q)?, split(&self.k)?, split(&self.v)?);
-        let mut scores = (matmul(&q, &k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(m)?;
-        }
-        let probs = softmax_last_dim(&scores)?;
-        let ctx = matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        self.out.forward(&ctx)
+    /// x [B, T, D]; `key_mask` [B, T]: 1 = token, 0 = padding. Attention itself is one op
+    /// ([`crate::attention`]): on the CPU it keeps no score or probability tensor.
+    pub fn forward(&self, x: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
+        let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
+        self.out.forward(&crate::attention::attention(
+            &q, &k, &v, self.heads, key_mask,
+        )?)
     }
 }
 
@@ -439,12 +428,6 @@ impl CustomOp1 for SoftmaxOp {
             });
         Ok(Some(Tensor::from_vec(dx, res.shape(), res.device())?))
     }
-}
-
-/// Additive attention mask [B, 1, 1, T] from a 0/1 mask [B, T].
-pub fn additive_mask(mask: &Tensor) -> Result<Tensor> {
-    let (b, t) = mask.dims2()?;
-    ((mask.to_dtype(candle_core::DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, t))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -559,9 +542,10 @@ impl Bert {
             .broadcast_add(&self.position.forward(&pos)?)?
             .broadcast_add(&self.token_type.forward(&types)?)?;
         let mut x = self.emb_ln.forward(&x)?;
-        let m = additive_mask(mask)?;
         for l in &self.layers {
-            x = l.attn_ln.forward(&(&x + l.attn.forward(&x, Some(&m))?)?)?;
+            x = l
+                .attn_ln
+                .forward(&(&x + l.attn.forward(&x, Some(mask))?)?)?;
             let y = l.out.forward(&l.act.apply(&l.inter.forward(&x)?)?)?;
             x = l.out_ln.forward(&(&x + y)?)?;
         }
