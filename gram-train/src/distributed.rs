@@ -284,7 +284,9 @@ pub fn step_gradients(
             (Some(g), None) | (None, Some(g)) => g,
             (None, None) => continue,
         };
-        present.push((t.clone(), g));
+        // Detached: a gradient that still carries graph nodes would keep activations alive
+        // through the optimizer step.
+        present.push((t.clone(), g.detach()));
     }
     if world > 1 && !present.is_empty() {
         // One all-reduce for the whole model (a flat bucket), then the mean over ranks.

@@ -83,14 +83,22 @@ fn forward(
 }
 
 /// (∂x where x is tracked, ∂w, ∂b) for ∂y [N, out].
+///
+/// x and w are detached first: Candle keeps a parameter's accumulated gradient as it comes
+/// (it detaches only the gradients of intermediate nodes), so ∂w = ∂yᵀ·x computed from the
+/// tracked x would carry a graph node holding ∂y and x alive until the optimizer step — every
+/// layer's output gradient retained through the whole backward (0.9 GB on a ViT-B/16 at
+/// batch 16).
 fn backward(x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Tensor, Tensor)> {
-    let grad = grad.to_dtype(DType::F32)?;
-    let dx = if x.track_op() {
-        Some(grad.matmul(w)?)
+    let tracked = x.track_op();
+    let (x, w) = (x.detach(), w.detach());
+    let grad = grad.to_dtype(DType::F32)?.detach();
+    let dx = if tracked {
+        Some(grad.matmul(&w)?)
     } else {
         None
     };
-    let dw = grad.t()?.matmul(x)?;
+    let dw = grad.t()?.matmul(&x)?;
     let ones = Tensor::ones((1, grad.dim(0)?), DType::F32, grad.device())?;
     let db = ones.matmul(&grad)?.squeeze(0)?;
     Ok((dx, dw, db))

@@ -48,6 +48,22 @@ fn device_memory(dev: &Device) -> String {
     String::new()
 }
 
+/// This process's peak resident memory since the last call, in MiB (Linux: VmHWM, then reset
+/// through /proc/self/clear_refs), or None elsewhere.
+fn peak_rss_since_last() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    Some(kib >> 10)
+}
+
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let steps: u64 = arg(&args, "--steps").unwrap_or(6);
@@ -127,6 +143,7 @@ fn main() -> Result<(), String> {
     let (mut wait, mut compute, mut update, mut total) = (vec![], vec![], vec![], vec![]);
     let mut t_prev = Instant::now();
     let mut step = 0u64;
+    let mut peak_all = peak_rss_since_last().unwrap_or(0);
     let plans = (0..cfg.steps).map(|s| batch_indices(0, s, batch, n));
     prefetched(source.as_ref(), plans, 2, |prepared| {
         let t0 = Instant::now();
@@ -144,6 +161,7 @@ fn main() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
         let norm = opt.grad_norm(&grads).map_err(|e| e.to_string())?;
         let t1 = Instant::now();
+        let peak_step = peak_rss_since_last();
         opt.step(&grads, 1e-4, (1.0 / norm.max(1.0)).min(1.0))
             .map_err(|e| e.to_string())?;
         let _ = loaded
@@ -153,14 +171,23 @@ fn main() -> Result<(), String> {
             .and_then(|t| t.to_scalar::<f64>())
             .map_err(|e| e.to_string())?; // synchronise
         let t2 = Instant::now();
+        drop(grads);
+        let peak_update = peak_rss_since_last();
         if step >= 2 {
             wait.push((t0 - t_prev).as_secs_f64());
             compute.push((t1 - t0).as_secs_f64());
             update.push((t2 - t1).as_secs_f64());
             total.push((t2 - t_prev).as_secs_f64());
         }
+        let peaks = match (peak_step, peak_update) {
+            (Some(a), Some(b)) => {
+                peak_all = peak_all.max(a).max(b);
+                format!(", peak RSS {a} MiB in forward + backward, {b} MiB in the update")
+            }
+            _ => String::new(),
+        };
         eprintln!(
-            "step {step}: loss {loss:.4}, {:.2} s{}",
+            "step {step}: loss {loss:.4}, {:.2} s{}{peaks}",
             (t2 - t_prev).as_secs_f64(),
             device_memory(&dev)
         );
@@ -168,6 +195,10 @@ fn main() -> Result<(), String> {
         step += 1;
         Ok::<(), String>(())
     })?;
+    if let Some(last) = peak_rss_since_last() {
+        // The whole run's peak (the resets above split it into phases; this is their maximum).
+        println!("peak RSS {} MiB", peak_all.max(last));
+    }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]

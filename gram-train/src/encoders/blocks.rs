@@ -195,6 +195,9 @@ fn layer_norm_bwd_ops(
     grad: &Tensor,
     eps: f64,
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    // Detached, so the weight's gradient carries no graph node holding x and ∂y (Candle keeps
+    // a parameter's gradient as computed: see `linear_cpu::backward`).
+    let (x, w, grad) = (&x.detach(), &w.detach(), &grad.detach());
     let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
     let r = (centred.sqr()?.mean_keepdim(D::Minus1)? + eps)?
         .sqrt()?
@@ -411,6 +414,7 @@ impl CustomOp1 for SoftmaxOp {
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         if !res.device().is_cpu() {
+            let (res, grad) = (&res.detach(), &grad.detach());
             let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
             return Ok(Some((res * grad.broadcast_sub(&dot)?)?));
         }
