@@ -15,9 +15,10 @@
 //!   included.
 //! - [`train`], [`checkpoint`]: `fit` (seeded, resumable, atomic checkpoints, `--init-from`),
 //!   `embed`; [`rerank`]: evaluation with DAM re-ranking.
-//! - [`device`]: opening a CUDA device for training.
+//! - [`device`]: opening a CUDA device for training; [`alloc`]: the binaries' allocator setting.
 //! - [`demo`]: the end-to-end comparison behind `gram-train demo`.
 
+pub mod alloc;
 pub mod attention;
 pub mod checkpoint;
 pub mod config;

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 // Candle allocates a fresh buffer for every tensor op; with glibc's allocator the large ones
-// are mmap'd and page-faulted in each time (≈ 10 % of a CPU training step). mimalloc reuses them.
+// are mmap'd and page-faulted in each time (≈ 10 % of a CPU training step). mimalloc reuses them
+// (and keeps them: `retain_freed_memory` in main).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -466,6 +467,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    gram_train::alloc::retain_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -65,6 +65,7 @@ fn peak_rss_since_last() -> Option<u64> {
 }
 
 fn main() -> Result<(), String> {
+    gram_train::alloc::retain_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let steps: u64 = arg(&args, "--steps").unwrap_or(6);
     let batch: usize = arg(&args, "--batch").unwrap_or(64);
