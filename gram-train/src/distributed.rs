@@ -288,6 +288,14 @@ pub fn step_gradients(
         // through the optimizer step.
         present.push((t.clone(), g.detach()));
     }
+    // The rest of the store (gradients of tensors that are not among `params`, such as a frozen
+    // encoder's weights) is detached as well, or it would hold the forward graph alive.
+    let rest: Vec<_> = grads.get_ids().copied().collect();
+    for id in rest {
+        if let Some(g) = grads.get_id(id).map(Tensor::detach) {
+            grads.insert_id(id, g);
+        }
+    }
     if world > 1 && !present.is_empty() {
         // One all-reduce for the whole model (a flat bucket), then the mean over ranks.
         let flat = Tensor::cat(

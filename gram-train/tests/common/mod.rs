@@ -88,6 +88,84 @@ pub fn gradient_census(dev: &candle_core::Device) {
     assert!(vars.len() > 100, "{} parameters", vars.len());
 }
 
+/// Trains the BERT/CLIP/AST model of [`gradient_census`] for `steps` GRAM + DAM steps with
+/// AdamW on `dev`; returns what `probe()` says once the model and optimizer are made, then at
+/// each step while the gradients are held (the backward's graph should be gone by then) and
+/// after the update, once they are dropped (what stays alive between steps).
+pub fn memory_over_steps(
+    dev: &candle_core::Device,
+    steps: u64,
+    probe: impl Fn() -> usize,
+) -> MemoryTrace {
+    use gram_train::config::TrainConfig;
+    use gram_train::distributed::SingleProcess;
+    use gram_train::optim::{AdamW, AdamWConfig};
+    use gram_train::train::{
+        batch_indices, build_model, model_config_for, open_source, optimizer_params, train_step,
+    };
+    use rand::SeedableRng;
+    let data = repo_root().join("testdata/raw");
+    let cfg = TrainConfig {
+        batch_size: 6,
+        embed_dim: 16,
+        dam_hidden: 8,
+        ..TrainConfig::default()
+    };
+    let mc = model_config_for(&cfg, &data).unwrap();
+    let l = build_model(&mc, 0, dev).unwrap();
+    let src = open_source(&data, "train", &mc, &l.tokenizers, false).unwrap();
+    let params = optimizer_params(&l, &cfg);
+    let param_bytes = params.iter().map(|p| p.1.elem_count() * 4).sum();
+    let vars: Vec<_> = params.iter().map(|p| p.1.clone()).collect();
+    let adamw = AdamWConfig {
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.05,
+    };
+    let mut opt = AdamW::new(params, adamw).unwrap();
+    let mut trace = MemoryTrace {
+        start: probe(),
+        with_grads: Vec::new(),
+        after: Vec::new(),
+        param_bytes,
+    };
+    for step in 0..steps {
+        let (inputs, _) = src
+            .batch(&batch_indices(0, step, cfg.batch_size, src.len()))
+            .unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step);
+        let (loss, grads) = train_step(
+            &l.model,
+            &cfg,
+            &inputs,
+            &vars,
+            &SingleProcess,
+            &mut rng,
+            dev,
+        )
+        .unwrap();
+        assert!(loss.is_finite());
+        trace.with_grads.push(probe());
+        let norm = opt.grad_norm(&grads).unwrap();
+        opt.step(&grads, 1e-4, (1.0 / norm.max(1.0)).min(1.0))
+            .unwrap();
+        drop((grads, inputs));
+        trace.after.push(probe());
+    }
+    trace
+}
+
+/// What [`memory_over_steps`] measured, in bytes.
+#[derive(Debug)]
+pub struct MemoryTrace {
+    pub start: usize,
+    pub with_grads: Vec<usize>,
+    pub after: Vec<usize>,
+    pub param_bytes: usize,
+}
+
 /// The repository root: `GRAM_REPO` if set (a test binary carried to another machine), else
 /// where this crate was built.
 pub fn repo_root() -> std::path::PathBuf {
