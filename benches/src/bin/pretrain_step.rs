@@ -36,16 +36,56 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
         .and_then(|v| v.parse().ok())
 }
 
-/// ", device memory used N MiB" on CUDA (free vs total from the driver), else nothing.
+/// On CUDA ", device memory used N MiB (pool: U MiB in tensors, R MiB reserved)": the driver's
+/// count (total − free) and the device's stream-ordered memory pool, whose used bytes are the
+/// live tensors and whose reserved bytes also hold freed memory kept for reuse — so growth in
+/// `used` is a leak of ours, growth in `reserved` alone the allocator's caching. Else nothing.
 fn device_memory(dev: &Device) -> String {
     #[cfg(feature = "cuda")]
     if let Device::Cuda(d) = dev {
-        if let Ok((free, total)) = d.cuda_stream().context().mem_get_info() {
-            return format!(", device memory used {} MiB", (total - free) >> 20);
+        let ctx = d.cuda_stream().context().clone();
+        if let Ok((free, total)) = ctx.mem_get_info() {
+            let pool = match pool_bytes(&ctx) {
+                Some((used, reserved)) => {
+                    format!(
+                        " (pool: {} MiB in tensors, {} MiB reserved)",
+                        used >> 20,
+                        reserved >> 20
+                    )
+                }
+                None => String::new(),
+            };
+            return format!(", device memory used {} MiB{pool}", (total - free) >> 20);
         }
     }
     let _ = dev;
     String::new()
+}
+
+/// The device's current memory pool's (used, reserved) bytes.
+#[cfg(feature = "cuda")]
+fn pool_bytes(ctx: &candle_core::cuda_backend::cudarc::driver::CudaContext) -> Option<(u64, u64)> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    ctx.bind_to_thread().ok()?;
+    let read = |pool: sys::CUmemoryPool, attr: sys::CUmemPool_attribute| -> Option<u64> {
+        let mut v = 0u64;
+        // SAFETY: both attributes are cuuint64_t (the driver API's documentation); `pool` is
+        // the device's current pool, valid while the context lives.
+        unsafe { result::mem_pool::get_attribute(pool, attr, (&mut v as *mut u64).cast()) }.ok()?;
+        Some(v)
+    };
+    // SAFETY: cu_device is the context's own device handle.
+    let pool = unsafe { result::device::get_mem_pool(ctx.cu_device()) }.ok()?;
+    Some((
+        read(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT,
+        )?,
+        read(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT,
+        )?,
+    ))
 }
 
 /// This process's peak resident memory since the last call, in MiB (Linux: VmHWM, then reset

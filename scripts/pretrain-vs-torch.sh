@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The full-model pretraining step (issue 19) against PyTorch on this machine's CPU, both sides
+# alternating ROUNDS times in one run:
+#   speed:  `pretrain_step` vs benches/python/torch_pretrain.py — MiniLM-L6 + small CLIP ViT
+#           (4 frames of 32²) + small AST, GRAM + DAM, AdamW, B = 64, THREADS threads: samples/s
+#   memory: the same with a ViT-B/16 video tower at 224² (--vision vit-b16), B = 4 (16 frames):
+#           the whole process's peak RSS (model, AdamW state, activations, loader; gram prints
+#           its own, PyTorch's is /usr/bin/time's maximum resident set)
+# Medians with the range. Needs a Python with torch and transformers (PYTHON=…, default python3)
+# and MiniLM (scripts/fetch-minilm.sh, fetched here if missing).
+#   bash scripts/pretrain-vs-torch.sh [ROUNDS] [THREADS] [PART]   (defaults 5 2 all; PART speed|memory|all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}; threads=${2:-2}; part=${3:-all}; py=${PYTHON:-python3}
+target=${CARGO_TARGET_DIR:-target}
+minilm=${MINILM:-$target/models/all-MiniLM-L6-v2}
+bash scripts/fetch-minilm.sh "$minilm" >&2
+cargo build -q --release -p gram-benches --bin pretrain_step
+export RAYON_NUM_THREADS=$threads
+bin="$target/release/pretrain_step"
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+range() { printf '%s–%s' "$(printf '%s\n' "$@" | sort -g | head -1)" "$(printf '%s\n' "$@" | sort -g | tail -1)"; }
+torch_version=$("$py" -c 'import torch; print(torch.__version__)')
+
+if [ "$part" = all ] || [ "$part" = speed ]; then
+  gram=(); torch=()
+  for r in $(seq "$rounds"); do
+    g=$("$bin" --steps 6 --minilm "$minilm" 2>/dev/null | tail -1 | awk -F'|' '{print $2+0}')
+    t=$("$py" benches/python/torch_pretrain.py "$minilm" --steps 6 --threads "$threads" 2>/dev/null \
+        | tail -1 | sed -E 's/.*: ([0-9.]+) samples\/s.*/\1/')
+    echo "speed round $r: gram $g samples/s, PyTorch $t samples/s" >&2
+    gram+=("$g"); torch+=("$t")
+  done
+  mg=$(median "${gram[@]}"); mt=$(median "${torch[@]}")
+  echo "| pretraining step, B = 64, $threads threads | samples/s, median of $rounds (range) |"
+  echo "|---|---|"
+  echo "| gram-train | $mg ($(range "${gram[@]}")) |"
+  echo "| PyTorch $torch_version | $mt ($(range "${torch[@]}")) |"
+  awk -v g="$mg" -v t="$mt" 'BEGIN{printf "gram / PyTorch: %.2f×\n\n", g/t}'
+fi
+
+if [ "$part" = all ] || [ "$part" = memory ]; then
+  gram=(); torch=()
+  for r in $(seq "$rounds"); do
+    g=$("$bin" --vision vit-b16 --batch 4 --steps 1 --minilm "$minilm" 2>/dev/null \
+        | awk '/^peak RSS/{print $3}')
+    t=$( { /usr/bin/time -v "$py" benches/python/torch_pretrain.py "$minilm" --vision vit-b16 \
+           --batch 4 --steps 1 --threads "$threads" >/dev/null; } 2>&1 \
+         | awk '/Maximum resident/{printf "%d", $6/1024}')
+    echo "memory round $r: gram $g MiB, PyTorch $t MiB" >&2
+    gram+=("$g"); torch+=("$t")
+  done
+  mg=$(median "${gram[@]}"); mt=$(median "${torch[@]}")
+  echo "| ViT-B/16 at 224², B = 4 (16 frames), $threads threads | peak RSS MiB, median of $rounds (range) |"
+  echo "|---|---|"
+  echo "| gram-train | $mg ($(range "${gram[@]}")) |"
+  echo "| PyTorch $torch_version | $mt ($(range "${torch[@]}")) |"
+  awk -v g="$mg" -v t="$mt" 'BEGIN{printf "gram / PyTorch: %.2f×\n", g/t}'
+fi
