@@ -21,6 +21,16 @@ bin="$target/release/pretrain_step"
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 range() { printf '%s–%s' "$(printf '%s\n' "$@" | sort -g | head -1)" "$(printf '%s\n' "$@" | sort -g | tail -1)"; }
 torch_version=$("$py" -c 'import torch; print(torch.__version__)')
+# table TITLE "GRAM VALUES" "TORCH VALUES": the two sides' medians (range) and their ratio.
+table() {
+  local g=($2) t=($3)
+  local mg mt; mg=$(median "${g[@]}"); mt=$(median "${t[@]}")
+  echo "| $1, median of $rounds (range) |"
+  echo "|---|---|"
+  echo "| gram-train | $mg ($(range "${g[@]}")) |"
+  echo "| PyTorch $torch_version | $mt ($(range "${t[@]}")) |"
+  awk -v g="$mg" -v t="$mt" 'BEGIN{printf "gram / PyTorch: %.2f×\n\n", g/t}'
+}
 
 if [ "$part" = all ] || [ "$part" = speed ]; then
   gram=(); torch=()
@@ -31,12 +41,7 @@ if [ "$part" = all ] || [ "$part" = speed ]; then
     echo "speed round $r: gram $g samples/s, PyTorch $t samples/s" >&2
     gram+=("$g"); torch+=("$t")
   done
-  mg=$(median "${gram[@]}"); mt=$(median "${torch[@]}")
-  echo "| pretraining step, B = 64, $threads threads | samples/s, median of $rounds (range) |"
-  echo "|---|---|"
-  echo "| gram-train | $mg ($(range "${gram[@]}")) |"
-  echo "| PyTorch $torch_version | $mt ($(range "${torch[@]}")) |"
-  awk -v g="$mg" -v t="$mt" 'BEGIN{printf "gram / PyTorch: %.2f×\n\n", g/t}'
+  table "pretraining step, B = 64, $threads threads | samples/s" "${gram[*]}" "${torch[*]}"
 fi
 
 if [ "$part" = all ] || [ "$part" = memory ]; then
@@ -50,10 +55,5 @@ if [ "$part" = all ] || [ "$part" = memory ]; then
     echo "memory round $r: gram $g MiB, PyTorch $t MiB" >&2
     gram+=("$g"); torch+=("$t")
   done
-  mg=$(median "${gram[@]}"); mt=$(median "${torch[@]}")
-  echo "| ViT-B/16 at 224², B = 4 (16 frames), $threads threads | peak RSS MiB, median of $rounds (range) |"
-  echo "|---|---|"
-  echo "| gram-train | $mg ($(range "${gram[@]}")) |"
-  echo "| PyTorch $torch_version | $mt ($(range "${torch[@]}")) |"
-  awk -v g="$mg" -v t="$mt" 'BEGIN{printf "gram / PyTorch: %.2f×\n", g/t}'
+  table "ViT-B/16 at 224², B = 4 (16 frames), $threads threads | peak RSS MiB" "${gram[*]}" "${torch[*]}"
 fi

@@ -284,21 +284,9 @@ impl Batch<'_> {
         );
         gemm_f32(
             (rows, cols, g.hd),
-            Dst {
-                data: s,
-                rs: cols,
-                accumulate: false,
-            },
-            Src {
-                data: qh,
-                rs: g.d,
-                cs: 1,
-            },
-            Src {
-                data: kh,
-                rs: 1,
-                cs: g.d,
-            },
+            into(s, cols, false),
+            view(qh, g.d, 1),
+            view(kh, 1, g.d),
             g.scale,
         );
         if let Some(bias) = self.bias {
@@ -340,21 +328,9 @@ impl Batch<'_> {
                 }
                 gemm_f32(
                     (rows, g.hd, cols),
-                    Dst {
-                        data: &mut acc,
-                        rs: g.hd,
-                        accumulate: true,
-                    },
-                    Src {
-                        data: &s,
-                        rs: cols,
-                        cs: 1,
-                    },
-                    Src {
-                        data: &self.v[k0 * g.d + h * g.hd..],
-                        rs: g.d,
-                        cs: 1,
-                    },
+                    into(&mut acc, g.hd, true),
+                    view(&s, cols, 1),
+                    view(&self.v[k0 * g.d + h * g.hd..], g.d, 1),
                     1.0,
                 );
             }
@@ -394,41 +370,21 @@ impl Batch<'_> {
                         *x = fastmath::exp_nonpositive((*x - lse[q0 + r]).min(0.0));
                     }
                 }
-                let dout_i = Src {
-                    data: &dout[q0 * g.d + col..],
-                    rs: g.d,
-                    cs: 1,
-                };
+                let dout_i = view(&dout[q0 * g.d + col..], g.d, 1);
                 // ∂v[k0..] += Pᵀ·∂o[q0..]
                 gemm_f32(
                     (cols, g.hd, rows),
-                    Dst {
-                        data: &mut gr.dv[k0 * g.d + col..],
-                        rs: g.d,
-                        accumulate: true,
-                    },
-                    Src {
-                        data: &p,
-                        rs: 1,
-                        cs: cols,
-                    },
+                    into(&mut gr.dv[k0 * g.d + col..], g.d, true),
+                    view(&p, 1, cols),
                     dout_i,
                     1.0,
                 );
                 // ∂P = ∂o·vᵀ, then ∂s = P∘(∂P − δ) in place.
                 gemm_f32(
                     (rows, cols, g.hd),
-                    Dst {
-                        data: &mut dp,
-                        rs: cols,
-                        accumulate: false,
-                    },
+                    into(&mut dp, cols, false),
                     dout_i,
-                    Src {
-                        data: &self.v[k0 * g.d + col..],
-                        rs: 1,
-                        cs: g.d,
-                    },
+                    view(&self.v[k0 * g.d + col..], 1, g.d),
                     1.0,
                 );
                 for r in 0..rows {
@@ -441,43 +397,19 @@ impl Batch<'_> {
                         *x = pv * (*x - d);
                     }
                 }
-                let ds = Src {
-                    data: &dp,
-                    rs: cols,
-                    cs: 1,
-                };
+                let ds = view(&dp, cols, 1);
                 gemm_f32(
                     (rows, g.hd, cols),
-                    Dst {
-                        data: &mut gr.dq[q0 * g.d + col..],
-                        rs: g.d,
-                        accumulate: true,
-                    },
+                    into(&mut gr.dq[q0 * g.d + col..], g.d, true),
                     ds,
-                    Src {
-                        data: &self.k[k0 * g.d + col..],
-                        rs: g.d,
-                        cs: 1,
-                    },
+                    view(&self.k[k0 * g.d + col..], g.d, 1),
                     g.scale,
                 );
                 gemm_f32(
                     (cols, g.hd, rows),
-                    Dst {
-                        data: &mut gr.dk[k0 * g.d + col..],
-                        rs: g.d,
-                        accumulate: true,
-                    },
-                    Src {
-                        data: &dp,
-                        rs: 1,
-                        cs: cols,
-                    },
-                    Src {
-                        data: &self.q[q0 * g.d + col..],
-                        rs: g.d,
-                        cs: 1,
-                    },
+                    into(&mut gr.dk[k0 * g.d + col..], g.d, true),
+                    view(&dp, 1, cols),
+                    view(&self.q[q0 * g.d + col..], g.d, 1),
                     g.scale,
                 );
             }
@@ -498,6 +430,20 @@ struct Dst<'a> {
     data: &'a mut [f32],
     rs: usize,
     accumulate: bool,
+}
+
+/// `data` read as a matrix with row stride `rs` and column stride `cs`.
+fn view(data: &[f32], rs: usize, cs: usize) -> Src<'_> {
+    Src { data, rs, cs }
+}
+
+/// `data` written as a row-major matrix with row stride `rs`, added to if `accumulate`.
+fn into(data: &mut [f32], rs: usize, accumulate: bool) -> Dst<'_> {
+    Dst {
+        data,
+        rs,
+        accumulate,
+    }
 }
 
 /// dst (+)= alpha·a·b for a [m, k], b [k, n], dst [m, n], single-threaded (the callers run one

@@ -29,25 +29,15 @@ pub fn value_and_grads(y: &Tensor, r: &Tensor, wrt: &[&Tensor]) -> (Vec<f32>, Ve
 /// One GRAM + DAM step of the BERT/CLIP/AST model on `testdata/raw` on `dev`: every parameter
 /// gets a gradient, and a nonzero one (candle's fused LayerNorm would silently cut them).
 pub fn gradient_census(dev: &candle_core::Device) {
-    use gram_train::config::TrainConfig;
     use gram_train::distributed::SingleProcess;
     use gram_train::encoders::Kind;
-    use gram_train::train::{build_model, model_config_for, named_vars, open_source, train_step};
+    use gram_train::train::{named_vars, train_step};
     use rand::SeedableRng;
-    let data = repo_root().join("testdata/raw");
-    let cfg = TrainConfig {
-        batch_size: 6,
-        embed_dim: 16,
-        dam_hidden: 8,
-        ..TrainConfig::default()
-    };
-    let mc = model_config_for(&cfg, &data).unwrap();
+    let (cfg, l, src) = small_raw_model(dev);
     assert_eq!(
-        mc.encoders.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        l.model.config.encoders.iter().map(|e| e.kind).collect::<Vec<_>>(),
         [Kind::Bert, Kind::Clip, Kind::Ast]
     );
-    let l = build_model(&mc, 0, dev).unwrap();
-    let src = open_source(&data, "train", &mc, &l.tokenizers, false).unwrap();
     let (inputs, _) = src.batch(&[0, 1, 2, 3, 4, 5]).unwrap();
     let vars = named_vars(&l.varmap);
     let params: Vec<_> = vars.iter().map(|v| v.1.clone()).collect();
@@ -97,23 +87,11 @@ pub fn memory_over_steps(
     steps: u64,
     probe: impl Fn() -> usize,
 ) -> MemoryTrace {
-    use gram_train::config::TrainConfig;
     use gram_train::distributed::SingleProcess;
     use gram_train::optim::{AdamW, AdamWConfig};
-    use gram_train::train::{
-        batch_indices, build_model, model_config_for, open_source, optimizer_params, train_step,
-    };
+    use gram_train::train::{batch_indices, optimizer_params, train_step};
     use rand::SeedableRng;
-    let data = repo_root().join("testdata/raw");
-    let cfg = TrainConfig {
-        batch_size: 6,
-        embed_dim: 16,
-        dam_hidden: 8,
-        ..TrainConfig::default()
-    };
-    let mc = model_config_for(&cfg, &data).unwrap();
-    let l = build_model(&mc, 0, dev).unwrap();
-    let src = open_source(&data, "train", &mc, &l.tokenizers, false).unwrap();
+    let (cfg, l, src) = small_raw_model(dev);
     let params = optimizer_params(&l, &cfg);
     let param_bytes = params.iter().map(|p| p.1.elem_count() * 4).sum();
     let vars: Vec<_> = params.iter().map(|p| p.1.clone()).collect();
@@ -164,6 +142,29 @@ pub struct MemoryTrace {
     pub with_grads: Vec<usize>,
     pub after: Vec<usize>,
     pub param_bytes: usize,
+}
+
+/// The small BERT/CLIP/AST model (seed 0) for `testdata/raw` on `dev`, batch 6, with its
+/// config and the training split.
+pub fn small_raw_model(
+    dev: &candle_core::Device,
+) -> (
+    gram_train::config::TrainConfig,
+    gram_train::train::Loaded,
+    Box<dyn gram_train::source::Source>,
+) {
+    use gram_train::train::{build_model, model_config_for, open_source};
+    let data = repo_root().join("testdata/raw");
+    let cfg = gram_train::config::TrainConfig {
+        batch_size: 6,
+        embed_dim: 16,
+        dam_hidden: 8,
+        ..Default::default()
+    };
+    let mc = model_config_for(&cfg, &data).unwrap();
+    let l = build_model(&mc, 0, dev).unwrap();
+    let src = open_source(&data, "train", &mc, &l.tokenizers, false).unwrap();
+    (cfg, l, src)
 }
 
 /// The repository root: `GRAM_REPO` if set (a test binary carried to another machine), else
