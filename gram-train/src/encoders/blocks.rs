@@ -139,8 +139,16 @@ impl CustomOp3 for LayerNormOp {
         if !x.device().is_cpu() {
             return layer_norm_bwd_ops(x, w, grad, self.eps);
         }
-        let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
-        let (xv, wv, gv) = (host(x)?, host(w)?, host(grad)?);
+        let grad = grad.contiguous()?;
+        let guards = [x, w, &grad].map(|t| t.storage_and_layout());
+        let host = |i: usize| -> Result<&[f32]> {
+            match &*guards[i].0 {
+                candle_core::Storage::Cpu(s) => slice(s, guards[i].1, "layer norm backward"),
+                _ => candle_core::bail!("layer norm backward: CPU tensors only"),
+            }
+        };
+        // Read in place: the inputs are contiguous (the forward made x so; w is a parameter).
+        let (xv, wv, gv) = (host(0)?, host(1)?, host(2)?);
         let d = wv.len();
         let mut dx = vec![0f32; xv.len()];
         const ROWS: usize = 64;

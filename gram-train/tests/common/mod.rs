@@ -35,7 +35,12 @@ pub fn gradient_census(dev: &candle_core::Device) {
     use rand::SeedableRng;
     let (cfg, l, src) = small_raw_model(dev);
     assert_eq!(
-        l.model.config.encoders.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        l.model
+            .config
+            .encoders
+            .iter()
+            .map(|e| e.kind)
+            .collect::<Vec<_>>(),
         [Kind::Bert, Kind::Clip, Kind::Ast]
     );
     let (inputs, _) = src.batch(&[0, 1, 2, 3, 4, 5]).unwrap();
