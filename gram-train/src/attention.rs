@@ -33,8 +33,9 @@ const BLOCK_K: usize = 128;
 const MASKED: f32 = -1e9;
 
 /// softmax(q·kᵀ/√d + mask)·v per head for q, k, v [B, T, heads·d] → [B, T, heads·d];
-/// `key_mask` [B, T] 1 = token, 0 = padding. The fused op for f32 on the CPU at f32 precision,
-/// [`attention_ops`] elsewhere.
+/// `key_mask` [B, T] 1 = token, 0 = padding. The fused op for f32 on the CPU at f32 precision;
+/// elsewhere [`crate::recompute::attention_recomputed`] (the tensor ops, recomputed in the
+/// backward: the same memory contract).
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -54,7 +55,7 @@ pub fn attention(
     }
     let fused = q.device().is_cpu() && q.dtype() == DType::F32 && current() == Precision::F32;
     if !fused {
-        return attention_ops(q, k, v, heads, key_mask);
+        return crate::recompute::attention_recomputed(q, k, v, heads, key_mask);
     }
     let bias = match key_mask {
         Some(m) => {

@@ -3,7 +3,8 @@
 //! - [`volume`]: the differentiable volume matrix (Candle matmuls + a custom op whose forward
 //!   and backward are gram-nostd's `GramFactor`).
 //! - [`losses`]: GRAM, DAM hard-negative sampling, pairwise InfoNCE and Symile baselines.
-//! - [`attention`]: multi-head attention as one op (FlashAttention on the CPU, with backward).
+//! - [`attention`]: multi-head attention as one op (FlashAttention on the CPU, with backward);
+//!   [`recompute`]: the same memory contract elsewhere by recomputing it in the backward.
 //! - [`encoders`]: BERT text, CLIP ViT vision (images, video frames), AST audio (log-mel).
 //! - [`model`]: encoders → projection heads, learnable temperature, DAM head.
 //! - [`precision`]: f32 or bf16 matmuls in the encoders and heads (autocast-like).
@@ -40,6 +41,7 @@ pub mod optim;
 pub mod precision;
 pub mod raw;
 pub mod rawgen;
+pub mod recompute;
 pub mod rerank;
 pub mod smoothed_ce;
 pub mod snapshots;
