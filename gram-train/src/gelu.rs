@@ -34,7 +34,9 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     if x.dtype() == DType::F32 && x.device().is_cpu() {
         x.contiguous()?.apply_op1(GeluOp(Form::Quick))
     } else {
-        x.mul(&candle_nn::ops::sigmoid(&(x * QUICK as f64)?)?)
+        crate::recompute::unary_recomputed(x, |x| {
+            x.mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?)
+        })
     }
 }
 

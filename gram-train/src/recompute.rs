@@ -1,17 +1,19 @@
-//! Attention on devices without our fused kernel (CUDA, and dtypes other than f32 on the CPU),
-//! with the FlashAttention memory contract by recomputation: the forward runs Candle's tensor
-//! ops on *detached* q, k, v, so its [B, H, T, T] scores and probabilities are freed as soon as
-//! the output exists; the op keeps q, k, v and the output, and its backward runs the same
-//! forward again inside a small graph of its own and differentiates that (gradient
-//! checkpointing of one op). Cost: one more attention forward per layer in the backward pass.
+//! A function of Candle ops as one op that keeps only its inputs and output for the backward
+//! (gradient checkpointing of one op): the forward runs the ops on *detached* inputs, so their
+//! intermediates are freed as soon as the output exists; the backward runs them again inside a
+//! small graph of its own and differentiates that. Cost: the function once more per backward.
+//!
+//! Used where our fused CPU ops do not run (CUDA, and dtypes other than f32): attention, whose
+//! [B, H, T, T] scores and probabilities then live only inside one layer's forward or backward
+//! (the FlashAttention op's memory contract), and quick GELU's chain of three element-wise ops.
 //!
 //! Why not a CUDA kernel of ours yet: it needs a GPU to test; this keeps the memory a backward
 //! holds at the fused op's count on every device meanwhile, with cuBLAS doing the matmuls. Its
 //! values and gradients are the tensor-op form's exactly (the same ops, recomputed).
 
 use crate::attention::attention_ops;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, Var};
-use std::sync::Mutex;
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Storage, Tensor, Var};
+use std::sync::{Arc, Mutex};
 
 /// softmax(q·kᵀ/√d + mask)·v per head, keeping for the backward only q, k, v and the output.
 pub fn attention_recomputed(
@@ -21,41 +23,117 @@ pub fn attention_recomputed(
     heads: usize,
     key_mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let out = attention_ops(&q.detach(), &k.detach(), &v.detach(), heads, key_mask)?;
-    // A storage of its own from offset 0: the op hands out a copy of it in its forward.
-    let out = out.contiguous()?.copy()?;
-    let op = Recomputed {
-        heads,
-        key_mask: key_mask.map(Tensor::detach),
-        out: Mutex::new(Some(out)),
-    };
-    q.apply_op3(k, v, op)
+    let mask = key_mask.map(Tensor::detach);
+    let f = move |x: &[Tensor]| attention_ops(&x[0], &x[1], &x[2], heads, mask.as_ref());
+    Recomputed::new(Arc::new(f), &[q, k, v])?.apply3(q, k, v)
 }
 
-/// The op: `out` is taken by its forward (so it is not kept twice).
+/// `f(x)` keeping for the backward only x and the output (element-wise chains such as quick
+/// GELU's three ops on CUDA).
+pub fn unary_recomputed(
+    x: &Tensor,
+    f: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
+) -> Result<Tensor> {
+    let f = move |x: &[Tensor]| f(&x[0]);
+    x.apply_op1(Recomputed::new(Arc::new(f), &[x])?)
+}
+
+/// A differentiable function of its inputs, from Candle ops.
+type Function = Arc<dyn Fn(&[Tensor]) -> Result<Tensor> + Send + Sync>;
+
+/// The op: `f` evaluated on detached inputs before the op is applied (`out`, taken by the
+/// forward so it is not kept twice), and again, differentiated, in the backward.
 struct Recomputed {
-    heads: usize,
-    key_mask: Option<Tensor>,
+    f: Function,
     out: Mutex<Option<Tensor>>,
 }
 
 impl Recomputed {
+    fn new(f: Function, inputs: &[&Tensor]) -> Result<Recomputed> {
+        let detached: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+        // A storage of its own from offset 0: the forward hands out a copy of it.
+        let out = f(&detached)?.contiguous()?.copy()?;
+        Ok(Recomputed {
+            f,
+            out: Mutex::new(Some(out)),
+        })
+    }
+
+    fn apply3(self, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Tensor> {
+        a.apply_op3(b, c, self)
+    }
+
     /// The precomputed output as `pick` extracts its storage for this device.
     fn take<S>(&self, pick: impl Fn(&Storage, &Layout) -> Result<S>) -> Result<(S, Shape)> {
         let out = self
             .out
             .lock()
-            .expect("attention: poisoned output")
+            .expect("recomputed op: poisoned output")
             .take()
-            .ok_or_else(|| candle_core::Error::Msg("attention: forward ran twice".into()))?;
+            .ok_or_else(|| candle_core::Error::Msg("recomputed op: forward ran twice".into()))?;
         let (storage, layout) = out.storage_and_layout();
         Ok((pick(&storage, layout)?, layout.shape().clone()))
+    }
+
+    fn cpu(&self) -> Result<(CpuStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        self.take(|s, l| match s {
+            Storage::Cpu(s) => s.try_clone(l),
+            _ => candle_core::bail!("recomputed op: output not on the CPU"),
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda(&self) -> Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        self.take(|s, l| match s {
+            Storage::Cuda(s) => s.try_clone(l),
+            _ => candle_core::bail!("recomputed op: output not on the GPU"),
+        })
+    }
+
+    /// ∂ of Σ f(inputs)∘grad with respect to each input, detached (like every gradient this
+    /// crate returns: see `linear_cpu::backward`).
+    fn grads(&self, inputs: &[&Tensor], grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let leaves = inputs
+            .iter()
+            .map(|t| Var::from_tensor(&t.detach()).map(|v| v.as_tensor().clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let out = (self.f)(&leaves)?;
+        let grads = (out * grad.detach())?.sum_all()?.backward()?;
+        Ok(leaves
+            .iter()
+            .map(|t| grads.get(t).map(Tensor::detach))
+            .collect())
+    }
+}
+
+impl CustomOp1 for Recomputed {
+    fn name(&self) -> &'static str {
+        "gram-recomputed-1"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.cpu()
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        self.cuda()
+    }
+
+    fn bwd(&self, x: &Tensor, _out: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(self.grads(&[x], grad)?.pop().flatten())
     }
 }
 
 impl CustomOp3 for Recomputed {
     fn name(&self) -> &'static str {
-        "gram-attention-recomputed"
+        "gram-recomputed-3"
     }
 
     fn cpu_fwd(
@@ -67,11 +145,7 @@ impl CustomOp3 for Recomputed {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        self.take(|s, l| match s {
-            Storage::Cpu(s) => s.try_clone(l),
-            _ => candle_core::bail!("attention: output not on the CPU"),
-        })
+        self.cpu()
     }
 
     #[cfg(feature = "cuda")]
@@ -84,28 +158,19 @@ impl CustomOp3 for Recomputed {
         _: &candle_core::CudaStorage,
         _: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        self.take(|s, l| match s {
-            Storage::Cuda(s) => s.try_clone(l),
-            _ => candle_core::bail!("attention: output not on the GPU"),
-        })
+        self.cuda()
     }
 
     fn bwd(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let leaf = |t: &Tensor| Var::from_tensor(&t.detach()).map(|v| v.as_tensor().clone());
-        let (q, k, v) = (leaf(q)?, leaf(k)?, leaf(v)?);
-        let out = attention_ops(&q, &k, &v, self.heads, self.key_mask.as_ref())?;
-        let grads = (out * grad.detach())?.sum_all()?.backward()?;
-        // Detached, like every gradient this crate returns (see `linear_cpu::backward`).
-        let get = |t: &Tensor| grads.get(t).map(Tensor::detach);
-        Ok((get(&q), get(&k), get(&v)))
+        let mut g = self.grads(&[a, b, c], grad)?.into_iter();
+        Ok((g.next().flatten(), g.next().flatten(), g.next().flatten()))
     }
 }
 
@@ -167,5 +232,30 @@ mod tests {
             assert!(!grads.get(v.as_tensor()).unwrap().track_op());
         }
         assert_eq!(out.dtype(), DType::F64);
+    }
+
+    /// Quick GELU through `gelu::quick_gelu` in f64 (the recomputed path): values and gradient
+    /// equal the three tensor ops'.
+    #[test]
+    fn unary_equals_its_tensor_ops() {
+        let x = Var::randn(0f64, 3.0, (5, 7), &Device::Cpu).unwrap();
+        let ops = |x: &Tensor| x.mul(&candle_nn::ops::sigmoid(&(x * 1.702).unwrap()).unwrap());
+        let ours = crate::gelu::quick_gelu(x.as_tensor()).unwrap();
+        let want = ops(x.as_tensor()).unwrap();
+        let g1 = ours.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = want.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let d = |a: Vec<f64>, b: Vec<f64>| {
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(d(flat(&ours), flat(&want)) <= 1e-15);
+        let (ga, gb) = (
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+        );
+        assert!(d(flat(ga), flat(gb)) <= 1e-13);
     }
 }
