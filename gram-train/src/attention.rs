@@ -491,13 +491,13 @@ fn gemm_f32((m, n, k): (usize, usize, usize), dst: Dst, a: Src, b: Src, alpha: f
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
     /// Output and ∂q, ∂k, ∂v of `f` for the loss Σ out∘w (a fixed random weighting, so every
-    /// output element's gradient differs).
-    fn run(
+    /// output element's gradient differs), in f64 whatever the dtype.
+    pub(crate) fn run(
         f: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
         x: &[Var; 3],
         w: &Tensor,

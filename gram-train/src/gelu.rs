@@ -34,9 +34,7 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     if x.dtype() == DType::F32 && x.device().is_cpu() {
         x.contiguous()?.apply_op1(GeluOp(Form::Quick))
     } else {
-        crate::recompute::unary_recomputed(x, |x| {
-            x.mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?)
-        })
+        crate::recompute::unary_recomputed(x, |x| x.mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?))
     }
 }
 

@@ -179,19 +179,6 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
-    fn value_and_grads(
-        f: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
-        x: &[Var; 3],
-        w: &Tensor,
-    ) -> Vec<Vec<f64>> {
-        let out = f(x[0].as_tensor(), x[1].as_tensor(), x[2].as_tensor()).unwrap();
-        let grads = (&out * w).unwrap().sum_all().unwrap().backward().unwrap();
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let mut all = vec![flat(&out)];
-        all.extend(x.iter().map(|v| flat(grads.get(v.as_tensor()).unwrap())));
-        all
-    }
-
     /// Values and ∂q, ∂k, ∂v equal the tensor-op form's (f64, so the path any non-f32 dtype
     /// takes on the CPU, and CUDA's), with and without a padding mask; the op runs once per
     /// forward and the gradients carry no graph.
@@ -207,9 +194,13 @@ mod tests {
             .collect();
         let mask = Tensor::from_vec(m, (b, t), &dev).unwrap();
         for mask in [None, Some(&mask)] {
-            let ours =
-                value_and_grads(|q, k, v| attention_recomputed(q, k, v, heads, mask), &x, &w);
-            let ops = value_and_grads(|q, k, v| attention_ops(q, k, v, heads, mask), &x, &w);
+            let ours = crate::attention::tests::run(
+                |q, k, v| attention_recomputed(q, k, v, heads, mask),
+                &x,
+                &w,
+            );
+            let ops =
+                crate::attention::tests::run(|q, k, v| attention_ops(q, k, v, heads, mask), &x, &w);
             for (a, b) in ours.iter().zip(&ops) {
                 let worst = a
                     .iter()
