@@ -124,6 +124,54 @@ fn fused_layer_norm_and_softmax_on_the_device_equal_the_tensor_ops() {
     common::fused_softmax_parity(&dev);
 }
 
+/// Attention on the device (Candle's ops, recomputed in the backward) against the CPU's fused
+/// FlashAttention op: output and ∂q, ∂k, ∂v within f32 rounding, with a padding mask and a
+/// sequence longer than one key tile.
+#[test]
+fn attention_on_the_device_equals_the_cpu_op() {
+    let Some(dev) = cuda() else { return };
+    let (b, t, heads, hd) = (3, 150, 4, 16);
+    let cpu = Device::Cpu;
+    let host: Vec<Tensor> = (0..4)
+        .map(|_| Tensor::randn(0f32, 1.0, (b, t, heads * hd), &cpu).unwrap())
+        .collect();
+    let m: Vec<f32> = (0..b * t)
+        .map(|i| f32::from(i % t < [t, 70, 1][i / t]))
+        .collect();
+    let run = |d: &Device| {
+        let x: Vec<Var> = host[..3]
+            .iter()
+            .map(|h| Var::from_tensor(&h.to_device(d).unwrap()).unwrap())
+            .collect();
+        let mask = Tensor::from_vec(m.clone(), (b, t), d).unwrap();
+        let out = gram_train::attention::attention(
+            x[0].as_tensor(),
+            x[1].as_tensor(),
+            x[2].as_tensor(),
+            heads,
+            Some(&mask),
+        )
+        .unwrap();
+        let w = host[3].to_device(d).unwrap();
+        let g = (&out * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut all = vec![common::flat(&out.to_device(&cpu).unwrap())];
+        for v in &x {
+            all.push(common::flat(
+                &g.get(v.as_tensor()).unwrap().to_device(&cpu).unwrap(),
+            ));
+        }
+        all
+    };
+    for (name, (a, c)) in ["out", "dq", "dk", "dv"]
+        .iter()
+        .zip(run(&dev).iter().zip(&run(&cpu)))
+    {
+        let scale = c.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let worst = a.iter().zip(c).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst <= 1e-5 * scale.max(1.0), "{name}: {worst} of {scale}");
+    }
+}
+
 #[test]
 fn encoders_train_on_the_device() {
     let Some(dev) = cuda() else { return };
