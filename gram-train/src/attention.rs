@@ -53,15 +53,17 @@ pub fn attention(
             v.shape()
         )
     }
+    if let Some(m) = key_mask
+        && m.dims2()? != (b, t)
+    {
+        candle_core::bail!("attention: key mask {:?}, expected ({b}, {t})", m.shape())
+    }
     let fused = q.device().is_cpu() && q.dtype() == DType::F32 && current() == Precision::F32;
     if !fused {
         return crate::recompute::attention_recomputed(q, k, v, heads, key_mask);
     }
     let bias = match key_mask {
         Some(m) => {
-            if m.dims2()? != (b, t) {
-                candle_core::bail!("attention: key mask {:?}, expected ({b}, {t})", m.shape())
-            }
             let m = m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             Some(m.iter().map(|&x| (x - 1.0) * -MASKED).collect())
         }
@@ -118,20 +120,17 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn of(shape: &Shape, heads: usize) -> Result<(usize, Geometry)> {
-        let (b, t, d) = shape.dims3()?;
+    fn of(shape: &Shape, heads: usize) -> Result<Geometry> {
+        let (_, t, d) = shape.dims3()?;
         let hd = d / heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        Ok((
-            b,
-            Geometry {
-                t,
-                d,
-                hd,
-                heads,
-                scale,
-            },
-        ))
+        Ok(Geometry {
+            t,
+            d,
+            hd,
+            heads,
+            scale,
+        })
     }
 }
 
@@ -155,7 +154,7 @@ impl CustomOp3 for FlashAttention {
             slice(ks, kl, what)?,
             slice(vs, vl, what)?,
         );
-        let (_, g) = Geometry::of(ql.shape(), self.heads)?;
+        let g = Geometry::of(ql.shape(), self.heads)?;
         let per = g.t * g.d;
         let mut out = vec![0f32; q.len()];
         let mut lse = vec![0f32; q.len() / g.hd];
@@ -201,7 +200,7 @@ impl CustomOp3 for FlashAttention {
                     ),
                 }
             };
-            let (_, g) = Geometry::of(q.shape(), self.heads)?;
+            let g = Geometry::of(q.shape(), self.heads)?;
             backward(
                 [host(0)?, host(1)?, host(2)?, host(3)?, host(4)?],
                 &lse,

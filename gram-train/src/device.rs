@@ -20,3 +20,33 @@ pub fn cuda(ordinal: usize) -> Result<Device> {
     }
     Ok(dev)
 }
+
+/// The (used, reserved) bytes of `dev`'s current stream-ordered memory pool, after the stream
+/// is idle: used = live tensors, reserved = that plus freed memory kept for reuse. So growth of
+/// `used` over steps is a leak of ours, growth of `reserved` alone the pool's caching. None on
+/// the CPU, without the `cuda` feature, or where the driver does not answer.
+pub fn pool_bytes(dev: &Device) -> Option<(u64, u64)> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = dev {
+        use candle_core::cuda_backend::cudarc::driver::{result, sys};
+        d.cuda_stream().synchronize().ok()?;
+        let ctx = d.cuda_stream().context().clone();
+        ctx.bind_to_thread().ok()?;
+        // SAFETY: cu_device is the context's own device handle.
+        let pool = unsafe { result::device::get_mem_pool(ctx.cu_device()) }.ok()?;
+        let read = |attr: sys::CUmemPool_attribute| -> Option<u64> {
+            let mut v = 0u64;
+            // SAFETY: both attributes read below are cuuint64_t (the driver API's
+            // documentation); `pool` is the device's current pool, valid while `ctx` lives.
+            unsafe { result::mem_pool::get_attribute(pool, attr, (&mut v as *mut u64).cast()) }
+                .ok()?;
+            Some(v)
+        };
+        return Some((
+            read(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?,
+            read(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?,
+        ));
+    }
+    let _ = dev;
+    None
+}

@@ -284,17 +284,7 @@ pub fn step_gradients(
             (Some(g), None) | (None, Some(g)) => g,
             (None, None) => continue,
         };
-        // Detached: a gradient that still carries graph nodes would keep activations alive
-        // through the optimizer step.
-        present.push((t.clone(), g.detach()));
-    }
-    // The rest of the store (gradients of tensors that are not among `params`, such as a frozen
-    // encoder's weights) is detached as well, or it would hold the forward graph alive.
-    let rest: Vec<_> = grads.get_ids().copied().collect();
-    for id in rest {
-        if let Some(g) = grads.get_id(id).map(Tensor::detach) {
-            grads.insert_id(id, g);
-        }
+        present.push((t.clone(), g));
     }
     if world > 1 && !present.is_empty() {
         // One all-reduce for the whole model (a flat bucket), then the mean over ranks.
@@ -315,6 +305,16 @@ pub fn step_gradients(
     }
     for (t, g) in present {
         grads.insert(&t, g);
+    }
+    // Every gradient returned detached (the parameters' and any other tensor's left in the
+    // store, such as a frozen encoder's weights): Candle keeps a leaf's gradient as computed,
+    // and one still carrying graph nodes would hold the forward's activations alive through
+    // the optimizer step.
+    let ids: Vec<_> = grads.get_ids().copied().collect();
+    for id in ids {
+        if let Some(g) = grads.get_id(id).map(Tensor::detach) {
+            grads.insert_id(id, g);
+        }
     }
     let value = loss.detach().to_dtype(DType::F64)?;
     let global = (coll.all_reduce_sum(&value)? / world as f64)?.to_scalar::<f64>()?;

@@ -34,12 +34,12 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     if x.dtype() == DType::F32 && x.device().is_cpu() {
         x.contiguous()?.apply_op1(GeluOp(Form::Quick))
     } else {
-        crate::recompute::unary_recomputed(x, |x| x.mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?))
+        crate::recompute::unary_recomputed(x, |x| x.mul(&candle_nn::ops::sigmoid(&(x * QUICK)?)?))
     }
 }
 
-/// Quick GELU's slope inside the sigmoid.
-const QUICK: f32 = 1.702;
+/// Quick GELU's slope inside the sigmoid (f64: the tensor-op form uses it at full precision).
+const QUICK: f64 = 1.702;
 
 #[derive(Clone, Copy)]
 enum Form {
@@ -51,7 +51,7 @@ impl Form {
     fn value(self, x: f32) -> f32 {
         match self {
             Form::Erf => x * cdf(x),
-            Form::Quick => x * sigmoid(QUICK * x),
+            Form::Quick => x * sigmoid(QUICK as f32 * x),
         }
     }
 
@@ -59,8 +59,8 @@ impl Form {
         match self {
             Form::Erf => slope(x),
             Form::Quick => {
-                let s = sigmoid(QUICK * x);
-                s + QUICK * x * s * (1.0 - s)
+                let s = sigmoid(QUICK as f32 * x);
+                s + QUICK as f32 * x * s * (1.0 - s)
             }
         }
     }

@@ -184,38 +184,17 @@ fn encoders_train_on_the_device() {
 #[test]
 fn live_device_memory_stays_flat_over_20_steps() {
     let Some(dev) = cuda() else { return };
-    let t = common::memory_over_steps(&dev, 20, || pool_used(&dev));
+    let t = common::memory_over_steps(&dev, 20, || {
+        gram_train::device::pool_bytes(&dev)
+            .expect("the memory pool's used bytes")
+            .0 as usize
+    });
     eprintln!("pool used bytes after each step: {:?}", t.after);
     let (fifth, last) = (t.after[4], t.after[19]);
     assert!(
         last as f64 <= fifth as f64 * 1.01,
         "live device memory grew from {fifth} to {last} bytes over 15 steps"
     );
-}
-
-/// The device's current memory pool's used bytes (0 where it cannot be read).
-fn pool_used(dev: &Device) -> usize {
-    #[cfg(feature = "cuda")]
-    if let Device::Cuda(d) = dev {
-        use candle_core::cuda_backend::cudarc::driver::{result, sys};
-        let ctx = d.cuda_stream().context().clone();
-        d.cuda_stream().synchronize().expect("synchronize");
-        ctx.bind_to_thread().expect("bind the context");
-        let mut used = 0u64;
-        // SAFETY: the context's own device; USED_MEM_CURRENT is a cuuint64_t.
-        unsafe {
-            let pool = result::device::get_mem_pool(ctx.cu_device()).expect("memory pool");
-            result::mem_pool::get_attribute(
-                pool,
-                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT,
-                (&mut used as *mut u64).cast(),
-            )
-            .expect("pool attribute");
-        }
-        return used as usize;
-    }
-    let _ = dev;
-    0
 }
 
 #[test]

@@ -45,7 +45,7 @@ fn device_memory(dev: &Device) -> String {
     if let Device::Cuda(d) = dev {
         let ctx = d.cuda_stream().context().clone();
         if let Ok((free, total)) = ctx.mem_get_info() {
-            let pool = match pool_bytes(&ctx) {
+            let pool = match gram_train::device::pool_bytes(dev) {
                 Some((used, reserved)) => {
                     format!(
                         " (pool: {} MiB in tensors, {} MiB reserved)",
@@ -60,32 +60,6 @@ fn device_memory(dev: &Device) -> String {
     }
     let _ = dev;
     String::new()
-}
-
-/// The device's current memory pool's (used, reserved) bytes.
-#[cfg(feature = "cuda")]
-fn pool_bytes(ctx: &candle_core::cuda_backend::cudarc::driver::CudaContext) -> Option<(u64, u64)> {
-    use candle_core::cuda_backend::cudarc::driver::{result, sys};
-    ctx.bind_to_thread().ok()?;
-    let read = |pool: sys::CUmemoryPool, attr: sys::CUmemPool_attribute| -> Option<u64> {
-        let mut v = 0u64;
-        // SAFETY: both attributes are cuuint64_t (the driver API's documentation); `pool` is
-        // the device's current pool, valid while the context lives.
-        unsafe { result::mem_pool::get_attribute(pool, attr, (&mut v as *mut u64).cast()) }.ok()?;
-        Some(v)
-    };
-    // SAFETY: cu_device is the context's own device handle.
-    let pool = unsafe { result::device::get_mem_pool(ctx.cu_device()) }.ok()?;
-    Some((
-        read(
-            pool,
-            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT,
-        )?,
-        read(
-            pool,
-            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT,
-        )?,
-    ))
 }
 
 /// This process's peak resident memory since the last call, in MiB (Linux: VmHWM, then reset
