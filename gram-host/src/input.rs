@@ -398,9 +398,11 @@ fn check_npy_preamble(name: &str, bytes: &[u8]) -> Result<(), InputError> {
                     format!("shape ({dims}): dimension '{d}' is not a plain non-negative integer"),
                 );
             }
-            // All digits: parsing fails only when the dimension itself exceeds u64.
+            // All digits: parsing fails only when the dimension itself exceeds u64. A zero
+            // dimension counts as 1 here: npyz multiplies the dimensions into strides in
+            // either order, so (0, huge, 2) overflows there although it holds no element.
             let d = d.parse::<u64>().ok();
-            product = product.zip(d).and_then(|(p, d)| p.checked_mul(d));
+            product = product.zip(d).and_then(|(p, d)| p.checked_mul(d.max(1)));
         }
         if product.is_none() {
             return err(name, format!("shape ({dims}) is too large"));
@@ -546,6 +548,11 @@ mod tests {
         // Fuzzer find (CI smoke): a shape whose element count overflows u64 made npyz's
         // unchecked product panic in debug builds.
         let crash = include_bytes!("../../fuzz/corpus/readers/regression-shape-overflow");
+        let e = parse_npy("x.npy", crash.to_vec()).err().unwrap();
+        assert!(e.problem.contains("is too large"), "{e}");
+        // Third find (CI smoke, 2026-11-30): shape (0, 14031214839052078652, 2) — no element,
+        // but npyz's stride products overflow.
+        let crash = include_bytes!("../../fuzz/corpus/readers/regression-shape-zero-dim");
         let e = parse_npy("x.npy", crash.to_vec()).err().unwrap();
         assert!(e.problem.contains("is too large"), "{e}");
         // Second find: npyz evaluates `0+14031214839052078652` as a dimension.
