@@ -1,7 +1,7 @@
 //! What a training run trains: [`TrainConfig`] (flags or a TOML file) and the loss it uses.
 
-use crate::encoders::EncoderSpec;
-use crate::precision::Precision;
+use crate::model::encoders::EncoderSpec;
+use crate::ops::precision::Precision;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -56,7 +56,7 @@ pub struct TrainConfig {
     pub encoder_lr_scale: f64,
     /// Modalities whose encoders stay frozen (all others train; also when finetuning).
     pub frozen: Vec<String>,
-    /// Operand precision of the encoders' and heads' matmuls (see [`crate::precision`]).
+    /// Operand precision of the encoders' and heads' matmuls (see [`crate::ops::precision`]).
     pub precision: Precision,
 }
 

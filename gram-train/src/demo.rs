@@ -3,10 +3,11 @@
 //! also writes validation snapshots and their `gram report` (OUT/run-*/report/report.html).
 
 use crate::config::{LossKind, TrainConfig};
-use crate::data::load_split;
-use crate::fit::{FitOptions, fit};
-use crate::synth::{SynthConfig, generate};
-use crate::train::{embed_split, load_model, retrieval, retrieval_json};
+use crate::data::features::load_split;
+use crate::data::synth::{SynthConfig, generate};
+use crate::train::checkpoint::load_model;
+use crate::train::embed::{embed_split, retrieval, retrieval_json};
+use crate::train::fit::{FitOptions, fit};
 use candle_core::Device;
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use gram_train::config::{LossKind, TrainConfig};
-use gram_train::encoders::{EncoderSpec, Kind};
-use gram_train::synth::SynthConfig;
+use gram_train::data::synth::SynthConfig;
+use gram_train::model::encoders::{EncoderSpec, Kind};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -126,7 +126,7 @@ struct TrainArgs {
     /// Matmul operands of the encoders and heads: f32, or bf16 (f32 master weights, AdamW
     /// state, volume and loss).
     #[arg(long, value_enum)]
-    precision: Option<gram_train::precision::Precision>,
+    precision: Option<gram_train::ops::precision::Precision>,
 }
 
 fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), String> {
@@ -340,21 +340,21 @@ fn fit_data_parallel(
     data: &std::path::Path,
     out: &std::path::Path,
     cfg: &TrainConfig,
-    opts: gram_train::fit::FitOptions,
+    opts: gram_train::train::fit::FitOptions,
     dev: &Device,
     world: usize,
     rank: usize,
     dist_init: Option<PathBuf>,
-) -> Result<gram_train::fit::FitSummary, String> {
+) -> Result<gram_train::train::fit::FitSummary, String> {
     let rendezvous = dist_init.ok_or("--world-size > 1 needs --dist-init FILE")?;
-    let coll = gram_train::nccl::Nccl::join(
+    let coll = gram_train::train::nccl::Nccl::join(
         rank,
         world,
         gpu_ordinal(dev),
         &rendezvous,
         std::time::Duration::from_secs(600),
     )?;
-    gram_train::fit::fit_with(data, out, cfg, opts, dev, &coll)
+    gram_train::train::fit::fit_with(data, out, cfg, opts, dev, &coll)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -363,12 +363,12 @@ fn fit_data_parallel(
     _: &std::path::Path,
     _: &std::path::Path,
     _: &TrainConfig,
-    _: gram_train::fit::FitOptions,
+    _: gram_train::train::fit::FitOptions,
     dev: &Device,
     world: usize,
     _: usize,
     _: Option<PathBuf>,
-) -> Result<gram_train::fit::FitSummary, String> {
+) -> Result<gram_train::train::fit::FitSummary, String> {
     Err(format!(
         "--world-size {world}: this gram-train was built without the nccl feature (cargo build --release -p gram-train --features cuda,nccl); device {:?}",
         gpu_ordinal(dev)
@@ -378,7 +378,7 @@ fn fit_data_parallel(
 fn run(cli: Cli) -> Result<(), String> {
     let dev = device(&cli.device)?;
     match cli.command {
-        Command::Synth { out, args } => gram_train::synth::generate(&args.config(), &out),
+        Command::Synth { out, args } => gram_train::data::synth::generate(&args.config(), &out),
         Command::Fit {
             data,
             out,
@@ -394,7 +394,7 @@ fn run(cli: Cli) -> Result<(), String> {
             dist_init,
         } => {
             let cfg = train.config(TrainConfig::default())?;
-            let opts = gram_train::fit::FitOptions {
+            let opts = gram_train::train::fit::FitOptions {
                 resume,
                 progress: !no_progress,
                 stop_after,
@@ -405,14 +405,14 @@ fn run(cli: Cli) -> Result<(), String> {
             let s = if world_size > 1 {
                 fit_data_parallel(&data, &out, &cfg, opts, &dev, world_size, rank, dist_init)?
             } else {
-                gram_train::fit::fit(&data, &out, &cfg, opts, &dev)?
+                gram_train::train::fit::fit(&data, &out, &cfg, opts, &dev)?
             };
             if rank == 0 {
                 println!("{}", serde_json::to_string(&s).expect("json"));
             }
             Ok(())
         }
-        Command::Embed { on, out } => gram_train::train::embed(
+        Command::Embed { on, out } => gram_train::eval::export::embed(
             &on.checkpoint,
             &on.data,
             &on.split,
@@ -421,7 +421,7 @@ fn run(cli: Cli) -> Result<(), String> {
             &dev,
         ),
         Command::Eval { on, rerank, json } => {
-            let e = gram_train::rerank::evaluate_checkpoint(
+            let e = gram_train::eval::rerank::evaluate_checkpoint(
                 &on.checkpoint,
                 &on.data,
                 &on.split,
@@ -442,10 +442,10 @@ fn run(cli: Cli) -> Result<(), String> {
             val,
             test,
             seed,
-        } => gram_train::rawgen::generate(&out, [train, val, test], seed),
+        } => gram_train::data::rawgen::generate(&out, [train, val, test], seed),
         Command::InitEncoder { kind, out, seed } => {
             let (_, spec) = parse_encoder(&format!("m={kind}"))?;
-            gram_train::encoders::write_small(&spec, seed, &out)
+            gram_train::model::encoders::write_small(&spec, seed, &out)
         }
         Command::Demo {
             out,

@@ -38,14 +38,14 @@ fn fit(data: &Path, out: &Path, extra: &[&str]) -> Command {
 fn sigkill_during_saving_never_loses_the_last_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = gram_train::synth::SynthConfig {
+    let cfg = gram_train::data::synth::SynthConfig {
         dims: vec![16, 12, 8],
         train: 256,
         val: 64,
         test: 64,
         ..Default::default()
     };
-    gram_train::synth::generate(&cfg, &data).unwrap();
+    gram_train::data::synth::generate(&cfg, &data).unwrap();
     let run = tmp.path().join("run");
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut last_step = 0;
@@ -54,17 +54,17 @@ fn sigkill_during_saving_never_loses_the_last_checkpoint() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let resume = gram_train::checkpoint::state_path(&run).exists();
+        let resume = gram_train::train::checkpoint::state_path(&run).exists();
         let mut child = fit(&data, &run, if resume { &["--resume"] } else { &[] })
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(150 + seed % 500));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        if let Ok(state) = gram_train::checkpoint::load_state(&run) {
+        if let Ok(state) = gram_train::train::checkpoint::load_state(&run) {
             // The named files are complete: both load as safetensors.
             for file in [&state.weights, &state.optimizer] {
-                gram_train::checkpoint::load_tensors(&run, file, &candle_core::Device::Cpu)
+                gram_train::train::checkpoint::load_tensors(&run, file, &candle_core::Device::Cpu)
                     .unwrap_or_else(|e| panic!("round {round}: {e}"));
             }
             assert!(
@@ -87,7 +87,9 @@ fn sigkill_during_saving_never_loses_the_last_checkpoint() {
         .unwrap();
     assert!(ok.success());
     assert_eq!(
-        gram_train::checkpoint::load_state(&run).unwrap().step,
+        gram_train::train::checkpoint::load_state(&run)
+            .unwrap()
+            .step,
         last_step + 2
     );
 }

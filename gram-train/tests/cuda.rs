@@ -12,7 +12,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use gram_train::volume::{VolumePath, volume_matrix, volume_matrix_with};
+use gram_train::model::volume::{VolumePath, volume_matrix, volume_matrix_with};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -144,7 +144,7 @@ fn attention_on_the_device_equals_the_cpu_op() {
             .map(|h| Var::from_tensor(&h.to_device(d).unwrap()).unwrap())
             .collect();
         let mask = Tensor::from_vec(m.clone(), (b, t), d).unwrap();
-        let out = gram_train::attention::attention(
+        let out = gram_train::ops::attention::attention(
             x[0].as_tensor(),
             x[1].as_tensor(),
             x[2].as_tensor(),

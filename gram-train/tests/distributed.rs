@@ -7,10 +7,11 @@ mod common;
 
 use candle_core::{Device, Var};
 use gram_train::config::{LossKind, TrainConfig};
-use gram_train::distributed::{Collective, SingleProcess, ThreadWorld};
-use gram_train::encoders::HostInput;
-use gram_train::model::ModelConfig;
-use gram_train::train::{build_model, named_vars, train_step};
+use gram_train::model::encoders::HostInput;
+use gram_train::model::gram::ModelConfig;
+use gram_train::train::build::{build_model, named_vars};
+use gram_train::train::distributed::{Collective, SingleProcess, ThreadWorld};
+use gram_train::train::step::train_step;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -140,8 +141,8 @@ fn with_dam_every_rank_holds_the_same_averaged_gradient() {
 
 #[test]
 fn a_two_rank_fit_trains_the_same_weights_as_one_process() {
-    use gram_train::fit::{FitOptions, fit, fit_with};
-    use gram_train::synth::{SynthConfig, generate};
+    use gram_train::data::synth::{SynthConfig, generate};
+    use gram_train::train::fit::{FitOptions, fit, fit_with};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = SynthConfig {
@@ -184,8 +185,8 @@ fn a_two_rank_fit_trains_the_same_weights_as_one_process() {
         }
     });
     let weights = |dir: &std::path::Path| {
-        let st = gram_train::checkpoint::load_state(dir).unwrap();
-        gram_train::checkpoint::load_tensors(dir, &st.weights, &Device::Cpu).unwrap()
+        let st = gram_train::train::checkpoint::load_state(dir).unwrap();
+        gram_train::train::checkpoint::load_tensors(dir, &st.weights, &Device::Cpu).unwrap()
     };
     let (a, b) = (weights(&single), weights(&multi));
     assert_eq!(a.len(), b.len());

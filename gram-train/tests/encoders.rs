@@ -6,7 +6,9 @@ mod common;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use gram_train::encoders::{self, Encoder, EncoderSpec, HostInput, Kind, audio, blocks, vision};
+use gram_train::model::encoders::{
+    self, Encoder, EncoderSpec, HostInput, Kind, audio, blocks, vision,
+};
 use std::path::PathBuf;
 
 fn testdata() -> PathBuf {
@@ -24,7 +26,7 @@ fn layer_norm_and_patch_embedding_equal_candles_reference_ops() {
     let x = Tensor::randn(0f32, 2.0, (3, 5, 16), &dev).unwrap();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let ours = blocks::LayerNorm::new(vb.pp("ln"), 16, 1e-5).unwrap();
+    let ours = gram_train::ops::layer_norm::LayerNorm::new(vb.pp("ln"), 16, 1e-5).unwrap();
     encoders::seeded_init(&varmap, "ln", 3).unwrap();
     let w = Tensor::randn(1f32, 0.5, 16, &dev).unwrap();
     let b = Tensor::randn(0f32, 0.5, 16, &dev).unwrap();

@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
-use gram_train::encoders::{self, Encoder, EncoderSpec, HostInput, Kind, text};
+use gram_train::model::encoders::{self, Encoder, EncoderSpec, HostInput, Kind, text};
 use std::path::PathBuf;
 
 fn model_dir() -> Option<PathBuf> {
@@ -52,7 +52,7 @@ fn minilm_embeddings_match_sentence_transformers() {
     let pooled = enc
         .forward(&HostInput::Tokens(tokens), &Device::Cpu)
         .unwrap();
-    let got = gram_train::model::l2_normalize(&pooled)
+    let got = gram_train::model::gram::l2_normalize(&pooled)
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();

@@ -4,8 +4,8 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use gram_train::losses::gram_loss;
-use gram_train::volume::{VolumePath, volume_matrix, volume_matrix_with};
+use gram_train::model::losses::gram_loss;
+use gram_train::model::volume::{VolumePath, volume_matrix, volume_matrix_with};
 
 const PATHS: [VolumePath; 3] = [
     VolumePath::FusedCpu,

@@ -5,8 +5,8 @@
 
 use candle_core::Device;
 use gram_train::config::TrainConfig;
-use gram_train::fit::{FitOptions, fit};
-use gram_train::rerank::evaluate_checkpoint;
+use gram_train::eval::rerank::evaluate_checkpoint;
+use gram_train::train::fit::{FitOptions, fit};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,7 +48,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn committed_dataset_is_what_the_generator_makes() {
     let tmp = tempfile::tempdir().unwrap();
-    gram_train::rawgen::generate(tmp.path(), [48, 16, 16], 0).unwrap();
+    gram_train::data::rawgen::generate(tmp.path(), [48, 16, 16], 0).unwrap();
     let (made, committed) = (files(tmp.path()), files(&testdata()));
     assert_eq!(made.len(), committed.len());
     for ((a, x), (b, y)) in made.iter().zip(&committed) {
@@ -58,8 +58,8 @@ fn committed_dataset_is_what_the_generator_makes() {
 }
 
 fn weight(run: &Path, name: &str) -> Vec<f32> {
-    let state = gram_train::checkpoint::load_state(run).unwrap();
-    let t = gram_train::checkpoint::load_tensors(run, &state.weights, &Device::Cpu).unwrap();
+    let state = gram_train::train::checkpoint::load_state(run).unwrap();
+    let t = gram_train::train::checkpoint::load_tensors(run, &state.weights, &Device::Cpu).unwrap();
     t[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
@@ -76,13 +76,13 @@ fn pretrain_finetune_and_evaluate_with_reranking() {
     )
     .unwrap();
     assert!(s.final_loss.is_finite());
-    let state = gram_train::checkpoint::load_state(&pre).unwrap();
+    let state = gram_train::train::checkpoint::load_state(&pre).unwrap();
     assert_eq!(state.step, 4);
     assert!(pre.join("tokenizer-text.json").exists());
 
     // Finetune on a different dataset, with another schedule and the video tower frozen.
     let other = tmp.path().join("other");
-    gram_train::rawgen::generate(&other, [24, 8, 8], 7).unwrap();
+    gram_train::data::rawgen::generate(&other, [24, 8, 8], 7).unwrap();
     let fine = tmp.path().join("finetune");
     let cfg = TrainConfig {
         lr: 5e-4,
@@ -106,7 +106,7 @@ fn pretrain_finetune_and_evaluate_with_reranking() {
         weight(&fine, text),
         "text encoder did not train"
     );
-    let fine_state = gram_train::checkpoint::load_state(&fine).unwrap();
+    let fine_state = gram_train::train::checkpoint::load_state(&fine).unwrap();
     assert_eq!(fine_state.step, 3);
     assert!(!fine_state.model.encoders[1].trainable);
 

@@ -3,8 +3,8 @@
 
 use candle_core::Device;
 use gram_train::config::{LossKind, TrainConfig};
-use gram_train::fit::{FitOptions, fit};
-use gram_train::synth::{SynthConfig, generate};
+use gram_train::data::synth::{SynthConfig, generate};
+use gram_train::train::fit::{FitOptions, fit};
 use std::path::Path;
 use std::process::Command;
 
@@ -45,8 +45,8 @@ fn losses(metrics: &Path) -> Vec<f64> {
 }
 
 fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let state = gram_train::checkpoint::load_state(dir).unwrap();
-    let t = gram_train::checkpoint::load_tensors(dir, &state.weights, &Device::Cpu).unwrap();
+    let state = gram_train::train::checkpoint::load_state(dir).unwrap();
+    let t = gram_train::train::checkpoint::load_tensors(dir, &state.weights, &Device::Cpu).unwrap();
     let mut v: Vec<(String, Vec<f32>)> = t
         .into_iter()
         .map(|(k, x)| (k, x.flatten_all().unwrap().to_vec1().unwrap()))
@@ -88,7 +88,10 @@ fn same_seed_same_curve_and_resume_is_exact() {
             ..FitOptions::default()
         };
         fit(&data, &c, &cfg, stop, &Device::Cpu).unwrap();
-        assert_eq!(gram_train::checkpoint::load_state(&c).unwrap().step, 3);
+        assert_eq!(
+            gram_train::train::checkpoint::load_state(&c).unwrap().step,
+            3
+        );
         fit(
             &data,
             &c,
@@ -165,7 +168,7 @@ fn training_improves_retrieval_and_embeddings_feed_gram_eval() {
         .collect();
     assert_eq!(snaps, want);
     let val_emb = tmp.path().join("emb-val");
-    gram_train::train::embed(&run, &data, "val", false, &val_emb, &Device::Cpu).unwrap();
+    gram_train::eval::export::embed(&run, &data, "val", false, &val_emb, &Device::Cpu).unwrap();
     for m in ["text", "video", "audio"] {
         let a = std::fs::read(run.join(format!("snapshots/40_{m}.npy"))).unwrap();
         assert_eq!(
@@ -193,7 +196,7 @@ fn training_improves_retrieval_and_embeddings_feed_gram_eval() {
         "val R@1 {r1} should beat chance (1.6%) clearly"
     );
     let emb = tmp.path().join("emb");
-    gram_train::train::embed(&run, &data, "test", false, &emb, &Device::Cpu).unwrap();
+    gram_train::eval::export::embed(&run, &data, "test", false, &emb, &Device::Cpu).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_gram-train"))
         .arg("--help")
         .output()
@@ -228,7 +231,7 @@ fn divergence_stops_with_the_step_and_keeps_the_checkpoint() {
     let e = fit(&data, &run, &cfg, FitOptions::default(), &Device::Cpu).unwrap_err();
     assert!(e.starts_with("step "), "{e}");
     assert!(e.contains("last good checkpoint"), "{e}");
-    let state = gram_train::checkpoint::load_state(&run).unwrap();
+    let state = gram_train::train::checkpoint::load_state(&run).unwrap();
     let failed_at: u64 = e["step ".len()..]
         .split(':')
         .next()
@@ -282,7 +285,7 @@ fn toml_config_and_cli_flags() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let state = gram_train::checkpoint::load_state(&out).unwrap();
+    let state = gram_train::train::checkpoint::load_state(&out).unwrap();
     assert_eq!(state.train.loss, LossKind::Symile);
     assert_eq!(state.train.steps, 2, "flag overrides the file");
     std::fs::write(&toml, "stepz = 3\n").unwrap();

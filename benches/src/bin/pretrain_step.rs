@@ -15,13 +15,13 @@
 
 use candle_core::{DType, Device, Var};
 use gram_train::config::TrainConfig;
-use gram_train::distributed::SingleProcess;
-use gram_train::encoders::{EncoderSpec, Kind};
-use gram_train::optim::{AdamW, AdamWConfig};
-use gram_train::source::prefetched;
-use gram_train::train::{
-    batch_indices, build_model, model_config_for, open_source, optimizer_params, train_step,
-};
+use gram_train::data::source::prefetched;
+use gram_train::data::source::{batch_indices, open_source};
+use gram_train::model::encoders::{EncoderSpec, Kind};
+use gram_train::train::build::{build_model, model_config_for};
+use gram_train::train::distributed::SingleProcess;
+use gram_train::train::optim::{AdamW, AdamWConfig};
+use gram_train::train::step::{optimizer_params, train_step};
 use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -92,11 +92,11 @@ fn main() -> Result<(), String> {
         arg(&args, "--minilm").unwrap_or_else(|| PathBuf::from("target/models/all-MiniLM-L6-v2"));
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = tmp.path().join("raw");
-    gram_train::rawgen::generate(&data, [4 * batch, batch, batch], 1)?;
+    gram_train::data::rawgen::generate(&data, [4 * batch, batch, batch], 1)?;
 
     let precision = match arg::<String>(&args, "--precision").as_deref() {
-        None | Some("f32") => gram_train::precision::Precision::F32,
-        Some("bf16") => gram_train::precision::Precision::Bf16,
+        None | Some("f32") => gram_train::ops::precision::Precision::F32,
+        Some("bf16") => gram_train::ops::precision::Precision::Bf16,
         Some(other) => return Err(format!("--precision: expected f32 or bf16, got {other}")),
     };
     let vision: String = arg(&args, "--vision").unwrap_or_else(|| "small".into());

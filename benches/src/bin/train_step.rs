@@ -10,15 +10,15 @@
 //!       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512] [--loss gram|pairwise]` (the defaults: issue 5's
 //!       configuration; the matched CPU comparison with PyTorch: `--in 384,512,256 --hidden 256
 //!       --out 64`, against `benches/python/torch_train_step.py` with the same flags).
-//! (`--bf16`: the heads' matmuls take bf16 operands, see `gram_train::precision`).
+//! (`--bf16`: the heads' matmuls take bf16 operands, see `gram_train::ops::precision`).
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use gram_train::encoders::HostInput;
-use gram_train::losses::{gram_loss, pairwise_infonce};
-use gram_train::model::{GramModel, ModelConfig, decays};
-use gram_train::optim::{AdamW, AdamWConfig};
-use gram_train::volume::{VolumePath, volume_matrix_with};
+use gram_train::model::encoders::HostInput;
+use gram_train::model::gram::{GramModel, ModelConfig, decays};
+use gram_train::model::losses::{gram_loss, pairwise_infonce};
+use gram_train::model::volume::{VolumePath, volume_matrix_with};
+use gram_train::train::optim::{AdamW, AdamWConfig};
 use std::time::Instant;
 
 // As gram-train's binary: Candle allocates a fresh buffer per tensor op.
@@ -59,7 +59,7 @@ fn main() -> candle_core::Result<()> {
         Device::Cpu
     };
     if args.iter().any(|a| a == "--bf16") {
-        gram_train::precision::set(gram_train::precision::Precision::Bf16);
+        gram_train::ops::precision::set(gram_train::ops::precision::Precision::Bf16);
     }
     let path = match args
         .iter()
@@ -147,7 +147,7 @@ fn main() -> candle_core::Result<()> {
     );
     println!(
         "device: {dev:?}, volume: {path:?}, matmuls: {:?}, B = {b}, in = {dims:?}, MLP hidden = {hidden}, out = {out}, k = 3, {} loss, {steps} timed steps (median)",
-        gram_train::precision::current(),
+        gram_train::ops::precision::current(),
         if pairwise { "pairwise InfoNCE" } else { "GRAM" }
     );
     println!("| samples/s | step (ms) | forward (ms) | backward (ms) | optimizer (ms) |");

@@ -3,7 +3,6 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use gram_train::encoders::blocks;
 
 /// Row-major values of any tensor.
 pub fn flat(t: &Tensor) -> Vec<f32> {
@@ -29,9 +28,10 @@ pub fn value_and_grads(y: &Tensor, r: &Tensor, wrt: &[&Tensor]) -> (Vec<f32>, Ve
 /// One GRAM + DAM step of the BERT/CLIP/AST model on `testdata/raw` on `dev`: every parameter
 /// gets a gradient, and a nonzero one (candle's fused LayerNorm would silently cut them).
 pub fn gradient_census(dev: &candle_core::Device) {
-    use gram_train::distributed::SingleProcess;
-    use gram_train::encoders::Kind;
-    use gram_train::train::{named_vars, train_step};
+    use gram_train::model::encoders::Kind;
+    use gram_train::train::build::named_vars;
+    use gram_train::train::distributed::SingleProcess;
+    use gram_train::train::step::train_step;
     use rand::SeedableRng;
     let (cfg, l, src) = small_raw_model(dev);
     assert_eq!(
@@ -92,9 +92,10 @@ pub fn memory_over_steps(
     steps: u64,
     probe: impl Fn() -> usize,
 ) -> MemoryTrace {
-    use gram_train::distributed::SingleProcess;
-    use gram_train::optim::{AdamW, AdamWConfig};
-    use gram_train::train::{batch_indices, optimizer_params, train_step};
+    use gram_train::data::source::batch_indices;
+    use gram_train::train::distributed::SingleProcess;
+    use gram_train::train::optim::{AdamW, AdamWConfig};
+    use gram_train::train::step::{optimizer_params, train_step};
     use rand::SeedableRng;
     let (cfg, l, src) = small_raw_model(dev);
     let params = optimizer_params(&l, &cfg);
@@ -155,10 +156,11 @@ pub fn small_raw_model(
     dev: &candle_core::Device,
 ) -> (
     gram_train::config::TrainConfig,
-    gram_train::train::Loaded,
-    Box<dyn gram_train::source::Source>,
+    gram_train::train::build::Loaded,
+    Box<dyn gram_train::data::source::Source>,
 ) {
-    use gram_train::train::{build_model, model_config_for, open_source};
+    use gram_train::data::source::open_source;
+    use gram_train::train::build::{build_model, model_config_for};
     let data = repo_root().join("testdata/raw");
     let cfg = gram_train::config::TrainConfig {
         batch_size: 6,
@@ -187,7 +189,7 @@ pub fn fused_layer_norm_parity(dev: &Device) {
     let dev = dev.clone();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let ln = blocks::LayerNorm::new(vb.pp("ln"), 24, 1e-6).unwrap();
+    let ln = gram_train::ops::layer_norm::LayerNorm::new(vb.pp("ln"), 24, 1e-6).unwrap();
     for (name, mean) in [("ln.weight", 1f32), ("ln.bias", 0.0)] {
         let t = Tensor::randn(mean, 0.3, 24, &dev).unwrap();
         varmap.data().lock().unwrap()[name].set(&t).unwrap();
@@ -234,7 +236,7 @@ pub fn fused_softmax_parity(dev: &Device) {
         let (y, g) = value_and_grads(&y, &r, &[x.as_tensor()]);
         (y, g[0].clone())
     };
-    let fused = run(blocks::softmax_last_dim(x.as_tensor()).unwrap());
+    let fused = run(gram_train::ops::softmax::softmax_last_dim(x.as_tensor()).unwrap());
     let ops = run(candle_nn::ops::softmax(x.as_tensor(), candle_core::D::Minus1).unwrap());
     for (a, b) in fused.0.iter().zip(&ops.0).chain(fused.1.iter().zip(&ops.1)) {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");

@@ -18,9 +18,11 @@
 //! [`fastmath::exp_nonpositive`] (relative error ≤ 3e-7); equal to the tensor-op form within
 //! f32 rounding of the same sums (tested in both directions, and against f64).
 
-use crate::cpu_op::slice;
-use crate::fastmath;
-use crate::precision::{Precision, current, matmul};
+use crate::ops::cpu_op::slice;
+use crate::ops::fastmath;
+use crate::ops::precision::{Precision, current, matmul};
+use crate::ops::recompute::ternary_recomputed;
+use crate::ops::softmax::softmax_last_dim;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -34,7 +36,7 @@ const MASKED: f32 = -1e9;
 
 /// softmax(q·kᵀ/√d + mask)·v per head for q, k, v [B, T, heads·d] → [B, T, heads·d];
 /// `key_mask` [B, T] 1 = token, 0 = padding. The fused op for f32 on the CPU at f32 precision;
-/// elsewhere [`crate::recompute::attention_recomputed`] (the tensor ops, recomputed in the
+/// elsewhere [`attention_recomputed`] (the tensor ops, recomputed in the
 /// backward: the same memory contract).
 pub fn attention(
     q: &Tensor,
@@ -60,7 +62,7 @@ pub fn attention(
     }
     let fused = q.device().is_cpu() && q.dtype() == DType::F32 && current() == Precision::F32;
     if !fused {
-        return crate::recompute::attention_recomputed(q, k, v, heads, key_mask);
+        return attention_recomputed(q, k, v, heads, key_mask);
     }
     let bias = match key_mask {
         Some(m) => {
@@ -97,7 +99,7 @@ pub fn attention_ops(
         let add = ((m.to_dtype(scores.dtype())? - 1.0)? * (-MASKED as f64))?;
         scores = scores.broadcast_add(&add.reshape((b, 1, 1, t))?)?;
     }
-    let probs = crate::encoders::blocks::softmax_last_dim(&scores)?;
+    let probs = softmax_last_dim(&scores)?;
     matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, d))
 }
 
@@ -489,14 +491,28 @@ fn gemm_f32((m, n, k): (usize, usize, usize), dst: Dst, a: Src, b: Src, alpha: f
     }
 }
 
+/// softmax(q·kᵀ/√d + mask)·v per head, keeping for the backward only q, k, v and the output.
+pub fn attention_recomputed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    key_mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let mask = key_mask.map(Tensor::detach);
+    ternary_recomputed(q, k, v, move |q, k, v| {
+        attention_ops(q, k, v, heads, mask.as_ref())
+    })
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     /// Output and ∂q, ∂k, ∂v of `f` for the loss Σ out∘w (a fixed random weighting, so every
     /// output element's gradient differs), in f64 whatever the dtype.
-    pub(crate) fn run(
+    fn run(
         f: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
         x: &[Var; 3],
         w: &Tensor,
@@ -614,5 +630,46 @@ pub(crate) mod tests {
         assert!(attention(&x, &y, &x, 3, None).is_err());
         let m = Tensor::ones((2, 4), DType::F32, &dev).unwrap();
         assert!(attention(&x, &x, &x, 3, Some(&m)).is_err());
+    }
+
+    /// Values and ∂q, ∂k, ∂v equal the tensor-op form's (f64, so the path any non-f32 dtype
+    /// takes on the CPU, and CUDA's), with and without a padding mask; the op runs once per
+    /// forward and the gradients carry no graph.
+    #[test]
+    fn recomputed_equals_the_tensor_ops_and_keeps_no_graph() {
+        let dev = Device::Cpu;
+        let (b, t, heads, hd) = (2, 11, 3, 4);
+        let x: [Var; 3] =
+            std::array::from_fn(|_| Var::randn(0f64, 1.0, (b, t, heads * hd), &dev).unwrap());
+        let w = Tensor::randn(0f64, 1.0, (b, t, heads * hd), &dev).unwrap();
+        let m: Vec<f64> = (0..b * t)
+            .map(|i| f64::from(u8::from(i % t < 6 || i < t)))
+            .collect();
+        let mask = Tensor::from_vec(m, (b, t), &dev).unwrap();
+        for mask in [None, Some(&mask)] {
+            let ours = run(|q, k, v| attention_recomputed(q, k, v, heads, mask), &x, &w);
+            let ops = run(|q, k, v| attention_ops(q, k, v, heads, mask), &x, &w);
+            for (a, b) in ours.iter().zip(&ops) {
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f64::max);
+                assert!(worst <= 1e-12, "differs by {worst}");
+            }
+        }
+        let out = attention_recomputed(
+            x[0].as_tensor(),
+            x[1].as_tensor(),
+            x[2].as_tensor(),
+            heads,
+            None,
+        )
+        .unwrap();
+        let grads = out.sum_all().unwrap().backward().unwrap();
+        for v in &x {
+            assert!(!grads.get(v.as_tensor()).unwrap().track_op());
+        }
+        assert_eq!(out.dtype(), DType::F64);
     }
 }

@@ -11,21 +11,18 @@
 //! holds at the fused op's count on every device meanwhile, with cuBLAS doing the matmuls. Its
 //! values and gradients are the tensor-op form's exactly (the same ops, recomputed).
 
-use crate::attention::attention_ops;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Storage, Tensor, Var};
 use std::sync::{Arc, Mutex};
 
-/// softmax(q·kᵀ/√d + mask)·v per head, keeping for the backward only q, k, v and the output.
-pub fn attention_recomputed(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    heads: usize,
-    key_mask: Option<&Tensor>,
+/// `f(a, b, c)` keeping for the backward only a, b, c and the output (attention's q, k, v).
+pub fn ternary_recomputed(
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
 ) -> Result<Tensor> {
-    let mask = key_mask.map(Tensor::detach);
-    let f = move |x: &[Tensor]| attention_ops(&x[0], &x[1], &x[2], heads, mask.as_ref());
-    Recomputed::new(Arc::new(f), &[q, k, v])?.apply3(q, k, v)
+    let f = move |x: &[Tensor]| f(&x[0], &x[1], &x[2]);
+    Recomputed::new(Arc::new(f), &[a, b, c])?.apply3(a, b, c)
 }
 
 /// `f(x)` keeping for the backward only x and the output (element-wise chains such as quick
@@ -179,74 +176,33 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
-    /// Values and ∂q, ∂k, ∂v equal the tensor-op form's (f64, so the path any non-f32 dtype
-    /// takes on the CPU, and CUDA's), with and without a padding mask; the op runs once per
-    /// forward and the gradients carry no graph.
+    /// The recomputed function's values and gradient equal the direct one's, and the gradient
+    /// carries no graph.
     #[test]
-    fn equals_the_tensor_ops_and_keeps_no_graph() {
-        let dev = Device::Cpu;
-        let (b, t, heads, hd) = (2, 11, 3, 4);
+    fn equals_its_tensor_ops_and_keeps_no_graph() {
         let x: [Var; 3] =
-            std::array::from_fn(|_| Var::randn(0f64, 1.0, (b, t, heads * hd), &dev).unwrap());
-        let w = Tensor::randn(0f64, 1.0, (b, t, heads * hd), &dev).unwrap();
-        let m: Vec<f64> = (0..b * t)
-            .map(|i| f64::from(u8::from(i % t < 6 || i < t)))
-            .collect();
-        let mask = Tensor::from_vec(m, (b, t), &dev).unwrap();
-        for mask in [None, Some(&mask)] {
-            let ours = crate::attention::tests::run(
-                |q, k, v| attention_recomputed(q, k, v, heads, mask),
-                &x,
-                &w,
-            );
-            let ops =
-                crate::attention::tests::run(|q, k, v| attention_ops(q, k, v, heads, mask), &x, &w);
-            for (a, b) in ours.iter().zip(&ops) {
-                let worst = a
-                    .iter()
-                    .zip(b)
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0.0, f64::max);
-                assert!(worst <= 1e-12, "differs by {worst}");
-            }
-        }
-        let out = attention_recomputed(
-            x[0].as_tensor(),
-            x[1].as_tensor(),
-            x[2].as_tensor(),
-            heads,
-            None,
-        )
-        .unwrap();
-        let grads = out.sum_all().unwrap().backward().unwrap();
-        for v in &x {
-            assert!(!grads.get(v.as_tensor()).unwrap().track_op());
-        }
-        assert_eq!(out.dtype(), DType::F64);
-    }
-
-    /// Quick GELU through `gelu::quick_gelu` in f64 (the recomputed path): values and gradient
-    /// equal the three tensor ops'.
-    #[test]
-    fn unary_equals_its_tensor_ops() {
-        let x = Var::randn(0f64, 3.0, (5, 7), &Device::Cpu).unwrap();
-        let ops = |x: &Tensor| x.mul(&candle_nn::ops::sigmoid(&(x * 1.702).unwrap()).unwrap());
-        let ours = crate::gelu::quick_gelu(x.as_tensor()).unwrap();
-        let want = ops(x.as_tensor()).unwrap();
+            std::array::from_fn(|_| Var::randn(0f64, 1.0, (4, 6), &Device::Cpu).unwrap());
+        let f = |a: &Tensor, b: &Tensor, c: &Tensor| (a.matmul(&b.t()?)?.tanh()?).matmul(c);
+        let (a, b, c) = (x[0].as_tensor(), x[1].as_tensor(), x[2].as_tensor());
+        let ours = ternary_recomputed(a, b, c, f).unwrap();
+        let want = f(a, b, c).unwrap();
         let g1 = ours.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = want.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let d = |a: Vec<f64>, b: Vec<f64>| {
-            a.iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f64::max)
-        };
-        assert!(d(flat(&ours), flat(&want)) <= 1e-15);
-        let (ga, gb) = (
-            g1.get(x.as_tensor()).unwrap(),
-            g2.get(x.as_tensor()).unwrap(),
-        );
-        assert!(d(flat(ga), flat(gb)) <= 1e-13);
+        assert_eq!(flat(&ours), flat(&want));
+        for v in &x {
+            let (ga, gb) = (
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap(),
+            );
+            assert!(!ga.track_op());
+            let worst = flat(ga)
+                .iter()
+                .zip(flat(gb))
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f64::max);
+            assert!(worst <= 1e-12, "differs by {worst}");
+        }
+        assert_eq!(ours.dtype(), DType::F64);
     }
 }

@@ -1,4 +1,4 @@
-//! The label-smoothed cross-entropy of [`crate::losses::smoothed_ce_offset`] as one CPU op
+//! The label-smoothed cross-entropy of the losses (`smoothed_ce_offset`) as one CPU op
 //! for f32 logits: L = mean_i[(1 − ls)·(lse_i − x_{i,i+offset}) + ls·(lse_i − mean_j x_ij)],
 //! lse_i = log Σ_j e^{x_ij}; ∂x_ij = ∂L/b · (softmax_ij − ls/n − (1 − ls)·[j = i + offset]).
 //!
@@ -7,10 +7,10 @@
 //! transposed copy and strided reductions. Here the logits are read where they lie: row-major
 //! or transposed (`logits.t()` of a row-major matrix, the data-to-anchor direction), one pass
 //! for the statistics and one for the gradient, exponentials vectorised
-//! ([`crate::fastmath::exp_nonpositive`], 3e-7 relative). Sums in f64; the loss equals the
+//! ([`crate::ops::fastmath::exp_nonpositive`], 3e-7 relative). Sums in f64; the loss equals the
 //! Candle-op form to ≤ 1e-6 relative and its gradient to ≤ 1e-6 of the gradient's scale (tests).
 
-use crate::fastmath::{self, exp_nonpositive};
+use crate::ops::fastmath::{self, exp_nonpositive};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 
 /// Where logit (i, j) of a [b, n] matrix lies in its storage.

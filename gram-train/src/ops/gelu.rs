@@ -9,11 +9,12 @@
 //! the issue-11 sizes. Elsewhere (CUDA, other dtypes) it is Candle's `gelu_erf`.
 //!
 //! Accuracy (f32, tested against an f64 reference on [−10, 10]): y within 2.5e-7·|x| + 4 ulp
-//! ([`crate::fastmath::erf`], 5e-7 absolute, where Candle calls libm's `erff`); ∂x within
+//! ([`crate::ops::fastmath::erf`], 5e-7 absolute, where Candle calls libm's `erff`); ∂x within
 //! 1e-6 absolute of the exact derivative (Candle's backward rounds 1/√(2π) to 0.398942).
 
-use crate::cpu_op::slice;
-use crate::fastmath::{erf, exp_nonpositive};
+use crate::ops::cpu_op::slice;
+use crate::ops::fastmath::{erf, exp_nonpositive};
+use crate::ops::recompute::unary_recomputed;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -34,7 +35,7 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     if x.dtype() == DType::F32 && x.device().is_cpu() {
         x.contiguous()?.apply_op1(GeluOp(Form::Quick))
     } else {
-        crate::recompute::unary_recomputed(x, |x| x.mul(&candle_nn::ops::sigmoid(&(x * QUICK)?)?))
+        unary_recomputed(x, |x| x.mul(&candle_nn::ops::sigmoid(&(x * QUICK)?)?))
     }
 }
 
@@ -202,5 +203,30 @@ mod tests {
             );
             assert!((ys[i] - ops[i]).abs() <= 4e-6 * (1.0 + ys[i].abs()));
         }
+    }
+
+    /// Quick GELU through `gelu::quick_gelu` in f64 (the recomputed path): values and gradient
+    /// equal the three tensor ops'.
+    #[test]
+    fn quick_gelu_recomputed_equals_its_tensor_ops() {
+        let x = candle_core::Var::randn(0f64, 3.0, (5, 7), &candle_core::Device::Cpu).unwrap();
+        let ops = |x: &Tensor| x.mul(&candle_nn::ops::sigmoid(&(x * 1.702).unwrap()).unwrap());
+        let ours = quick_gelu(x.as_tensor()).unwrap();
+        let want = ops(x.as_tensor()).unwrap();
+        let g1 = ours.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = want.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let d = |a: Vec<f64>, b: Vec<f64>| {
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(d(flat(&ours), flat(&want)) <= 1e-15);
+        let (ga, gb) = (
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+        );
+        assert!(d(flat(ga), flat(gb)) <= 1e-13);
     }
 }

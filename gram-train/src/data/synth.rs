@@ -9,7 +9,7 @@
 //! The generators (W_t, MLPs) are drawn from `seed`, then samples of every split from the
 //! same generators (train, val and test differ only in their samples).
 
-use crate::data::{DatasetInfo, split_path};
+use crate::data::features::{DatasetInfo, split_path};
 use gram_host::output::{write_npy_f32, write_text};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -11,7 +11,7 @@
 //! undecodable image or WAV) fails the batch naming the manifest line, or — with
 //! `skip_bad_samples` — is dropped from its batch, remembered and counted.
 
-use crate::encoders::{EncoderSpec, HostInput, Kind, audio, text, vision};
+use crate::model::encoders::{EncoderSpec, HostInput, Kind, audio, text, vision};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! GEMM too) and ∂x = ∂y·W only where x takes part in the graph. Results equal the tensor-op
 //! `Linear` to f32 GEMM rounding (tests/parity.rs).
 
-use crate::cpu_op::slice;
+use crate::ops::cpu_op::slice;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// x [N, in] · wᵀ ([out, in]) (+ b [out]) in f32 on the CPU; differentiable in all of them.

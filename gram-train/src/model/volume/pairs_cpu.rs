@@ -21,7 +21,7 @@
 //! NaN. Deterministic: per-candidate gradient sums are added in a fixed row-chunk order,
 //! whatever the thread count.
 
-use crate::cpu_op::slice;
+use crate::ops::cpu_op::slice;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 

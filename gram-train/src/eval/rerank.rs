@@ -3,8 +3,10 @@
 //! re-ranking). Ranks follow the project's tie rule (ties count against the ground truth);
 //! a ground truth outside the top K keeps its volume rank (which is > K).
 
-use crate::model::GramModel;
-use crate::train::{embed_source, load_checkpoint, open_source, retrieval};
+use crate::data::source::open_source;
+use crate::model::gram::GramModel;
+use crate::train::checkpoint::load_checkpoint;
+use crate::train::embed::{embed_source, retrieval};
 use candle_core::{Device, Tensor};
 use gram_host::cpu::Scorer;
 use gram_host::metrics::{Retrieval, ranks_from_matrix, top_k_of_row};

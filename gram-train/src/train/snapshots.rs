@@ -2,9 +2,9 @@
 //! as `OUT/snapshots/<step>_<modality>.npy` (float32 [n, embed_dim], each file atomically) at
 //! step 0, every `snapshot_every` steps and at the last step.
 
-use crate::model::GramModel;
-use crate::source::Source;
-use crate::train::embed_source;
+use crate::data::source::Source;
+use crate::model::gram::GramModel;
+use crate::train::embed::embed_source;
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 

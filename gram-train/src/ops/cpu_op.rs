@@ -2,7 +2,7 @@
 //! stage) share: borrowing a contiguous tensor's data in place.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, Layout, Result, WithDType};
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
 
 /// The elements of a contiguous tensor of dtype `T` in `s` (no copy); an error naming `op`
 /// for another dtype or a strided layout.
@@ -16,4 +16,10 @@ pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -
             l.shape()
         ),
     }
+}
+
+/// Where the fused LayerNorm and softmax run: f32 on the CPU (our loops) or on CUDA
+/// (candle-kernels' row kernels, the ones candle-nn's no-backward ops launch).
+pub(crate) fn fused_here(x: &Tensor) -> bool {
+    x.dtype() == DType::F32 && (x.device().is_cpu() || x.device().is_cuda())
 }

@@ -7,7 +7,7 @@
 //! the embeddings (B × D floats per modality) and one all-reduce of the flat gradient bucket —
 //! for MiniLM-sized models about 4 × 90 MB of PCIe traffic, small next to the step itself.
 
-use crate::distributed::Collective;
+use crate::train::distributed::Collective;
 use candle_core::{DType, Result, Tensor};
 use cudarc::driver::{CudaContext, CudaStream};
 use cudarc::nccl::{Comm, Id, ReduceOp};

@@ -11,13 +11,13 @@
 //! (`tests/distributed.rs` checks this with several simulated ranks in one process).
 //!
 //! [`SingleProcess`] is the world of size 1 (the gathers are identities). [`ThreadWorld`]
-//! runs ranks as threads of one process. With the `nccl` feature, [`crate::nccl`] connects
+//! runs ranks as threads of one process. With the `nccl` feature, [`crate::train::nccl`] connects
 //! one process per GPU through NCCL.
 
 use crate::config::{LossKind, TrainConfig};
-use crate::losses::{bce_with_logits, sample_hard_negatives, smoothed_ce_offset};
-use crate::model::GramModel;
-use crate::volume::volume_matrix;
+use crate::model::gram::GramModel;
+use crate::model::losses::{bce_with_logits, sample_hard_negatives, smoothed_ce_offset};
+use crate::model::volume::volume_matrix;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;

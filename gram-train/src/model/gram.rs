@@ -3,9 +3,9 @@
 //! ordinary safetensors files) and are initialised from a seeded ChaCha RNG (Candle's CPU RNG
 //! cannot be seeded, and runs must be reproducible).
 
-use crate::encoders::{self, Encoder, EncoderSpec, HostInput};
-use crate::gelu::gelu_erf;
-use crate::precision::Linear;
+use crate::model::encoders::{self, Encoder, EncoderSpec, HostInput};
+use crate::ops::gelu::gelu_erf;
+use crate::ops::precision::Linear;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Module, VarBuilder, VarMap};
 use rand::SeedableRng;

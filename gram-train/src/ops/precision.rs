@@ -80,7 +80,7 @@ impl Module for Linear {
     /// x [..., in] → [..., out]. Leading dimensions are flattened into one GEMM (candle-nn's
     /// Linear broadcasts W over them instead, and its backward then materialises one
     /// [in, out] gradient per batch row before summing them). In f32 on the CPU one op
-    /// ([`crate::linear_cpu`]); elsewhere Candle's matmul and broadcast add.
+    /// ([`crate::ops::linear_cpu`]); elsewhere Candle's matmul and broadcast add.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let rows = x.flatten_to(dims.len().saturating_sub(2))?;
@@ -91,7 +91,7 @@ impl Module for Linear {
             && rows.dtype() == DType::F32
             && self.weight.dtype() == DType::F32
         {
-            return crate::linear_cpu::linear(&rows, &self.weight, self.bias.as_ref())?
+            return crate::ops::linear_cpu::linear(&rows, &self.weight, self.bias.as_ref())?
                 .reshape(out_dims);
         }
         let y = matmul(&rows, &self.weight.t()?)?.reshape(out_dims)?;

@@ -4,8 +4,10 @@
 //! names a complete checkpoint — a crash at any moment leaves the previous one loadable.
 
 use crate::config::TrainConfig;
-use crate::model::ModelConfig;
+use crate::model::gram::{GramModel, ModelConfig};
+use crate::train::build::{Loaded, err, set_weights, tokenizers_for};
 use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
@@ -78,4 +80,23 @@ pub fn load_tensors(
 ) -> Result<HashMap<String, Tensor>, String> {
     let p = dir.join(file);
     candle_core::safetensors::load(&p, dev).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Load a checkpoint: model (weights included) and tokenizers.
+pub fn load_checkpoint(checkpoint: &Path, dev: &Device) -> Result<Loaded, String> {
+    let state = load_state(checkpoint)?;
+    let varmap = VarMap::new();
+    let model = GramModel::new(&state.model, &varmap, 0, dev).map_err(err)?;
+    set_weights(&varmap, &load_tensors(checkpoint, &state.weights, dev)?)?;
+    let tokenizers = tokenizers_for(&state.model, Some(checkpoint))?;
+    Ok(Loaded {
+        model,
+        varmap,
+        tokenizers,
+    })
+}
+
+/// Load a checkpoint's model (weights included).
+pub fn load_model(checkpoint: &Path, dev: &Device) -> Result<GramModel, String> {
+    Ok(load_checkpoint(checkpoint, dev)?.model)
 }

@@ -2,26 +2,29 @@
 //! checking the request, building (or finetuning) the model, resuming, one optimizer step,
 //! logging, validating, checkpointing.
 
-use crate::checkpoint::{self, CheckpointState};
 use crate::config::TrainConfig;
-use crate::data::{Split, load_split};
-use crate::distributed::{Collective, SingleProcess};
-use crate::encoders::HostInput;
-use crate::model::{GramModel, ModelConfig};
-use crate::optim::{AdamW, AdamWConfig, learning_rate};
-use crate::raw;
-use crate::snapshots::Snapshots;
-use crate::source::{Source, prefetched};
-use crate::train::{
-    Loaded, append_jsonl, build_model, embed_source, err, model_config_with, named_vars,
-    open_source, optimizer_params, retrieval, retrieval_json, set_weights, tokenizer_file,
-    tokenizers_for, train_step, trainable,
+use crate::data::features::{Split, load_split};
+use crate::data::raw;
+use crate::data::source::open_source;
+use crate::data::source::{Source, prefetched};
+use crate::model::encoders::HostInput;
+use crate::model::gram::{GramModel, ModelConfig};
+use crate::train::build::{
+    Loaded, build_model, err, model_config_with, named_vars, set_weights, tokenizer_file,
+    tokenizers_for, trainable,
 };
+use crate::train::checkpoint::{self, CheckpointState};
+use crate::train::distributed::{Collective, SingleProcess};
+use crate::train::embed::{embed_source, retrieval, retrieval_json};
+use crate::train::optim::{AdamW, AdamWConfig, learning_rate};
+use crate::train::snapshots::Snapshots;
+use crate::train::step::{optimizer_params, train_step};
 use candle_core::{DType, Device, Var};
 use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -84,7 +87,7 @@ pub fn fit(
 
 /// [`fit`] as one rank of a data-parallel world: every rank runs this with the same
 /// arguments; each embeds its slice of every global batch (`batch_size` / world), gradients
-/// are averaged over ranks (see [`crate::distributed`]), and rank 0 alone validates, logs
+/// are averaged over ranks (see [`crate::train::distributed`]), and rank 0 alone validates, logs
 /// and writes checkpoints. World size 1 is plain [`fit`].
 pub fn fit_with(
     data: &Path,
@@ -168,7 +171,8 @@ pub fn fit_with(
     let local = batch / world;
     // Every rank draws the same global batch and takes its own slice of it.
     let plans = (start..end).map(|step| {
-        crate::train::batch_indices(cfg.seed, step, batch, n)[rank * local..(rank + 1) * local]
+        crate::data::source::batch_indices(cfg.seed, step, batch, n)
+            [rank * local..(rank + 1) * local]
             .to_vec()
     });
     let mut step = start;
@@ -479,4 +483,13 @@ fn log_step(
         metrics_path,
         &serde_json::json!({"step": done, "loss": s.loss, "lr": s.lr, "temperature": tau, "grad_norm": s.grad_norm, "samples_per_s": rate, "skipped_samples": skipped}),
     )
+}
+
+pub(crate) fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(f, "{value}").map_err(|e| format!("{}: {e}", path.display()))
 }

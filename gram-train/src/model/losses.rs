@@ -13,10 +13,10 @@ pub fn smoothed_diagonal_ce(logits: &Tensor, label_smoothing: f64) -> Result<Ten
 
 /// [`smoothed_diagonal_ce`] for a block of rows [b, n] whose row i belongs with column
 /// i + `offset` (a rank's local anchors against the global batch). f32 on the CPU: one fused
-/// op ([`crate::smoothed_ce`]); elsewhere [`smoothed_ce_offset_ops`].
+/// op ([`crate::ops::smoothed_ce`]); elsewhere [`smoothed_ce_offset_ops`].
 pub fn smoothed_ce_offset(logits: &Tensor, offset: usize, label_smoothing: f64) -> Result<Tensor> {
     if logits.device().is_cpu() && logits.dtype() == DType::F32 {
-        return crate::smoothed_ce::smoothed_ce(logits, offset, label_smoothing);
+        return crate::ops::smoothed_ce::smoothed_ce(logits, offset, label_smoothing);
     }
     smoothed_ce_offset_ops(logits, offset, label_smoothing)
 }

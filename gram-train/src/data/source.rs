@@ -1,10 +1,17 @@
 //! Where batches come from: a feature split (`.npy` rows) or a raw split (JSONL manifest,
 //! decoded by encoders' preprocessing), behind one trait, plus a background prefetcher.
 
-use crate::data::Split;
-use crate::encoders::HostInput;
-use crate::raw::RawSplit;
+use crate::data::features::Split;
+use crate::data::features::load_split;
+use crate::data::raw::{self, Prep, RawSplit};
+use crate::model::encoders::HostInput;
+use crate::model::gram::ModelConfig;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
 use std::sync::mpsc;
+use tokenizers::Tokenizer;
 
 /// Batches by sample index. `batch` returns the inputs per modality and the indices actually
 /// used (bad raw samples may be skipped).
@@ -78,4 +85,51 @@ pub fn prefetched<R>(
         }
         Ok(())
     })
+}
+
+/// The batches of split `split` of `data` as `config` consumes them.
+pub fn open_source(
+    data: &Path,
+    split: &str,
+    config: &ModelConfig,
+    tokenizers: &[Option<Tokenizer>],
+    skip_bad: bool,
+) -> Result<Box<dyn Source>, String> {
+    if raw::is_raw(data) {
+        let preps = (0..config.modalities.len())
+            .map(|t| Prep::for_spec(&config.encoder(t), tokenizers[t].as_ref()))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Box::new(RawSplit::open(
+            data,
+            split,
+            &config.modalities,
+            preps,
+            skip_bad,
+        )?))
+    } else {
+        let s = load_split(data, split)?;
+        if s.info.modalities != config.modalities || s.dims() != config.input_dims {
+            return Err(format!(
+                "{}: modalities or feature sizes differ from the model's",
+                data.display()
+            ));
+        }
+        Ok(Box::new(s))
+    }
+}
+
+/// Batch indices of `step`: epochs are seeded permutations, so any step's batch can be
+/// recomputed from (seed, step) alone — which is what makes `--resume` exact.
+pub fn batch_indices(seed: u64, step: u64, batch: usize, n: usize) -> Vec<usize> {
+    let per_epoch = (n / batch).max(1) as u64;
+    let (epoch, pos) = (step / per_epoch, (step % per_epoch) as usize);
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(&mut ChaCha8Rng::seed_from_u64(
+        seed ^ 0x5eed_0000_0000_0000 ^ epoch,
+    ));
+    perm.into_iter()
+        .cycle()
+        .skip(pos * batch)
+        .take(batch)
+        .collect()
 }

@@ -1,0 +1,11 @@
+//! Where samples come from: the feature-dataset format ([`features`]) and its synthetic
+//! generator ([`synth`]), JSONL raw datasets ([`raw`]) and their generator ([`rawgen`]), and
+//! the batch sources training and embedding read, with background prefetch ([`source`]).
+//!
+//! May import: [`crate::model`] (the encoders' input preprocessing and batch types), [`crate::ops`].
+
+pub mod features;
+pub mod raw;
+pub mod rawgen;
+pub mod source;
+pub mod synth;
