@@ -21,6 +21,8 @@ impl fmt::Display for CliError {
     }
 }
 
+impl std::error::Error for CliError {}
+
 impl From<InputError> for CliError {
     fn from(e: InputError) -> CliError {
         CliError(e.to_string())

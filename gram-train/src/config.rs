@@ -1,5 +1,6 @@
 //! What a training run trains: [`TrainConfig`] (flags or a TOML file) and the loss it uses.
 
+use crate::error::Error;
 use crate::model::encoders::EncoderSpec;
 use crate::ops::precision::Precision;
 use serde::{Deserialize, Serialize};
@@ -97,17 +98,17 @@ impl TrainConfig {
     /// Refuses numeric settings no run can use, naming the flag (and TOML key): NaN or
     /// infinite rates, negative decay, a label smoothing outside [0, 1), a temperature ≤ 0,
     /// zero steps or batch. Called before any data is read, so nothing is written.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         let finite_at_least = |name: &str, v: f64, min: f64, strict: bool| {
             let ok = v.is_finite() && if strict { v > min } else { v >= min };
             if ok {
                 Ok(())
             } else {
                 let rel = if strict { ">" } else { ">=" };
-                Err(format!(
+                Err(Error::config(format!(
                     "--{} ({name}): {v} is not a finite number {rel} {min}",
                     name.replace('_', "-")
-                ))
+                )))
             }
         };
         finite_at_least("lr", self.lr, 0.0, true)?;
@@ -119,16 +120,16 @@ impl TrainConfig {
         finite_at_least("encoder_lr_scale", self.encoder_lr_scale, 0.0, false)?;
         finite_at_least("label_smoothing", self.label_smoothing, 0.0, false)?;
         if self.label_smoothing >= 1.0 {
-            return Err(format!(
+            return Err(Error::config(format!(
                 "--label-smoothing (label_smoothing): {} is not below 1",
                 self.label_smoothing
-            ));
+            )));
         }
         if self.steps == 0 || self.batch_size < 2 || self.embed_dim == 0 {
-            return Err(format!(
+            return Err(Error::config(format!(
                 "--steps, --batch-size, --embed-dim: need steps ≥ 1, batch ≥ 2, dimension ≥ 1 (got {}, {}, {})",
                 self.steps, self.batch_size, self.embed_dim
-            ));
+            )));
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 use crate::config::{LossKind, TrainConfig};
 use crate::data::features::load_split;
 use crate::data::synth::{SynthConfig, generate};
+use crate::error::Error;
 use crate::train::checkpoint::load_model;
 use crate::train::embed::{embed_split, retrieval, retrieval_json};
 use crate::train::fit::{FitOptions, fit};
@@ -65,7 +66,7 @@ fn native_scores(loss: LossKind, emb: &[Vec<f32>], anchor: usize, dim: usize) ->
 
 /// Run the demo into `out`; returns the markdown table (also written to `out/results.md`,
 /// with `out/results.json`).
-pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result<String, String> {
+pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result<String, Error> {
     let data = out.join("data");
     eprintln!("generating synthetic dataset in {} …", data.display());
     generate(&cfg.synth, &data)?;
@@ -92,8 +93,7 @@ pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result
                 sampling: Default::default(),
             };
             let anchor = &model.config.modalities[model.anchor_index()];
-            gram_host::report::report_snapshots(&run_dir.join("snapshots"), Some(anchor), &report)
-                .map_err(|e| e.to_string())?;
+            gram_host::report::report_snapshots(&run_dir.join("snapshots"), Some(anchor), &report)?;
             eprintln!(
                 "alignment report: {}",
                 report.out.join("report.html").display()
@@ -109,8 +109,7 @@ pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result
         if let Some(native) =
             native_scores(loss, &emb, model.anchor_index(), model.config.embed_dim)
         {
-            let r = gram_host::metrics::evaluate_matrix(&native, test.len())
-                .map_err(|e| e.to_string())?;
+            let r = gram_host::metrics::evaluate_matrix(&native, test.len())?;
             scorings.push((
                 if loss == LossKind::Symile {
                     "MIP"
@@ -144,11 +143,12 @@ pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result
         rows.join("\n")
     );
     let results = serde_json::json!({"synth": cfg.synth, "train": cfg.train, "results": json});
-    gram_host::output::write_text(&out.join("results.md"), &table).map_err(|e| e.to_string())?;
+    let (md, json) = (out.join("results.md"), out.join("results.json"));
+    gram_host::output::write_text(&md, &table).map_err(|e| Error::io(&md, e))?;
     gram_host::output::write_text(
-        &out.join("results.json"),
+        &json,
         &serde_json::to_string_pretty(&results).expect("json"),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Error::io(&json, e))?;
     Ok(table)
 }

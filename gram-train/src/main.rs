@@ -4,6 +4,7 @@ use candle_core::Device;
 use clap::{Parser, Subcommand};
 use gram_train::config::{LossKind, TrainConfig};
 use gram_train::data::synth::SynthConfig;
+use gram_train::error::Error;
 use gram_train::model::encoders::{EncoderSpec, Kind};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,10 +130,10 @@ struct TrainArgs {
     precision: Option<gram_train::ops::precision::Precision>,
 }
 
-fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), String> {
+fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), Error> {
     let (modality, rest) = arg
         .split_once('=')
-        .ok_or_else(|| format!("--encoder {arg}: expected MODALITY=KIND[:DIR]"))?;
+        .ok_or_else(|| Error::config(format!("--encoder {arg}: expected MODALITY=KIND[:DIR]")))?;
     let (kind, path) = match rest.split_once(':') {
         Some((k, p)) => (k, Some(PathBuf::from(p))),
         None => (rest, None),
@@ -143,9 +144,9 @@ fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), String> {
         "ast" => Kind::Ast,
         "features" => Kind::Features,
         other => {
-            return Err(format!(
+            return Err(Error::config(format!(
                 "--encoder {arg}: unknown kind '{other}' (bert, clip, ast, features)"
-            ));
+            )));
         }
     };
     let mut spec = EncoderSpec::of(kind);
@@ -154,12 +155,11 @@ fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), String> {
 }
 
 impl TrainArgs {
-    fn config(&self, base: TrainConfig) -> Result<TrainConfig, String> {
+    fn config(&self, base: TrainConfig) -> Result<TrainConfig, Error> {
         let mut c = match &self.config {
             Some(p) => {
-                let text =
-                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                toml::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", p.display())))?
             }
             None => base,
         };
@@ -315,16 +315,18 @@ enum Command {
     },
 }
 
-fn device(name: &str) -> Result<Device, String> {
+fn device(name: &str) -> Result<Device, Error> {
     let ordinal = match name {
         "cpu" => return Ok(Device::Cpu),
         "cuda" => 0,
         other => other
             .strip_prefix("cuda:")
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("--device {other}: expected cpu, cuda or cuda:N"))?,
+            .ok_or_else(|| {
+                Error::config(format!("--device {other}: expected cpu, cuda or cuda:N"))
+            })?,
     };
-    gram_train::device::cuda(ordinal).map_err(|e| format!("--device {name}: {e}"))
+    gram_train::device::cuda(ordinal).map_err(|e| Error::device(format!("--device {name}: {e}")))
 }
 
 fn gpu_ordinal(dev: &Device) -> usize {
@@ -345,7 +347,7 @@ fn fit_data_parallel(
     world: usize,
     rank: usize,
     dist_init: Option<PathBuf>,
-) -> Result<gram_train::train::fit::FitSummary, String> {
+) -> Result<gram_train::train::fit::FitSummary, Error> {
     let rendezvous = dist_init.ok_or("--world-size > 1 needs --dist-init FILE")?;
     let coll = gram_train::train::nccl::Nccl::join(
         rank,
@@ -368,14 +370,14 @@ fn fit_data_parallel(
     world: usize,
     _: usize,
     _: Option<PathBuf>,
-) -> Result<gram_train::train::fit::FitSummary, String> {
-    Err(format!(
+) -> Result<gram_train::train::fit::FitSummary, Error> {
+    Err(Error::config(format!(
         "--world-size {world}: this gram-train was built without the nccl feature (cargo build --release -p gram-train --features cuda,nccl); device {:?}",
         gpu_ordinal(dev)
-    ))
+    )))
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), Error> {
     let dev = device(&cli.device)?;
     match cli.command {
         Command::Synth { out, args } => gram_train::data::synth::generate(&args.config(), &out),

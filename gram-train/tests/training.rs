@@ -229,15 +229,16 @@ fn divergence_stops_with_the_step_and_keeps_the_checkpoint() {
         ..tiny_config(LossKind::Pairwise)
     };
     let e = fit(&data, &run, &cfg, FitOptions::default(), &Device::Cpu).unwrap_err();
-    assert!(e.starts_with("step "), "{e}");
-    assert!(e.contains("last good checkpoint"), "{e}");
+    let text = e.to_string();
+    assert!(text.starts_with("step "), "{e}");
+    assert!(text.contains("last good checkpoint"), "{e}");
     let state = gram_train::train::checkpoint::load_state(&run).unwrap();
-    let failed_at: u64 = e["step ".len()..]
-        .split(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let gram_train::error::Error::Diverged {
+        step: failed_at, ..
+    } = e
+    else {
+        panic!("expected Error::Diverged, got {e:?}")
+    };
     assert_eq!(
         state.step, failed_at,
         "checkpoint of the last completed step is kept"

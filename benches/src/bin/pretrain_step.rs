@@ -78,7 +78,7 @@ fn peak_rss_since_last() -> Option<u64> {
     Some(kib >> 10)
 }
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     gram_train::alloc::retain_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let steps: u64 = arg(&args, "--steps").unwrap_or(6);
@@ -97,7 +97,7 @@ fn main() -> Result<(), String> {
     let precision = match arg::<String>(&args, "--precision").as_deref() {
         None | Some("f32") => gram_train::ops::precision::Precision::F32,
         Some("bf16") => gram_train::ops::precision::Precision::Bf16,
-        Some(other) => return Err(format!("--precision: expected f32 or bf16, got {other}")),
+        Some(other) => return Err(format!("--precision: expected f32 or bf16, got {other}").into()),
     };
     let vision: String = arg(&args, "--vision").unwrap_or_else(|| "small".into());
     let mut video = EncoderSpec::of(Kind::Clip);
@@ -110,7 +110,7 @@ fn main() -> Result<(), String> {
             });
             "ViT-B/16 (4 frames of 224×224)"
         }
-        other => return Err(format!("--vision: expected small or vit-b16, got {other}")),
+        other => return Err(format!("--vision: expected small or vit-b16, got {other}").into()),
     };
     let mut text = EncoderSpec::of(Kind::Bert);
     let text_name = if minilm.join("model.safetensors").exists() {
@@ -162,7 +162,7 @@ fn main() -> Result<(), String> {
     let plans = (0..cfg.steps).map(|s| batch_indices(0, s, batch, n));
     prefetched(source.as_ref(), plans, 2, |prepared| {
         let t0 = Instant::now();
-        let (inputs, _) = prepared?;
+        let (inputs, _) = prepared.map_err(|e| e.to_string())?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step);
         let (loss, grads) = train_step(
             &loaded.model,

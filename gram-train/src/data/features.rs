@@ -3,6 +3,7 @@
 //! split and modality, `<split>_<modality>.npy` [N, D_modality], rows aligned across
 //! modalities. Reading goes through gram-host's validated loader.
 
+use crate::error::Error;
 use gram_host::input::{self, Matrix};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -43,24 +44,21 @@ impl Split {
     }
 }
 
-pub fn read_info(dir: &Path) -> Result<DatasetInfo, String> {
+pub fn read_info(dir: &Path) -> Result<DatasetInfo, Error> {
     let path = dir.join("dataset.json");
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let info: DatasetInfo =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| Error::data(&path, format!("cannot read: {e}")))?;
+    let info: DatasetInfo = serde_json::from_str(&text).map_err(|e| Error::data(&path, e))?;
     if info.modalities.len() < 2 || info.modalities.len() > gram_nostd::MAX_K {
-        return Err(format!(
-            "{}: need 2..=16 modalities, found {}",
-            path.display(),
-            info.modalities.len()
+        return Err(Error::data(
+            &path,
+            format!("need 2..=16 modalities, found {}", info.modalities.len()),
         ));
     }
     if !info.modalities.contains(&info.anchor) {
-        return Err(format!(
-            "{}: anchor '{}' is not one of the modalities",
-            path.display(),
-            info.anchor
+        return Err(Error::data(
+            &path,
+            format!("anchor '{}' is not one of the modalities", info.anchor),
         ));
     }
     Ok(info)
@@ -71,19 +69,19 @@ pub fn split_path(dir: &Path, split: &str, modality: &str) -> PathBuf {
 }
 
 /// Load a split; every modality must have the same number of rows.
-pub fn load_split(dir: &Path, split: &str) -> Result<Split, String> {
+pub fn load_split(dir: &Path, split: &str) -> Result<Split, Error> {
     let info = read_info(dir)?;
     let mut features = Vec::new();
     for m in &info.modalities {
         let p = split_path(dir, split, m);
-        features.push(input::load(&p.to_string_lossy()).map_err(|e| e.to_string())?);
+        features.push(input::load(&p.to_string_lossy())?);
     }
     let n = features[0].rows;
     if let Some(bad) = features.iter().find(|f| f.rows != n) {
-        return Err(format!(
+        return Err(Error::config(format!(
             "{}: {} rows, but {} has {n} (rows must align)",
             bad.name, bad.rows, features[0].name
-        ));
+        )));
     }
     Ok(Split { info, features })
 }

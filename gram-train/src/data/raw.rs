@@ -11,6 +11,7 @@
 //! undecodable image or WAV) fails the batch naming the manifest line, or — with
 //! `skip_bad_samples` — is dropped from its batch, remembered and counted.
 
+use crate::error::Error;
 use crate::model::encoders::{EncoderSpec, HostInput, Kind, audio, text, vision};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
@@ -45,11 +46,15 @@ pub enum Prep {
 
 impl Prep {
     /// The preparation an encoder spec (resolved) needs; text takes its tokenizer.
-    pub fn for_spec(spec: &EncoderSpec, tokenizer: Option<&Tokenizer>) -> Result<Prep, String> {
+    pub fn for_spec(spec: &EncoderSpec, tokenizer: Option<&Tokenizer>) -> Result<Prep, Error> {
         Ok(match spec.kind {
             Kind::Features => Prep::Features,
             Kind::Bert => Prep::Text {
-                tokenizer: Box::new(tokenizer.cloned().ok_or("text encoder without tokenizer")?),
+                tokenizer: Box::new(
+                    tokenizer
+                        .cloned()
+                        .ok_or_else(|| Error::config("text encoder without tokenizer"))?,
+                ),
                 max_len: spec.max_len.max(2),
             },
             Kind::Clip => Prep::Vision {
@@ -101,10 +106,10 @@ impl RawSplit {
         modalities: &[String],
         preps: Vec<Prep>,
         skip_bad: bool,
-    ) -> Result<RawSplit, String> {
+    ) -> Result<RawSplit, Error> {
         let manifest = manifest_path(dir, split);
         let text = std::fs::read_to_string(&manifest)
-            .map_err(|e| format!("{}: cannot read: {e}", manifest.display()))?;
+            .map_err(|e| Error::data(&manifest, format!("cannot read: {e}")))?;
         let mut lines = Vec::new();
         for (i, l) in text.lines().enumerate() {
             if l.trim().is_empty() {
@@ -116,17 +121,13 @@ impl RawSplit {
                     fields,
                 }),
                 Ok(_) => {
-                    return Err(format!(
-                        "{} line {}: not a JSON object",
-                        manifest.display(),
-                        i + 1
-                    ));
+                    return Err(Error::data_row(&manifest, i + 1, "not a JSON object"));
                 }
-                Err(e) => return Err(format!("{} line {}: {e}", manifest.display(), i + 1)),
+                Err(e) => return Err(Error::data_row(&manifest, i + 1, format!("{e}"))),
             }
         }
         if lines.is_empty() {
-            return Err(format!("{}: no samples", manifest.display()));
+            return Err(Error::data(&manifest, "no samples"));
         }
         Ok(RawSplit {
             base: manifest.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -152,47 +153,49 @@ impl RawSplit {
         self.bad.lock().expect("bad set").len()
     }
 
-    fn path(&self, v: &serde_json::Value) -> Result<PathBuf, String> {
+    fn path(&self, v: &serde_json::Value) -> Result<PathBuf, Error> {
         match v.as_str() {
             Some(s) if !s.is_empty() => Ok(self.base.join(s)),
-            _ => Err(format!("expected a file path, found {v}")),
+            _ => Err(Error::decode(format!("expected a file path, found {v}"))),
         }
     }
 
-    fn read(&self, p: &Path) -> Result<Vec<u8>, String> {
-        std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+    fn read(&self, p: &Path) -> Result<Vec<u8>, Error> {
+        std::fs::read(p).map_err(|e| Error::io(p, e))
     }
 
-    fn decode_one(&self, line: &Line, modality: &str, prep: &Prep) -> Result<Decoded, String> {
+    fn decode_one(&self, line: &Line, modality: &str, prep: &Prep) -> Result<Decoded, Error> {
         let field = field_of(modality);
         let v = line
             .fields
             .get(field)
-            .ok_or_else(|| format!("no field \"{field}\""))?;
+            .ok_or_else(|| Error::decode(format!("no field \"{field}\"")))?;
         match prep {
             Prep::Features => {
-                let row: Vec<f32> =
-                    serde_json::from_value(v.clone()).map_err(|e| format!("\"{field}\": {e}"))?;
+                let row: Vec<f32> = serde_json::from_value(v.clone())
+                    .map_err(|e| Error::decode(format!("\"{field}\": {e}")))?;
                 if row.iter().any(|x| !x.is_finite()) {
-                    return Err(format!("\"{field}\": non-finite value"));
+                    return Err(Error::decode(format!("\"{field}\": non-finite value")));
                 }
                 Ok(Decoded::Floats(row))
             }
             Prep::Text { .. } => v
                 .as_str()
                 .map(|s| Decoded::Text(s.to_string()))
-                .ok_or_else(|| format!("\"{field}\" is not a string")),
+                .ok_or_else(|| Error::decode(format!("\"{field}\" is not a string"))),
             Prep::Vision { size, frames } => {
                 let paths: Vec<&serde_json::Value> = match v {
                     serde_json::Value::Array(a) if !a.is_empty() => a.iter().collect(),
-                    serde_json::Value::Array(_) => return Err(format!("\"{field}\" is empty")),
+                    serde_json::Value::Array(_) => {
+                        return Err(Error::decode(format!("\"{field}\" is empty")));
+                    }
                     one => vec![one],
                 };
                 let mut out = Vec::with_capacity(frames * 3 * size * size);
                 for i in vision::sample_frames(paths.len(), *frames) {
                     let p = self.path(paths[i])?;
                     let px = vision::preprocess(&self.read(&p)?, *size)
-                        .map_err(|e| format!("{}: {e}", p.display()))?;
+                        .map_err(|e| Error::data(&p, e))?;
                     out.extend(px);
                 }
                 Ok(Decoded::Floats(out))
@@ -203,8 +206,7 @@ impl RawSplit {
                 filters,
             } => {
                 let p = self.path(v)?;
-                let wav = audio::read_wav(&self.read(&p)?)
-                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                let wav = audio::read_wav(&self.read(&p)?).map_err(|e| Error::data(&p, e))?;
                 Ok(Decoded::Floats(audio::log_mel(
                     &wav, *n_mels, *frames, filters,
                 )))
@@ -212,20 +214,20 @@ impl RawSplit {
         }
     }
 
-    fn decode(&self, i: usize) -> Result<Vec<Decoded>, String> {
+    fn decode(&self, i: usize) -> Result<Vec<Decoded>, Error> {
         let line = &self.lines[i];
         self.modalities
             .iter()
             .zip(&self.preps)
             .map(|(m, p)| self.decode_one(line, m, p))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| format!("{} line {}: {e}", self.manifest.display(), line.number))
+            .collect::<Result<Vec<_>, Error>>()
+            .map_err(|e| Error::data_row(&self.manifest, line.number, e))
     }
 
     /// Decode samples `idx` into one host batch per modality, and the indices kept (all of
     /// them, unless bad samples are skipped).
-    pub fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), String> {
-        let decoded: Vec<(usize, Result<Vec<Decoded>, String>)> =
+    pub fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), Error> {
+        let decoded: Vec<(usize, Result<Vec<Decoded>, Error>)> =
             idx.par_iter().map(|&i| (i, self.decode(i))).collect();
         let mut kept = Vec::with_capacity(idx.len());
         let mut rows: Vec<Vec<Decoded>> = Vec::with_capacity(idx.len());
@@ -263,10 +265,12 @@ impl RawSplit {
                     for c in cells {
                         if let Decoded::Floats(f) = c {
                             if dim != 0 && f.len() != dim {
-                                return Err(format!(
-                                    "{}: feature rows of different lengths ({dim} and {})",
-                                    self.manifest.display(),
-                                    f.len()
+                                return Err(Error::data(
+                                    &self.manifest,
+                                    format!(
+                                        "feature rows of different lengths ({dim} and {})",
+                                        f.len()
+                                    ),
                                 ));
                             }
                             dim = f.len();

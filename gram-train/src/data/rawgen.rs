@@ -4,6 +4,7 @@
 //! naming all of them (`text`). The caption is the anchor; only its joint content identifies a
 //! sample, so GRAM's joint alignment has something to learn. Deterministic in `seed`.
 
+use crate::error::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -87,14 +88,14 @@ fn tone(freq: f32, pulsing: bool, rng: &mut ChaCha8Rng) -> Vec<u8> {
     out.into_inner()
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 /// Write `dataset.json` and `train/val/test.jsonl` with their files under `out`.
-pub fn generate(out: &Path, sizes: [usize; 3], seed: u64) -> Result<(), String> {
+pub fn generate(out: &Path, sizes: [usize; 3], seed: u64) -> Result<(), Error> {
     for d in ["img", "video", "audio"] {
-        std::fs::create_dir_all(out.join(d)).map_err(|e| format!("{}: {e}", out.display()))?;
+        std::fs::create_dir_all(out.join(d)).map_err(|e| Error::io(out, e))?;
     }
     write(
         &out.join("dataset.json"),

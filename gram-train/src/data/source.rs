@@ -4,6 +4,7 @@
 use crate::data::features::Split;
 use crate::data::features::load_split;
 use crate::data::raw::{self, Prep, RawSplit};
+use crate::error::Error;
 use crate::model::encoders::HostInput;
 use crate::model::gram::ModelConfig;
 use rand::SeedableRng;
@@ -20,7 +21,7 @@ pub trait Source: Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), String>;
+    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), Error>;
     /// Distinct samples skipped as bad so far.
     fn skipped(&self) -> usize {
         0
@@ -31,7 +32,7 @@ impl Source for Split {
     fn len(&self) -> usize {
         Split::len(self)
     }
-    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), String> {
+    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), Error> {
         let inputs = (0..self.features.len())
             .map(|t| HostInput::Features {
                 data: self.gather(t, idx),
@@ -46,7 +47,7 @@ impl Source for RawSplit {
     fn len(&self) -> usize {
         RawSplit::len(self)
     }
-    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), String> {
+    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), Error> {
         RawSplit::batch(self, idx)
     }
     fn skipped(&self) -> usize {
@@ -54,7 +55,7 @@ impl Source for RawSplit {
     }
 }
 
-pub type Batch = Result<(Vec<HostInput>, Vec<usize>), String>;
+pub type Batch = Result<(Vec<HostInput>, Vec<usize>), Error>;
 
 /// Run `consume` over the batches of `plans` (index lists, in order) while a background thread
 /// prepares up to `depth` batches ahead (`depth` = 0: prepare in line). Stops at the first
@@ -94,11 +95,11 @@ pub fn open_source(
     config: &ModelConfig,
     tokenizers: &[Option<Tokenizer>],
     skip_bad: bool,
-) -> Result<Box<dyn Source>, String> {
+) -> Result<Box<dyn Source>, Error> {
     if raw::is_raw(data) {
         let preps = (0..config.modalities.len())
             .map(|t| Prep::for_spec(&config.encoder(t), tokenizers[t].as_ref()))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(Box::new(RawSplit::open(
             data,
             split,
@@ -109,9 +110,9 @@ pub fn open_source(
     } else {
         let s = load_split(data, split)?;
         if s.info.modalities != config.modalities || s.dims() != config.input_dims {
-            return Err(format!(
-                "{}: modalities or feature sizes differ from the model's",
-                data.display()
+            return Err(Error::data(
+                &data,
+                "modalities or feature sizes differ from the model's",
             ));
         }
         Ok(Box::new(s))

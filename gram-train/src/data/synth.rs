@@ -10,6 +10,7 @@
 //! same generators (train, val and test differ only in their samples).
 
 use crate::data::features::{DatasetInfo, split_path};
+use crate::error::Error;
 use gram_host::output::{write_npy_f32, write_text};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -118,20 +119,20 @@ impl FeatureMap {
 
 /// Write the dataset described by `cfg` into `out` (dataset.json + one .npy per split and
 /// modality, each written atomically).
-pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), String> {
+pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), Error> {
     let k = cfg.modalities.len();
     let a = cfg
         .modalities
         .iter()
         .position(|m| *m == cfg.anchor)
-        .ok_or("anchor must be one of the modalities")?;
+        .ok_or_else(|| Error::config("anchor must be one of the modalities"))?;
     if cfg.dims.len() != k || k < 2 {
-        return Err(format!(
+        return Err(Error::config(format!(
             "need one dimension per modality and at least 2 modalities ({} dims for {k})",
             cfg.dims.len()
-        ));
+        )));
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let latent = cfg.shared + cfg.private + cfg.unique;
     let maps: Vec<FeatureMap> = cfg
@@ -176,7 +177,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), String> {
         }
         for (t, m) in cfg.modalities.iter().enumerate() {
             write_npy_f32(&split_path(out, split, m), &[n, cfg.dims[t]], &feats[t])
-                .map_err(|e| format!("{}: {e}", out.display()))?;
+                .map_err(|e| Error::io(out, e))?;
         }
     }
     let info = DatasetInfo {
@@ -187,10 +188,10 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), String> {
         &out.join("dataset.json"),
         &serde_json::to_string_pretty(&info).expect("serialisable"),
     )
-    .map_err(|e| format!("{}: {e}", out.display()))?;
+    .map_err(|e| Error::io(out, e))?;
     write_text(
         &out.join("synth.json"),
         &serde_json::to_string_pretty(cfg).expect("serialisable"),
     )
-    .map_err(|e| format!("{}: {e}", out.display()))
+    .map_err(|e| Error::io(out, e))
 }

@@ -4,6 +4,7 @@
 //! a ground truth outside the top K keeps its volume rank (which is > K).
 
 use crate::data::source::open_source;
+use crate::error::Error;
 use crate::model::gram::GramModel;
 use crate::train::checkpoint::load_checkpoint;
 use crate::train::embed::{embed_source, retrieval};
@@ -63,42 +64,40 @@ pub fn dam_logits(
     pairs: &[(usize, usize)],
     volumes: &[f32],
     dev: &Device,
-) -> Result<Vec<f32>, String> {
-    let dam = model
-        .dam
-        .as_ref()
-        .ok_or("the checkpoint has no DAM head (trained with a baseline loss or --dam-weight 0)")?;
+) -> Result<Vec<f32>, Error> {
+    let dam = model.dam.as_ref().ok_or_else(|| {
+        Error::config(
+            "the checkpoint has no DAM head (trained with a baseline loss or --dam-weight 0)",
+        )
+    })?;
     let d = model.config.embed_dim;
     let a = model.anchor_index();
     let others: Vec<usize> = (0..emb.len()).filter(|&t| t != a).collect();
-    let rows = |t: usize, idx: &mut dyn Iterator<Item = usize>| -> Result<Tensor, String> {
+    let rows = |t: usize, idx: &mut dyn Iterator<Item = usize>| -> Result<Tensor, Error> {
         let mut v = Vec::new();
         let mut n = 0;
         for r in idx {
             v.extend_from_slice(&emb[t][r * d..(r + 1) * d]);
             n += 1;
         }
-        Tensor::from_vec(v, (n, d), dev).map_err(|e| e.to_string())
+        Ok(Tensor::from_vec(v, (n, d), dev)?)
     };
     let inv_tau = model
         .inv_tau()
         .and_then(|t| t.to_dtype(candle_core::DType::F32))
-        .and_then(|t| t.to_scalar::<f32>())
-        .map_err(|e| e.to_string())?;
+        .and_then(|t| t.to_scalar::<f32>())?;
     let mut out = Vec::with_capacity(pairs.len());
     for (chunk, vols) in pairs.chunks(DAM_CHUNK).zip(volumes.chunks(DAM_CHUNK)) {
         let gram_logit: Vec<f32> = vols.iter().map(|v| -v * inv_tau).collect();
-        let gram_logit =
-            Tensor::from_vec(gram_logit, vols.len(), dev).map_err(|e| e.to_string())?;
+        let gram_logit = Tensor::from_vec(gram_logit, vols.len(), dev)?;
         let anchor = rows(a, &mut chunk.iter().map(|p| p.0))?;
         let cands = others
             .iter()
             .map(|&t| rows(t, &mut chunk.iter().map(|p| p.1)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, Error>>()?;
         out.extend(
             dam.score(&anchor, &cands, &gram_logit)
-                .and_then(|l| l.to_vec1::<f32>())
-                .map_err(|e| e.to_string())?,
+                .and_then(|l| l.to_vec1::<f32>())?,
         );
     }
     Ok(out)
@@ -129,7 +128,7 @@ pub fn rerank(
     emb: &[Vec<f32>],
     k: usize,
     dev: &Device,
-) -> Result<(Retrieval, Retrieval), String> {
+) -> Result<(Retrieval, Retrieval), Error> {
     let d = model.config.embed_dim;
     let a = model.anchor_index();
     let n = emb[a].len() / d;
@@ -137,19 +136,16 @@ pub fn rerank(
         .filter(|&t| t != a)
         .map(|t| emb[t].as_slice())
         .collect();
-    let scorer = Scorer::new(&others, n, d).map_err(|e| e.to_string())?;
+    let scorer = Scorer::new(&others, n, d)?;
     let mut v = vec![0f32; n * n];
-    scorer
-        .volume_matrix(&emb[a], &mut v)
-        .map_err(|e| e.to_string())?;
+    scorer.volume_matrix(&emb[a], &mut v)?;
     for i in 0..n {
         let accurate = scorer
             .pair_volume_accurate(&emb[a][i * d..(i + 1) * d], i)
-            .and_then(to_f32)
-            .map_err(|e| e.to_string())?;
+            .and_then(to_f32)?;
         v[i * n + i] = accurate;
     }
-    let (mut base_a2d, mut base_d2a) = ranks_from_matrix(&v, n).map_err(|e| e.to_string())?;
+    let (mut base_a2d, mut base_d2a) = ranks_from_matrix(&v, n)?;
     let k = k.max(1).min(n);
     let row_top: Vec<Vec<u32>> = (0..n)
         .map(|i| {
@@ -191,10 +187,10 @@ pub fn rerank(
     };
     let mut a2d = direction(&row_top, row_logits, &base_a2d);
     let mut d2a = direction(&col_top, col_logits, &base_d2a);
-    let summary = |a: &mut [u32], b: &mut [u32]| -> Result<Retrieval, String> {
+    let summary = |a: &mut [u32], b: &mut [u32]| -> Result<Retrieval, Error> {
         Ok(Retrieval {
-            anchor_to_data: summarize_ranks(a).map_err(|e| e.to_string())?,
-            data_to_anchor: summarize_ranks(b).map_err(|e| e.to_string())?,
+            anchor_to_data: summarize_ranks(a)?,
+            data_to_anchor: summarize_ranks(b)?,
         })
     };
     Ok((
@@ -212,16 +208,16 @@ pub fn evaluate_checkpoint(
     rerank_k: Option<usize>,
     skip_bad: bool,
     dev: &Device,
-) -> Result<Evaluation, String> {
+) -> Result<Evaluation, Error> {
     let loaded = load_checkpoint(checkpoint, dev)?;
     let model = &loaded.model;
     let source = open_source(data, split, &model.config, &loaded.tokenizers, skip_bad)?;
     let (emb, kept) = embed_source(model, source.as_ref(), dev)?;
     if kept.len() < 2 {
-        return Err(format!(
+        return Err(Error::config(format!(
             "{}: fewer than 2 good samples in split {split}",
             data.display()
-        ));
+        )));
     }
     let (volume, reranked) = match rerank_k {
         Some(k) => {

@@ -4,6 +4,7 @@
 use crate::config::{LossKind, TrainConfig};
 use crate::data::features::{load_split, read_info};
 use crate::data::raw;
+use crate::error::Error;
 use crate::model::encoders::{self, EncoderSpec, Kind};
 use crate::model::gram::{GramModel, ModelConfig};
 use candle_core::{Device, Tensor};
@@ -11,14 +12,10 @@ use candle_nn::VarMap;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
-pub(crate) fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
 /// The model a run trains on `data`: modalities and anchor from `dataset.json` (or the
 /// config's override), an encoder per modality for raw datasets (the config's, else BERT for
 /// `text`, CLIP for `image`/`video`, AST for `audio`), resolved to concrete architectures.
-pub fn model_config_for(cfg: &TrainConfig, data: &Path) -> Result<ModelConfig, String> {
+pub fn model_config_for(cfg: &TrainConfig, data: &Path) -> Result<ModelConfig, Error> {
     let dims = if raw::is_raw(data) {
         None
     } else {
@@ -38,7 +35,7 @@ pub(crate) fn model_config_with(
     cfg: &TrainConfig,
     data: &Path,
     feature_dims: Option<Vec<usize>>,
-) -> Result<ModelConfig, String> {
+) -> Result<ModelConfig, Error> {
     let info = read_info(data)?;
     let modalities = if cfg.modalities.is_empty() {
         info.modalities.clone()
@@ -51,15 +48,15 @@ pub(crate) fn model_config_with(
         cfg.anchor.clone()
     };
     if modalities.len() < 2 || !modalities.contains(&anchor) {
-        return Err(format!(
+        return Err(Error::config(format!(
             "modalities {modalities:?} with anchor '{anchor}': need ≥ 2 modalities including the anchor"
-        ));
+        )));
     }
     let (encoders, input_dims) = if let Some(dims) = feature_dims {
         if modalities != info.modalities {
-            return Err(
-                "feature datasets train on all their modalities, in dataset.json order".into(),
-            );
+            return Err(Error::config(
+                "feature datasets train on all their modalities, in dataset.json order",
+            ));
         }
         (Vec::new(), dims)
     } else {
@@ -72,9 +69,9 @@ pub(crate) fn model_config_with(
                     "image" | "video" => Kind::Clip,
                     "audio" => Kind::Ast,
                     other => {
-                        return Err(format!(
+                        return Err(Error::config(format!(
                             "modality '{other}' has no default encoder; set [encoders.{other}] kind"
-                        ));
+                        )));
                     }
                 }),
             };
@@ -118,7 +115,7 @@ pub(crate) fn tokenizer_file(dir: &Path, modality: &str) -> PathBuf {
 pub(crate) fn tokenizers_for(
     config: &ModelConfig,
     dir: Option<&Path>,
-) -> Result<Vec<Option<Tokenizer>>, String> {
+) -> Result<Vec<Option<Tokenizer>>, Error> {
     (0..config.modalities.len())
         .map(|t| {
             let spec = config.encoder(t);
@@ -135,9 +132,9 @@ pub(crate) fn tokenizers_for(
 }
 
 /// Build a fresh model: seeded initialisation, then pretrained encoder folders loaded.
-pub fn build_model(config: &ModelConfig, seed: u64, dev: &Device) -> Result<Loaded, String> {
+pub fn build_model(config: &ModelConfig, seed: u64, dev: &Device) -> Result<Loaded, Error> {
     let varmap = VarMap::new();
-    let model = GramModel::new(config, &varmap, seed, dev).map_err(err)?;
+    let model = GramModel::new(config, &varmap, seed, dev)?;
     for (t, m) in config.modalities.iter().enumerate() {
         if let Some(dir) = &config.encoder(t).path {
             encoders::load_folder(&varmap, &format!("enc.{m}"), dir)?;
@@ -167,20 +164,20 @@ pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
 pub(crate) fn set_weights(
     varmap: &VarMap,
     tensors: &std::collections::HashMap<String, Tensor>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     for (name, var) in named_vars(varmap) {
         let t = tensors
             .get(&name)
-            .ok_or_else(|| format!("checkpoint has no tensor {name}"))?;
+            .ok_or_else(|| Error::config(format!("checkpoint has no tensor {name}")))?;
         if t.shape() != var.shape() {
-            return Err(format!(
+            return Err(Error::config(format!(
                 "checkpoint tensor {name} has shape {:?}, the model needs {:?}",
                 t.dims(),
                 var.dims()
-            ));
+            )));
         }
-        var.set(&t.to_device(var.device()).map_err(err)?)
-            .map_err(|e| format!("{name}: {e}"))?;
+        var.set(&t.to_device(var.device())?)
+            .map_err(|e| Error::config(format!("{name}: {e}")))?;
     }
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! names a complete checkpoint — a crash at any moment leaves the previous one loadable.
 
 use crate::config::TrainConfig;
+use crate::error::Error;
 use crate::model::gram::{GramModel, ModelConfig};
-use crate::train::build::{Loaded, err, set_weights, tokenizers_for};
+use crate::train::build::{Loaded, set_weights, tokenizers_for};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
@@ -31,13 +32,13 @@ pub fn state_path(dir: &Path) -> PathBuf {
     dir.join("state.json")
 }
 
-fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), String> {
+fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), Error> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    candle_core::safetensors::save(tensors, &tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    candle_core::safetensors::save(tensors, &tmp).map_err(|e| Error::checkpoint(&tmp, e))?;
     fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Write a checkpoint atomically and delete the files of older ones.
@@ -46,13 +47,13 @@ pub fn save(
     state: &CheckpointState,
     weights: &HashMap<String, Tensor>,
     optimizer: &HashMap<String, Tensor>,
-) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     save_tensors(&dir.join(&state.weights), weights)?;
     save_tensors(&dir.join(&state.optimizer), optimizer)?;
     let text = serde_json::to_string_pretty(state).expect("serialisable");
     gram_host::output::write_text(&state_path(dir), &text)
-        .map_err(|e| format!("{}: {e}", state_path(dir).display()))?;
+        .map_err(|e| Error::checkpoint(&state_path(dir), e))?;
     // Only now are older files unreferenced.
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -66,27 +67,27 @@ pub fn save(
     Ok(())
 }
 
-pub fn load_state(dir: &Path) -> Result<CheckpointState, String> {
+pub fn load_state(dir: &Path) -> Result<CheckpointState, Error> {
     let p = state_path(dir);
     let text = fs::read_to_string(&p)
-        .map_err(|e| format!("{}: cannot read checkpoint state: {e}", p.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+        .map_err(|e| Error::checkpoint(&p, format!("cannot read checkpoint state: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| Error::checkpoint(&p, e))
 }
 
 pub fn load_tensors(
     dir: &Path,
     file: &str,
     dev: &Device,
-) -> Result<HashMap<String, Tensor>, String> {
+) -> Result<HashMap<String, Tensor>, Error> {
     let p = dir.join(file);
-    candle_core::safetensors::load(&p, dev).map_err(|e| format!("{}: {e}", p.display()))
+    candle_core::safetensors::load(&p, dev).map_err(|e| Error::checkpoint(&p, e))
 }
 
 /// Load a checkpoint: model (weights included) and tokenizers.
-pub fn load_checkpoint(checkpoint: &Path, dev: &Device) -> Result<Loaded, String> {
+pub fn load_checkpoint(checkpoint: &Path, dev: &Device) -> Result<Loaded, Error> {
     let state = load_state(checkpoint)?;
     let varmap = VarMap::new();
-    let model = GramModel::new(&state.model, &varmap, 0, dev).map_err(err)?;
+    let model = GramModel::new(&state.model, &varmap, 0, dev)?;
     set_weights(&varmap, &load_tensors(checkpoint, &state.weights, dev)?)?;
     let tokenizers = tokenizers_for(&state.model, Some(checkpoint))?;
     Ok(Loaded {
@@ -97,6 +98,6 @@ pub fn load_checkpoint(checkpoint: &Path, dev: &Device) -> Result<Loaded, String
 }
 
 /// Load a checkpoint's model (weights included).
-pub fn load_model(checkpoint: &Path, dev: &Device) -> Result<GramModel, String> {
+pub fn load_model(checkpoint: &Path, dev: &Device) -> Result<GramModel, Error> {
     Ok(load_checkpoint(checkpoint, dev)?.model)
 }

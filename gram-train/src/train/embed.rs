@@ -3,9 +3,9 @@
 
 use crate::data::features::Split;
 use crate::data::source::{Source, prefetched};
+use crate::error::Error;
 use crate::model::encoders::Kind;
 use crate::model::gram::GramModel;
-use crate::train::build::err;
 use candle_core::Device;
 use gram_host::cpu::Scorer;
 use gram_host::metrics::{Retrieval, evaluate};
@@ -16,7 +16,7 @@ pub fn embed_source(
     model: &GramModel,
     source: &dyn Source,
     dev: &Device,
-) -> Result<(Vec<Vec<f32>>, Vec<usize>), String> {
+) -> Result<(Vec<Vec<f32>>, Vec<usize>), Error> {
     let n = source.len();
     let encoded = model
         .config
@@ -34,32 +34,23 @@ pub fn embed_source(
         if idx.is_empty() {
             return Ok(());
         }
-        let emb = model.embed(&inputs, dev).map_err(err)?;
+        let emb = model.embed(&inputs, dev)?;
         for (o, e) in out.iter_mut().zip(emb) {
-            o.extend(
-                e.detach()
-                    .flatten_all()
-                    .and_then(|e| e.to_vec1::<f32>())
-                    .map_err(err)?,
-            );
+            o.extend(e.detach().flatten_all().and_then(|e| e.to_vec1::<f32>())?);
         }
         kept.extend(idx);
-        Ok::<(), String>(())
+        Ok::<(), Error>(())
     })?;
     Ok((out, kept))
 }
 
 /// [`embed_source`] of a feature split (every row).
-pub fn embed_split(
-    model: &GramModel,
-    split: &Split,
-    dev: &Device,
-) -> Result<Vec<Vec<f32>>, String> {
+pub fn embed_split(model: &GramModel, split: &Split, dev: &Device) -> Result<Vec<Vec<f32>>, Error> {
     Ok(embed_source(model, split, dev)?.0)
 }
 
 /// Retrieval by volume (gram-host's evaluator) of embeddings in `info.modalities` order.
-pub fn retrieval(embeddings: &[Vec<f32>], anchor: usize, dim: usize) -> Result<Retrieval, String> {
+pub fn retrieval(embeddings: &[Vec<f32>], anchor: usize, dim: usize) -> Result<Retrieval, Error> {
     let n = embeddings[anchor].len() / dim;
     let others: Vec<&[f32]> = embeddings
         .iter()
@@ -67,10 +58,10 @@ pub fn retrieval(embeddings: &[Vec<f32>], anchor: usize, dim: usize) -> Result<R
         .filter(|(t, _)| *t != anchor)
         .map(|(_, e)| e.as_slice())
         .collect();
-    let scorer = Scorer::new(&others, n, dim).map_err(err)?;
+    let scorer = Scorer::new(&others, n, dim)?;
     evaluate(&scorer, &embeddings[anchor], dim)
         .map(|(r, _)| r)
-        .map_err(err)
+        .map_err(Error::from)
 }
 
 pub fn retrieval_json(r: &Retrieval) -> serde_json::Value {

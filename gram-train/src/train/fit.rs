@@ -7,10 +7,11 @@ use crate::data::features::{Split, load_split};
 use crate::data::raw;
 use crate::data::source::open_source;
 use crate::data::source::{Source, prefetched};
+use crate::error::Error;
 use crate::model::encoders::HostInput;
 use crate::model::gram::{GramModel, ModelConfig};
 use crate::train::build::{
-    Loaded, build_model, err, model_config_with, named_vars, set_weights, tokenizer_file,
+    Loaded, build_model, model_config_with, named_vars, set_weights, tokenizer_file,
     tokenizers_for, trainable,
 };
 use crate::train::checkpoint::{self, CheckpointState};
@@ -81,7 +82,7 @@ pub fn fit(
     cfg: &TrainConfig,
     opts: FitOptions,
     dev: &Device,
-) -> Result<FitSummary, String> {
+) -> Result<FitSummary, Error> {
     fit_with(data, out, cfg, opts, dev, &SingleProcess)
 }
 
@@ -96,7 +97,7 @@ pub fn fit_with(
     opts: FitOptions,
     dev: &Device,
     coll: &dyn Collective,
-) -> Result<FitSummary, String> {
+) -> Result<FitSummary, Error> {
     let (rank, world) = (coll.rank(), coll.world());
     let lead = rank == 0;
     check_request(cfg, &opts, world)?;
@@ -116,20 +117,20 @@ pub fn fit_with(
     };
     let val = open_source(data, "val", &model_cfg, tok, skip)?;
     if train.len() < 2 {
-        return Err(format!(
+        return Err(Error::config(format!(
             "{}: need at least 2 training samples",
             data.display()
-        ));
+        )));
     }
     let (n, batch) = (train.len(), cfg.batch_size.min(train.len()));
     if world > 1 && !batch.is_multiple_of(world) {
-        return Err(format!(
+        return Err(Error::config(format!(
             "{}: {n} training samples, fewer than a batch divisible by {world} ranks",
             data.display()
-        ));
+        )));
     }
     let (mut opt, vars) = optimizer(&loaded, cfg)?;
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let start = if opts.resume {
         resume(out, cfg, &loaded, &mut opt, dev)?
     } else {
@@ -221,16 +222,16 @@ pub fn fit_with(
 }
 
 /// Refuses what no run can do, before any data is read.
-fn check_request(cfg: &TrainConfig, opts: &FitOptions, world: usize) -> Result<(), String> {
+fn check_request(cfg: &TrainConfig, opts: &FitOptions, world: usize) -> Result<(), Error> {
     cfg.validate()?;
     if world > 1 && !cfg.batch_size.is_multiple_of(world) {
-        return Err(format!(
+        return Err(Error::config(format!(
             "batch size {} is not a multiple of the world size {world}",
             cfg.batch_size
-        ));
+        )));
     }
     if opts.resume && opts.init_from.is_some() {
-        return Err("--resume and --init-from exclude each other".into());
+        return Err(Error::config("--resume and --init-from exclude each other"));
     }
     Ok(())
 }
@@ -244,17 +245,17 @@ fn check_batch(
     local: usize,
     kept: usize,
     skipped: usize,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if world > 1 && kept != local {
         // Ranks must gather equal slices; skipping cannot be reconciled across them.
-        return Err(format!(
+        return Err(Error::config(format!(
             "step {step}: rank {rank} has a bad sample; data-parallel runs need clean data (check it with world size 1 and --skip-bad-samples)"
-        ));
+        )));
     }
     if kept < 2 && world == 1 {
-        return Err(format!(
+        return Err(Error::config(format!(
             "step {step}: fewer than 2 good samples in the batch ({skipped} skipped so far)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -267,7 +268,7 @@ fn run_model(
     opts: &FitOptions,
     features: Option<&Split>,
     dev: &Device,
-) -> Result<(ModelConfig, Loaded), String> {
+) -> Result<(ModelConfig, Loaded), Error> {
     let wanted = model_config_with(cfg, data, features.map(|s| s.dims()))?;
     let Some(ck) = &opts.init_from else {
         let loaded = build_model(&wanted, cfg.seed, dev)?;
@@ -276,7 +277,7 @@ fn run_model(
     let state = checkpoint::load_state(ck)?;
     let model_cfg = finetune_config(&state.model, wanted, cfg, ck)?;
     let varmap = VarMap::new();
-    let model = GramModel::new(&model_cfg, &varmap, 0, dev).map_err(err)?;
+    let model = GramModel::new(&model_cfg, &varmap, 0, dev)?;
     set_weights(&varmap, &checkpoint::load_tensors(ck, &state.weights, dev)?)?;
     let tokenizers = tokenizers_for(&model_cfg, Some(ck))?;
     let loaded = Loaded {
@@ -294,25 +295,25 @@ fn finetune_config(
     wanted: ModelConfig,
     cfg: &TrainConfig,
     ck: &Path,
-) -> Result<ModelConfig, String> {
+) -> Result<ModelConfig, Error> {
     let mut mc = saved.clone();
     if wanted.modalities != mc.modalities || wanted.anchor != mc.anchor {
-        return Err(format!(
+        return Err(Error::config(format!(
             "{}: the checkpoint's modalities {:?} (anchor {}) differ from this run's {:?} (anchor {})",
             ck.display(),
             mc.modalities,
             mc.anchor,
             wanted.modalities,
             wanted.anchor
-        ));
+        )));
     }
     if mc.input_dims != wanted.input_dims && mc.encoders.is_empty() {
-        return Err(format!(
+        return Err(Error::config(format!(
             "{}: the checkpoint's feature sizes {:?} differ from this dataset's {:?}",
             ck.display(),
             mc.input_dims,
             wanted.input_dims
-        ));
+        )));
     }
     for (s, m) in mc.encoders.iter_mut().zip(&wanted.modalities) {
         s.trainable = trainable(cfg, m);
@@ -321,7 +322,7 @@ fn finetune_config(
 }
 
 /// AdamW over the trainable variables, and those variables in the optimizer's order.
-fn optimizer(loaded: &Loaded, cfg: &TrainConfig) -> Result<(AdamW, Vec<Var>), String> {
+fn optimizer(loaded: &Loaded, cfg: &TrainConfig) -> Result<(AdamW, Vec<Var>), Error> {
     let params = optimizer_params(loaded, cfg);
     let vars: Vec<Var> = params.iter().map(|p| p.1.clone()).collect();
     let adam = AdamWConfig {
@@ -331,7 +332,7 @@ fn optimizer(loaded: &Loaded, cfg: &TrainConfig) -> Result<(AdamW, Vec<Var>), St
         eps: 1e-8,
         weight_decay: cfg.weight_decay,
     };
-    Ok((AdamW::new(params, adam).map_err(err)?, vars))
+    Ok((AdamW::new(params, adam)?, vars))
 }
 
 /// Weights and optimizer state from `out`'s checkpoint (`--resume`); the step it reached.
@@ -341,23 +342,23 @@ fn resume(
     loaded: &Loaded,
     opt: &mut AdamW,
     dev: &Device,
-) -> Result<u64, String> {
+) -> Result<u64, Error> {
     let state = checkpoint::load_state(out)?;
     if state.model != loaded.model.config
         || state.train.seed != cfg.seed
         || state.train.loss != cfg.loss
     {
-        return Err(format!(
+        return Err(Error::config(format!(
             "{}: checkpoint was made with a different model, loss or seed",
             checkpoint::state_path(out).display()
-        ));
+        )));
     }
     set_weights(
         &loaded.varmap,
         &checkpoint::load_tensors(out, &state.weights, dev)?,
     )?;
     let moments = checkpoint::load_tensors(out, &state.optimizer, dev)?;
-    opt.load_state(&moments, state.adam_t).map_err(err)?;
+    opt.load_state(&moments, state.adam_t)?;
     Ok(state.step)
 }
 
@@ -383,13 +384,13 @@ fn save_checkpoint(
     loaded: &Loaded,
     cfg: &TrainConfig,
     opt: &AdamW,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let model = &loaded.model;
     for (m, tok) in model.config.modalities.iter().zip(&loaded.tokenizers) {
         if let Some(tok) = tok {
-            let text = tok.to_string(false).map_err(err)?;
-            gram_host::output::write_text(&tokenizer_file(out, m), &text)
-                .map_err(|e| format!("{}: {e}", out.display()))?;
+            let p = tokenizer_file(out, m);
+            let text = tok.to_string(false).map_err(|e| Error::checkpoint(&p, e))?;
+            gram_host::output::write_text(&p, &text).map_err(|e| Error::io(&p, e))?;
         }
     }
     let weights = named_vars(&loaded.varmap)
@@ -415,7 +416,7 @@ fn validate(
     dev: &Device,
     metrics_path: &Path,
     step: u64,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, Error> {
     let (emb, _) = embed_source(model, val, dev)?;
     let r = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;
     let v = retrieval_json(&r);
@@ -444,15 +445,18 @@ fn apply_step(
     step: u64,
     out: &Path,
     dev: &Device,
-) -> Result<StepReport, String> {
+) -> Result<StepReport, Error> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
-    let (loss, grads) = train_step(model, cfg, inputs, vars, coll, &mut rng, dev).map_err(err)?;
-    let grad_norm = opt.grad_norm(&grads).map_err(err)?;
+    let (loss, grads) = train_step(model, cfg, inputs, vars, coll, &mut rng, dev)?;
+    let grad_norm = opt.grad_norm(&grads)?;
     if !loss.is_finite() || !grad_norm.is_finite() {
-        return Err(format!(
-            "step {step}: loss {loss}, gradient norm {grad_norm}; stopped without updating. The last good checkpoint in {} is kept",
-            out.display()
-        ));
+        return Err(Error::Diverged {
+            step,
+            message: format!(
+                "loss {loss}, gradient norm {grad_norm}; stopped without updating. The last good checkpoint in {} is kept",
+                out.display()
+            ),
+        });
     }
     let lr = learning_rate(step, cfg.lr, cfg.warmup, cfg.steps, cfg.final_lr_frac);
     let scale = if cfg.clip > 0.0 && grad_norm > cfg.clip {
@@ -460,7 +464,7 @@ fn apply_step(
     } else {
         1.0
     };
-    opt.step(&grads, lr, scale).map_err(err)?;
+    opt.step(&grads, lr, scale)?;
     Ok(StepReport {
         loss,
         grad_norm,
@@ -476,20 +480,20 @@ fn log_step(
     s: &StepReport,
     rate: f64,
     skipped: usize,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let inv_tau = model.inv_tau().and_then(|t| t.to_dtype(DType::F64));
-    let tau = 1.0 / inv_tau.and_then(|t| t.to_scalar::<f64>()).map_err(err)?;
+    let tau = 1.0 / inv_tau.and_then(|t| t.to_scalar::<f64>())?;
     append_jsonl(
         metrics_path,
         &serde_json::json!({"step": done, "loss": s.loss, "lr": s.lr, "temperature": tau, "grad_norm": s.grad_norm, "samples_per_s": rate, "skipped_samples": skipped}),
     )
 }
 
-pub(crate) fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn append_jsonl(path: &Path, value: &serde_json::Value) -> Result<(), Error> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    writeln!(f, "{value}").map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{value}").map_err(|e| Error::io(path, e))
 }

@@ -7,6 +7,7 @@
 //! the embeddings (B × D floats per modality) and one all-reduce of the flat gradient bucket —
 //! for MiniLM-sized models about 4 × 90 MB of PCIe traffic, small next to the step itself.
 
+use crate::error::Error;
 use crate::train::distributed::Collective;
 use candle_core::{DType, Result, Tensor};
 use cudarc::driver::{CudaContext, CudaStream};
@@ -38,7 +39,7 @@ impl Nccl {
         gpu: usize,
         rendezvous: &Path,
         timeout: Duration,
-    ) -> std::result::Result<Nccl, String> {
+    ) -> Result<Nccl, Error> {
         if rank >= world {
             return Err(format!("rank {rank} is outside a world of {world}"));
         }
@@ -56,7 +57,7 @@ impl Nccl {
             let tmp = rendezvous.with_extension("tmp");
             std::fs::write(&tmp, &bytes)
                 .and_then(|_| std::fs::rename(&tmp, rendezvous))
-                .map_err(|e| format!("{}: {e}", rendezvous.display()))?;
+                .map_err(|e| Error::data(&rendezvous, e))?;
             id
         } else {
             let start = Instant::now();

@@ -3,6 +3,7 @@
 //! step 0, every `snapshot_every` steps and at the last step.
 
 use crate::data::source::Source;
+use crate::error::Error;
 use crate::model::gram::GramModel;
 use crate::train::embed::embed_source;
 use candle_core::Device;
@@ -33,14 +34,14 @@ impl Snapshots {
     }
 
     /// Embed the split with `model` and write one file per modality.
-    pub fn write(&self, model: &GramModel, dev: &Device, step: u64) -> Result<(), String> {
+    pub fn write(&self, model: &GramModel, dev: &Device, step: u64) -> Result<(), Error> {
         let (emb, _) = embed_source(model, self.source.as_ref(), dev)?;
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::data(&self.dir, e))?;
         let dim = model.config.embed_dim;
         for (m, e) in model.config.modalities.iter().zip(&emb) {
             let path = self.dir.join(format!("{step}_{m}.npy"));
             gram_host::output::write_npy_f32(&path, &[e.len() / dim, dim], e)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| Error::io(&path, e))?;
         }
         Ok(())
     }

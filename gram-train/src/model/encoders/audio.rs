@@ -13,6 +13,7 @@
 //! [CLS].
 
 use super::blocks::{Activation, Vit, VitShape};
+use crate::error::Error;
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -34,17 +35,17 @@ pub struct AstConfig {
 }
 
 impl AstConfig {
-    pub fn from_json(v: &serde_json::Value) -> std::result::Result<AstConfig, String> {
-        let c: AstConfig =
-            serde_json::from_value(v.clone()).map_err(|e| format!("audio config: {e}"))?;
+    pub fn from_json(v: &serde_json::Value) -> std::result::Result<AstConfig, Error> {
+        let c: AstConfig = serde_json::from_value(v.clone())
+            .map_err(|e| Error::config(format!("audio config: {e}")))?;
         if c.patch_size == 0
             || !c.n_mels.is_multiple_of(c.patch_size)
             || !c.frames.is_multiple_of(c.patch_size)
         {
-            return Err(format!(
+            return Err(Error::config(format!(
                 "audio config: n_mels {} and frames {} must be multiples of patch_size {}",
                 c.n_mels, c.frames, c.patch_size
-            ));
+            )));
         }
         Ok(c)
     }
@@ -98,24 +99,24 @@ impl AudioEncoder {
 }
 
 /// Decode a WAV file to mono f32 samples at [`SAMPLE_RATE`].
-pub fn read_wav(bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
-    let mut r =
-        hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| format!("WAV: {e}"))?;
+pub fn read_wav(bytes: &[u8]) -> std::result::Result<Vec<f32>, Error> {
+    let mut r = hound::WavReader::new(std::io::Cursor::new(bytes))
+        .map_err(|e| Error::decode(format!("WAV: {e}")))?;
     let spec = r.spec();
     if spec.channels == 0 || spec.sample_rate == 0 {
-        return Err("WAV: no channels or zero sample rate".into());
+        return Err(Error::decode("WAV: no channels or zero sample rate"));
     }
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => r
             .samples::<f32>()
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| format!("WAV: {e}"))?,
+            .map_err(|e| Error::decode(format!("WAV: {e}")))?,
         hound::SampleFormat::Int => {
             let full = (1i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
             r.samples::<i32>()
                 .map(|s| s.map(|v| v as f32 / full))
                 .collect::<std::result::Result<_, _>>()
-                .map_err(|e| format!("WAV: {e}"))?
+                .map_err(|e| Error::decode(format!("WAV: {e}")))?
         }
     };
     let ch = spec.channels as usize;
@@ -124,7 +125,7 @@ pub fn read_wav(bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
         .map(|c| c.iter().sum::<f32>() / ch as f32)
         .collect();
     if mono.iter().any(|x| !x.is_finite()) {
-        return Err("WAV: non-finite samples".into());
+        return Err(Error::decode("WAV: non-finite samples"));
     }
     Ok(resample_linear(&mono, spec.sample_rate, SAMPLE_RATE))
 }

@@ -14,6 +14,7 @@ pub mod blocks;
 pub mod text;
 pub mod vision;
 
+use crate::error::Error;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
@@ -81,7 +82,7 @@ impl EncoderSpec {
     }
 
     /// Fill `config` from `path/config.json`, or the kind's small configuration.
-    pub fn resolve(&mut self) -> std::result::Result<(), String> {
+    pub fn resolve(&mut self) -> std::result::Result<(), Error> {
         if !self.config.is_null() || self.kind == Kind::Features {
             return Ok(());
         }
@@ -89,8 +90,8 @@ impl EncoderSpec {
             Some(dir) => {
                 let p = dir.join("config.json");
                 let text = std::fs::read_to_string(&p)
-                    .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+                    .map_err(|e| Error::checkpoint(&p, format!("cannot read: {e}")))?;
+                serde_json::from_str(&text).map_err(|e| Error::checkpoint(&p, e))?
             }
             None => match self.kind {
                 Kind::Bert => text::small_config(),
@@ -132,7 +133,7 @@ impl Encoder {
     /// Build the encoder of `spec` (resolved) with parameters under `vb`; `features_dim` is
     /// the input size of a feature modality.
     pub fn new(spec: &EncoderSpec, vb: VarBuilder, features_dim: usize) -> Result<Encoder> {
-        let msg = candle_core::Error::Msg;
+        let msg = |e: Error| candle_core::Error::Msg(e.to_string());
         Ok(match spec.kind {
             Kind::Features => Encoder::Features { dim: features_dim },
             Kind::Bert => Encoder::Text(text::TextEncoder::new(vb, &spec.config, spec.pooling)?),
@@ -215,22 +216,22 @@ const UPSTREAM_PREFIXES: [&str; 4] = ["", "bert.", "vision_model.", "model."];
 
 /// Load every variable under `prefix` from the `*.safetensors` files of `dir`, by upstream
 /// name. Fails naming the missing tensor or the shape mismatch; extra tensors are ignored.
-pub fn load_folder(varmap: &VarMap, prefix: &str, dir: &Path) -> std::result::Result<(), String> {
+pub fn load_folder(varmap: &VarMap, prefix: &str, dir: &Path) -> std::result::Result<(), Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(|e| Error::checkpoint(&dir, e))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(format!("{}: no .safetensors file", dir.display()));
+        return Err(Error::checkpoint(dir, "no .safetensors file"));
     }
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for f in &files {
         tensors.extend(
             candle_core::safetensors::load(f, &Device::Cpu)
-                .map_err(|e| format!("{}: {e}", f.display()))?,
+                .map_err(|e| Error::checkpoint(&f, e))?,
         );
     }
     for (name, var) in vars_under(varmap, prefix) {
@@ -238,20 +239,21 @@ pub fn load_folder(varmap: &VarMap, prefix: &str, dir: &Path) -> std::result::Re
         let found = UPSTREAM_PREFIXES
             .iter()
             .find_map(|p| tensors.get(&format!("{p}{key}")))
-            .ok_or_else(|| format!("{}: no tensor {key}", dir.display()))?;
+            .ok_or_else(|| Error::checkpoint(dir, format!("no tensor {key}")))?;
         if found.shape() != var.shape() {
-            return Err(format!(
-                "{}: tensor {key} has shape {:?}, the configuration needs {:?}",
-                dir.display(),
-                found.dims(),
-                var.dims()
+            return Err(Error::checkpoint(
+                dir,
+                format!(
+                    "tensor {key} has shape {:?}, the configuration needs {:?}",
+                    found.dims(),
+                    var.dims()
+                ),
             ));
         }
         let t = found
             .to_dtype(DType::F32)
-            .and_then(|t| t.to_device(var.device()))
-            .map_err(|e| e.to_string())?;
-        var.set(&t).map_err(|e| e.to_string())?;
+            .and_then(|t| t.to_device(var.device()))?;
+        var.set(&t)?;
     }
     Ok(())
 }
@@ -264,30 +266,32 @@ pub fn save_folder(
     spec: &EncoderSpec,
     tokenizer: Option<&Tokenizer>,
     dir: &Path,
-) -> std::result::Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+) -> std::result::Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::checkpoint(&dir, e))?;
     let tensors: HashMap<String, Tensor> = vars_under(varmap, prefix)
         .into_iter()
         .map(|(k, v)| (k[prefix.len() + 1..].to_string(), v.as_tensor().clone()))
         .collect();
     let p = dir.join("model.safetensors");
     let tmp = dir.join("model.safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| format!("{}: {e}", p.display()))?;
-    std::fs::rename(&tmp, &p).map_err(|e| format!("{}: {e}", p.display()))?;
+    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::checkpoint(&p, e))?;
+    std::fs::rename(&tmp, &p).map_err(|e| Error::checkpoint(&p, e))?;
     let config = serde_json::to_string_pretty(&spec.config).expect("json");
     gram_host::output::write_text(&dir.join("config.json"), &config)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+        .map_err(|e| Error::checkpoint(&dir, e))?;
     if let Some(t) = tokenizer {
-        let text = t.to_string(true).map_err(|e| e.to_string())?;
+        let text = t
+            .to_string(true)
+            .map_err(|e| Error::config(format!("tokenizer: {e}")))?;
         gram_host::output::write_text(&dir.join("tokenizer.json"), &text)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+            .map_err(|e| Error::checkpoint(&dir, e))?;
     }
     Ok(())
 }
 
 /// The tokenizer of a text encoder: `dir/tokenizer.json` when given, else the character-level
 /// one the small configuration is built for.
-pub fn load_tokenizer(dir: Option<&Path>) -> std::result::Result<Tokenizer, String> {
+pub fn load_tokenizer(dir: Option<&Path>) -> std::result::Result<Tokenizer, Error> {
     match dir {
         Some(d) => tokenizer_from_file(&d.join("tokenizer.json")),
         None => text::char_tokenizer(),
@@ -297,27 +301,27 @@ pub fn load_tokenizer(dir: Option<&Path>) -> std::result::Result<Tokenizer, Stri
 /// A tokenizer.json with its own padding and truncation switched off: [`text::tokenize`]
 /// truncates to the spec's `max_len` and pads to the batch (MiniLM's file pads every
 /// sequence to 128, which would change nothing but the cost).
-pub fn tokenizer_from_file(p: &Path) -> std::result::Result<Tokenizer, String> {
-    let mut t = Tokenizer::from_file(p).map_err(|e| format!("{}: {e}", p.display()))?;
+pub fn tokenizer_from_file(p: &Path) -> std::result::Result<Tokenizer, Error> {
+    let mut t = Tokenizer::from_file(p).map_err(|e| Error::checkpoint(&p, e))?;
     t.with_padding(None);
     t.with_truncation(None)
-        .map_err(|e| format!("{}: {e}", p.display()))?;
+        .map_err(|e| Error::checkpoint(&p, e))?;
     Ok(t)
 }
 
 /// Write the small configuration of `spec.kind`, initialised from `seed`, as a folder that
 /// `--encoder MODALITY=KIND:DIR` loads back.
-pub fn write_small(spec: &EncoderSpec, seed: u64, dir: &Path) -> std::result::Result<(), String> {
+pub fn write_small(spec: &EncoderSpec, seed: u64, dir: &Path) -> std::result::Result<(), Error> {
     if spec.kind == Kind::Features {
-        return Err("features have no encoder to write".into());
+        return Err(Error::config("features have no encoder to write"));
     }
     let mut spec = spec.clone();
     spec.path = None;
     spec.resolve()?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu).pp("enc");
-    Encoder::new(&spec, vb, 0).map_err(|e| e.to_string())?;
-    seeded_init(&varmap, "enc", seed).map_err(|e| e.to_string())?;
+    Encoder::new(&spec, vb, 0)?;
+    seeded_init(&varmap, "enc", seed)?;
     let tok = match spec.kind {
         Kind::Bert => Some(text::char_tokenizer()?),
         _ => None,

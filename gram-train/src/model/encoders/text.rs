@@ -3,6 +3,7 @@
 //! sentence-transformers' MiniLM does, or the [CLS] token).
 
 use super::blocks::{Bert, BertConfig};
+use crate::error::Error;
 use candle_core::{D, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -55,7 +56,7 @@ fn char_vocab() -> Vec<String> {
 
 /// A character-level WordPiece tokenizer (BERT normaliser, lower-casing, BERT
 /// pre-tokenizer and [CLS]/[SEP] template): covers any text, needs no download.
-pub fn char_tokenizer() -> std::result::Result<Tokenizer, String> {
+pub fn char_tokenizer() -> std::result::Result<Tokenizer, Error> {
     // Built as tokenizer.json text: the same format (and code path) as a pretrained one's.
     let vocab: serde_json::Map<String, serde_json::Value> = char_vocab()
         .into_iter()
@@ -82,7 +83,7 @@ pub fn char_tokenizer() -> std::result::Result<Tokenizer, String> {
     });
     json.to_string()
         .parse::<Tokenizer>()
-        .map_err(|e| format!("character tokenizer: {e}"))
+        .map_err(|e| Error::config(format!("character tokenizer: {e}")))
 }
 
 /// Token ids, token types and attention mask of a batch, padded to its longest row.
@@ -98,10 +99,12 @@ pub fn tokenize(
     tok: &Tokenizer,
     texts: &[&str],
     max_len: usize,
-) -> std::result::Result<Tokens, String> {
+) -> std::result::Result<Tokens, Error> {
     let mut rows = Vec::with_capacity(texts.len());
     for t in texts {
-        let enc = tok.encode(*t, true).map_err(|e| e.to_string())?;
+        let enc = tok
+            .encode(*t, true)
+            .map_err(|e| Error::decode(e.to_string()))?;
         let mut ids = enc.get_ids().to_vec();
         if ids.len() > max_len {
             // Keep the closing [SEP]: the model was trained to see one.

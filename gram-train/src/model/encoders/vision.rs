@@ -4,6 +4,7 @@
 //! scaled to [0, 1] and normalised with CLIP's per-channel mean and standard deviation.
 
 use super::blocks::{Vit, VitShape, activation_named};
+use crate::error::Error;
 use candle_core::{D, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -39,9 +40,10 @@ fn three() -> usize {
 
 impl VitConfig {
     /// From a config.json value: its `vision_config` if present, else the top level.
-    pub fn from_json(v: &serde_json::Value) -> std::result::Result<VitConfig, String> {
+    pub fn from_json(v: &serde_json::Value) -> std::result::Result<VitConfig, Error> {
         let inner = v.get("vision_config").unwrap_or(v);
-        serde_json::from_value(inner.clone()).map_err(|e| format!("CLIP vision config: {e}"))
+        serde_json::from_value(inner.clone())
+            .map_err(|e| Error::config(format!("CLIP vision config: {e}")))
     }
 
     pub fn shape(&self) -> Result<VitShape> {
@@ -106,11 +108,12 @@ impl VisionEncoder {
 }
 
 /// CLIP preprocessing of one encoded image file into CHW floats [3, size, size].
-pub fn preprocess(bytes: &[u8], size: usize) -> std::result::Result<Vec<f32>, String> {
-    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
+pub fn preprocess(bytes: &[u8], size: usize) -> std::result::Result<Vec<f32>, Error> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| Error::decode(format!("cannot decode image: {e}")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
-        return Err("image has no pixels".into());
+        return Err(Error::decode("image has no pixels"));
     }
     let scale = size as f64 / w.min(h) as f64;
     let (nw, nh) = (
