@@ -2,6 +2,7 @@
 //! In the library so the parser can be tested and fuzzed without spawning the binary.
 
 use crate::commands;
+use crate::error::Error;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -273,7 +274,7 @@ fn parse_rows(s: &str) -> Result<std::ops::Range<usize>, String> {
     Ok(n(a)?..n(b)?)
 }
 
-fn run_index(cmd: IndexCommand) -> Result<(), commands::CliError> {
+fn run_index(cmd: IndexCommand) -> Result<(), Error> {
     match cmd {
         IndexCommand::Build {
             modalities,
@@ -309,7 +310,7 @@ fn run_index(cmd: IndexCommand) -> Result<(), commands::CliError> {
 }
 
 /// Run a parsed command line, printing results to stdout.
-pub fn run(cli: Cli) -> Result<(), commands::CliError> {
+pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Report {
             anchor,
@@ -337,7 +338,7 @@ pub fn run(cli: Cli) -> Result<(), commands::CliError> {
                     crate::report::report_files(&anchor, &modalities, names.as_deref(), &opts)?
                 }
                 (None, None) => {
-                    return Err(commands::CliError(
+                    return Err(Error::Usage(
                         "need --anchor and --modality, or --snapshots".into(),
                     ));
                 }

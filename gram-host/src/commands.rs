@@ -1,33 +1,15 @@
 //! The `gram` subcommands as functions: load and check inputs, compute, write atomically.
-//! Every failure is a [`CliError`] whose message names the file and the problem.
+//! Every failure is a [`crate::error::Error`] whose message names the flag or file and the problem.
 
 use crate::cpu::{CpuStats, Scorer};
-use crate::input::{self, InputError, Matrix, View};
+use crate::error::{Arg, Error};
+use crate::input::{self, Matrix, View};
 use crate::metrics::{self, Retrieval};
 use crate::missing::MissingRule;
 use crate::output;
 use gram_nostd::{GramError, LossParts, Ties, gram_loss};
-use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A user-facing failure: printed as `error: <message>`, exit code 2.
-#[derive(Debug)]
-pub struct CliError(pub String);
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CliError {}
-
-impl From<InputError> for CliError {
-    fn from(e: InputError) -> CliError {
-        CliError(e.to_string())
-    }
-}
 
 /// The inputs of every computation: an anchor [N1, D] and 1..=15 modalities [N2, D], row j
 /// of every modality belonging to candidate j. Borrowed, so files and other programs' buffers
@@ -38,17 +20,21 @@ pub struct Batch<'a> {
 }
 
 /// The count of modalities is checked before any file is opened.
-pub(crate) fn check_modality_count(n: usize) -> Result<(), CliError> {
+pub(crate) fn check_modality_count(n: usize) -> Result<(), Error> {
     if n == 0 {
-        return Err(CliError(
-            "no --modality given: need at least one modality besides the anchor".into(),
+        return Err(Error::missing(
+            Arg::Modality,
+            "need at least one modality besides the anchor",
         ));
     }
     if n + 1 > gram_nostd::MAX_K {
-        return Err(CliError(format!(
-            "{n} modalities given; at most {} are supported",
-            gram_nostd::MAX_K - 1
-        )));
+        return Err(Error::Usage(
+            format!(
+                "{n} modalities given; at most {} are supported",
+                gram_nostd::MAX_K - 1
+            )
+            .to_string(),
+        ));
     }
     Ok(())
 }
@@ -56,20 +42,26 @@ pub(crate) fn check_modality_count(n: usize) -> Result<(), CliError> {
 impl<'a> Batch<'a> {
     /// Checks that the views fit together (count, dimension, rows). Each view's own shape and
     /// finiteness are the caller's to check ([`View::validate`]; files are checked on load).
-    pub fn new(anchor: View<'a>, modalities: Vec<View<'a>>) -> Result<Batch<'a>, CliError> {
+    pub fn new(anchor: View<'a>, modalities: Vec<View<'a>>) -> Result<Batch<'a>, Error> {
         check_modality_count(modalities.len())?;
         for m in &modalities {
             if m.cols != anchor.cols {
-                return Err(CliError(format!(
-                    "{}: dimension {} does not match the dimension of the anchor, {} ({})",
-                    m.name, m.cols, anchor.name, anchor.cols
-                )));
+                return Err(Error::data(
+                    m.name,
+                    format!(
+                        "dimension {} does not match the dimension of the anchor, {} ({})",
+                        m.cols, anchor.name, anchor.cols
+                    ),
+                ));
             }
             if m.rows != modalities[0].rows {
-                return Err(CliError(format!(
-                    "{}: {} rows, but {} has {} (row j of every modality belongs to candidate j)",
-                    m.name, m.rows, modalities[0].name, modalities[0].rows
-                )));
+                return Err(Error::data(
+                    m.name,
+                    format!(
+                        "{} rows, but {} has {} (row j of every modality belongs to candidate j)",
+                        m.rows, modalities[0].name, modalities[0].rows
+                    ),
+                ));
             }
         }
         Ok(Batch { anchor, modalities })
@@ -80,35 +72,38 @@ impl<'a> Batch<'a> {
         self.modalities[0].rows
     }
 
-    pub fn scorer(&self) -> Result<Scorer<'a>, CliError> {
+    pub fn scorer(&self) -> Result<Scorer<'a>, Error> {
         let views: Vec<&'a [f32]> = self.modalities.iter().map(|m| m.data).collect();
         Scorer::new(&views, self.candidates(), self.anchor.cols).map_err(|e| self.compute_error(e))
     }
 
-    fn compute_error(&self, e: GramError) -> CliError {
+    fn compute_error(&self, e: GramError) -> Error {
         let what = match e {
             GramError::OutOfRange => {
                 "a volume exceeds the float32 range (inputs of huge magnitude)".to_string()
             }
             other => other.to_string(),
         };
-        CliError(format!("{}: {what}", self.anchor.name))
+        Error::data(self.anchor.name, what.to_string())
     }
 
-    fn require_square(&self) -> Result<(), CliError> {
+    fn require_square(&self) -> Result<(), Error> {
         let n2 = self.candidates();
         if self.anchor.rows != n2 {
-            return Err(CliError(format!(
-                "{}: {} rows, but the modalities have {} (eval, loss and report pair row i of the anchor with row i of each modality)",
-                self.anchor.name, self.anchor.rows, n2
-            )));
+            return Err(Error::data(
+                self.anchor.name,
+                format!(
+                    "{} rows, but the modalities have {} (eval, loss and report pair row i of the anchor with row i of each modality)",
+                    self.anchor.rows, n2
+                ),
+            ));
         }
         Ok(())
     }
 
     /// The row-major N1×N2 volume matrix in f32 (the CPU backend's accuracy contract: 1e-5
     /// relative to the exact volume, or a gram-gpu adapter's).
-    pub fn volume_matrix(&self, backend: Backend) -> Result<(Vec<f32>, CpuStats), CliError> {
+    pub fn volume_matrix(&self, backend: Backend) -> Result<(Vec<f32>, CpuStats), Error> {
         match backend {
             Backend::Cpu => {
                 let scorer = self.scorer()?;
@@ -130,12 +125,14 @@ impl<'a> Batch<'a> {
 
     /// For every anchor row, the `k` candidates of smallest volume as (index, volume),
     /// ascending, ties by index. Never holds the N1×N2 matrix.
-    pub fn top_k(&self, k: usize, backend: Backend) -> Result<Vec<Vec<(u32, f32)>>, CliError> {
+    pub fn top_k(&self, k: usize, backend: Backend) -> Result<Vec<Vec<(u32, f32)>>, Error> {
         let n2 = self.candidates();
         if k == 0 || k > n2 {
-            return Err(CliError(format!(
-                "--top-k {k}: must be between 1 and the number of candidates ({n2})"
-            )));
+            return Err(Error::argument(
+                Arg::TopK,
+                k,
+                format!("must be between 1 and the number of candidates ({n2})"),
+            ));
         }
         match backend {
             Backend::Cpu => {
@@ -145,10 +142,11 @@ impl<'a> Batch<'a> {
             #[cfg(feature = "gpu")]
             Backend::Gpu => {
                 if k > gram_gpu::MAX_TOP_K {
-                    return Err(CliError(format!(
-                        "--top-k {k}: the GPU backend supports at most {}",
-                        gram_gpu::MAX_TOP_K
-                    )));
+                    return Err(Error::argument(
+                        Arg::TopK,
+                        k,
+                        format!("the GPU backend supports at most {}", gram_gpu::MAX_TOP_K),
+                    ));
                 }
                 self.with_gpu(|s| s.top_k(self.anchor.data, k))
             }
@@ -159,14 +157,14 @@ impl<'a> Batch<'a> {
 
     /// `f` over the anchor's values once the batch is known to be square (row i of the
     /// anchor pairs with candidate i), its errors named like every other.
-    pub fn square<T>(&self, f: impl FnOnce(&[f32]) -> Result<T, GramError>) -> Result<T, CliError> {
+    pub fn square<T>(&self, f: impl FnOnce(&[f32]) -> Result<T, GramError>) -> Result<T, Error> {
         self.require_square()?;
         f(self.anchor.data).map_err(|e| self.compute_error(e))
     }
 
     /// Retrieval metrics of a square batch (row i of the anchor pairs with candidate i), a
     /// candidate tied with the ground truth ranked by `ties`.
-    pub fn evaluate(&self, ties: Ties) -> Result<Retrieval, CliError> {
+    pub fn evaluate(&self, ties: Ties) -> Result<Retrieval, Error> {
         let scorer = self.scorer()?;
         self.square(|a| metrics::evaluate_with(&scorer, a, self.anchor.cols, ties).map(|(r, _)| r))
     }
@@ -179,7 +177,7 @@ impl<'a> Batch<'a> {
         temperature: f64,
         label_smoothing: f64,
         grad: Option<&mut [f64]>,
-    ) -> Result<LossParts, CliError> {
+    ) -> Result<LossParts, Error> {
         check_loss_parameters(temperature, label_smoothing)?;
         self.require_square()?;
         let scorer = self.scorer()?;
@@ -195,10 +193,10 @@ impl<'a> Batch<'a> {
     fn with_gpu<T>(
         &self,
         f: impl FnOnce(&gram_gpu::GpuScorer) -> Result<T, gram_gpu::GpuError>,
-    ) -> Result<T, CliError> {
+    ) -> Result<T, Error> {
         let gpu_error = |e| match e {
             gram_gpu::GpuError::Input(e) => self.compute_error(e),
-            other => CliError(format!("--backend gpu: {other}")),
+            other => Error::Gpu(other.to_string()),
         };
         let ctx = gram_gpu::GpuContext::new().map_err(gpu_error)?;
         let views: Vec<&[f32]> = self.modalities.iter().map(|m| m.data).collect();
@@ -209,16 +207,20 @@ impl<'a> Batch<'a> {
 }
 
 /// `--temperature` and `--label-smoothing` as the loss needs them.
-pub fn check_loss_parameters(temperature: f64, label_smoothing: f64) -> Result<(), CliError> {
+pub fn check_loss_parameters(temperature: f64, label_smoothing: f64) -> Result<(), Error> {
     if !(temperature > 0.0 && temperature.is_finite()) {
-        return Err(CliError(format!(
-            "--temperature {temperature}: must be a positive number"
-        )));
+        return Err(Error::argument(
+            Arg::Temperature,
+            temperature,
+            "must be a positive number",
+        ));
     }
     if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(CliError(format!(
-            "--label-smoothing {label_smoothing}: must be in [0, 1]"
-        )));
+        return Err(Error::argument(
+            Arg::LabelSmoothing,
+            label_smoothing,
+            "must be in [0, 1]",
+        ));
     }
     Ok(())
 }
@@ -237,7 +239,7 @@ impl Inputs {
         anchor: &str,
         modalities: &[String],
         missing: Option<MissingRule>,
-    ) -> Result<Inputs, CliError> {
+    ) -> Result<Inputs, Error> {
         let t = Instant::now();
         check_modality_count(modalities.len())?;
         let anchor = input::load(anchor)?;
@@ -268,7 +270,7 @@ impl Inputs {
         Ok(inputs)
     }
 
-    pub fn batch(&self) -> Result<Batch<'_>, CliError> {
+    pub fn batch(&self) -> Result<Batch<'_>, Error> {
         Batch::new(
             self.anchor.view(),
             self.modalities.iter().map(Matrix::view).collect(),
@@ -294,9 +296,9 @@ pub enum Backend {
 }
 
 #[cfg(not(feature = "gpu"))]
-pub(crate) fn no_gpu<T>() -> Result<T, CliError> {
-    Err(CliError(
-        "--backend gpu: this gram was built without the `gpu` feature".into(),
+pub(crate) fn no_gpu<T>() -> Result<T, Error> {
+    Err(Error::Gpu(
+        "this gram was built without the `gpu` feature".into(),
     ))
 }
 
@@ -306,7 +308,7 @@ pub fn score(
     missing: Option<MissingRule>,
     out: &Path,
     backend: Backend,
-) -> Result<ScoreReport, CliError> {
+) -> Result<ScoreReport, Error> {
     let inputs = Inputs::load(anchor, modalities, missing)?;
     let batch = inputs.batch()?;
     let t = Instant::now();
@@ -315,7 +317,7 @@ pub fn score(
     let compute = t.elapsed();
     let t = Instant::now();
     output::write_npy_f32(out, &[n1, n2], &v)
-        .map_err(|e| CliError(format!("{}: cannot write: {e}", out.display())))?;
+        .map_err(|e| Error::io(out.display(), format!("cannot write: {e}")))?;
     Ok(ScoreReport {
         shape: (n1, n2),
         read: inputs.read_time,
@@ -335,7 +337,7 @@ pub fn search(
     k: usize,
     out: &Path,
     backend: Backend,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let inputs = Inputs::load(anchor, modalities, missing)?;
     let rows = inputs.batch()?.top_k(k, backend)?;
     let keys: Vec<Vec<u64>> = rows
@@ -357,7 +359,7 @@ pub fn search_index(
     k: usize,
     out: &Path,
     backend: Backend,
-) -> Result<(crate::index::SearchReport, Duration), CliError> {
+) -> Result<(crate::index::SearchReport, Duration), Error> {
     let t = Instant::now();
     let index = crate::index::Index::open(indexes)?;
     let queries = input::load(anchor)?;
@@ -372,7 +374,7 @@ pub fn eval(
     modalities: &[String],
     missing: Option<MissingRule>,
     ties: Ties,
-) -> Result<Retrieval, CliError> {
+) -> Result<Retrieval, Error> {
     Inputs::load(anchor, modalities, missing)?
         .batch()?
         .evaluate(ties)
@@ -385,7 +387,7 @@ pub fn loss(
     missing: Option<MissingRule>,
     temperature: f64,
     label_smoothing: f64,
-) -> Result<LossParts, CliError> {
+) -> Result<LossParts, Error> {
     check_loss_parameters(temperature, label_smoothing)?;
     Inputs::load(anchor, modalities, missing)?
         .batch()?

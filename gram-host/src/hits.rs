@@ -2,21 +2,21 @@
 //! [N1, k]), each row ascending by volume, ties by the smaller index — and the merge of hit
 //! directories that searched disjoint candidates (shards on several machines).
 
-use crate::commands::CliError;
 use crate::cpu::topk;
+use crate::error::{Arg, Error};
 use crate::{input, output};
 use std::path::{Path, PathBuf};
 
 /// Write the hits of every anchor row (each `k` [`topk::key`]s, ascending) to `out`, created
 /// if missing; each file written atomically.
-pub fn write(out: &Path, rows: &[Vec<u64>], k: usize) -> Result<(), CliError> {
+pub fn write(out: &Path, rows: &[Vec<u64>], k: usize) -> Result<(), Error> {
     let (idx, vol): (Vec<u32>, Vec<f32>) =
         rows.iter().flatten().map(|&key| topk::unkey(key)).unzip();
     assert_eq!(idx.len(), rows.len() * k, "every row holds k hits");
     std::fs::create_dir_all(out)
-        .map_err(|e| CliError(format!("{}: cannot create: {e}", out.display())))?;
+        .map_err(|e| Error::io(out.display(), format!("cannot create: {e}")))?;
     let fail = |name: &str, e: std::io::Error| {
-        CliError(format!("{}: cannot write: {e}", out.join(name).display()))
+        Error::io(out.join(name).display(), format!("cannot write: {e}"))
     };
     output::write_npy_u32(&out.join("indices.npy"), &[rows.len(), k], &idx)
         .map_err(|e| fail("indices.npy", e))?;
@@ -26,16 +26,19 @@ pub fn write(out: &Path, rows: &[Vec<u64>], k: usize) -> Result<(), CliError> {
 
 /// Read a hit directory as rows of keys, checking that the two files agree and that every
 /// row is ascending as `gram search` writes it.
-pub fn read(dir: &Path) -> Result<Vec<Vec<u64>>, CliError> {
+pub fn read(dir: &Path) -> Result<Vec<Vec<u64>>, Error> {
     let ipath = dir.join("indices.npy").display().to_string();
     let vpath = dir.join("volumes.npy").display().to_string();
     let (shape, idx) = input::load_npy_u32(&ipath)?;
     let vol = input::load(&vpath)?;
     if shape.len() != 2 || shape[1] == 0 || (shape[0], shape[1]) != (vol.rows, vol.cols) {
-        return Err(CliError(format!(
-            "{ipath}: shape {shape:?} does not match {vpath} ([{}, {}])",
-            vol.rows, vol.cols
-        )));
+        return Err(Error::data(
+            &ipath,
+            format!(
+                "shape {shape:?} does not match {vpath} ([{}, {}])",
+                vol.rows, vol.cols
+            ),
+        ));
     }
     let vols = vol.as_slice();
     let rows: Vec<Vec<u64>> = (0..vol.rows)
@@ -46,45 +49,53 @@ pub fn read(dir: &Path) -> Result<Vec<Vec<u64>>, CliError> {
         })
         .collect();
     if let Some(i) = rows.iter().position(|r| r.windows(2).any(|w| w[0] >= w[1])) {
-        return Err(CliError(format!(
-            "{dir}: row {i} is not in ascending order of (volume, index) as gram search writes it",
-            dir = dir.display()
-        )));
+        return Err(Error::data(
+            dir.display(),
+            format!(
+                "row {i} is not in ascending order of (volume, index) as gram search writes it"
+            ),
+        ));
     }
     Ok(rows)
 }
 
 /// `gram merge`: the `k` best hits of each anchor over hit directories of disjoint candidates
 /// (the same anchors in the same order), exactly what one search over all of them gives.
-pub fn merge(dirs: &[PathBuf], k: usize, out: &Path) -> Result<(), CliError> {
+pub fn merge(dirs: &[PathBuf], k: usize, out: &Path) -> Result<(), Error> {
     let parts = dirs
         .iter()
         .map(|d| read(d))
         .collect::<Result<Vec<_>, _>>()?;
     let n1 = parts.first().map_or(0, Vec::len);
     if let Some((d, p)) = dirs.iter().zip(&parts).find(|(_, p)| p.len() != n1) {
-        return Err(CliError(format!(
-            "{}: {} anchor rows, but {} has {n1} (merged hits must be of the same anchors)",
+        return Err(Error::data(
             d.display(),
-            p.len(),
-            dirs[0].display()
-        )));
+            format!(
+                "{} anchor rows, but {} has {n1} (merged hits must be of the same anchors)",
+                p.len(),
+                dirs[0].display()
+            ),
+        ));
     }
     let available: usize = parts.iter().map(|p| p.first().map_or(0, Vec::len)).sum();
     if k == 0 || k > available {
-        return Err(CliError(format!(
-            "--top-k {k}: must be between 1 and the hits available per anchor ({available})"
-        )));
+        return Err(Error::argument(
+            Arg::TopK,
+            k,
+            format!("must be between 1 and the hits available per anchor ({available})"),
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for (d, p) in dirs.iter().zip(&parts) {
         for &key in p.first().into_iter().flatten() {
             if !seen.insert(key as u32) {
-                return Err(CliError(format!(
-                    "{}: candidate {} also appears in another hit directory (merged searches must cover disjoint candidates)",
+                return Err(Error::data(
                     d.display(),
-                    key as u32
-                )));
+                    format!(
+                        "candidate {} also appears in another hit directory (merged searches must cover disjoint candidates)",
+                        key as u32
+                    ),
+                ));
             }
         }
     }

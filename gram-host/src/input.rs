@@ -11,6 +11,8 @@ use std::fs::File;
 pub struct InputError {
     pub file: String,
     pub problem: String,
+    /// Set when the file could not be opened or read at all (not a problem with its contents).
+    pub io: Option<std::io::ErrorKind>,
 }
 
 impl fmt::Display for InputError {
@@ -25,6 +27,16 @@ fn err<T>(file: &str, problem: impl Into<String>) -> Result<T, InputError> {
     Err(InputError {
         file: file.to_string(),
         problem: problem.into(),
+        io: None,
+    })
+}
+
+/// [`err`] for a file that could not be opened, inspected, mapped or read.
+fn io_err<T>(file: &str, what: &str, e: std::io::Error) -> Result<T, InputError> {
+    Err(InputError {
+        file: file.to_string(),
+        problem: format!("{what}: {e}"),
+        io: Some(e.kind()),
     })
 }
 
@@ -208,10 +220,10 @@ fn split_safetensors(spec: &str) -> Option<(&str, &str)> {
 }
 
 fn map_file(name: &str, path: &str) -> Result<Backing, InputError> {
-    let file = File::open(path).or_else(|e| err(name, format!("cannot open: {e}")))?;
+    let file = File::open(path).or_else(|e| io_err(name, "cannot open", e))?;
     let meta = file
         .metadata()
-        .or_else(|e| err(name, format!("cannot stat: {e}")))?;
+        .or_else(|e| io_err(name, "cannot stat", e))?;
     if meta.is_dir() {
         return err(name, "is a directory");
     }
@@ -220,7 +232,7 @@ fn map_file(name: &str, path: &str) -> Result<Backing, InputError> {
     // the accepted trade-off for not copying inputs of several GiB.
     unsafe { Mmap::map(&file) }
         .map(Backing::Map)
-        .or_else(|e| err(name, format!("cannot map: {e}")))
+        .or_else(|e| io_err(name, "cannot map", e))
 }
 
 /// Element types we accept, from numpy's `descr` or safetensors' dtype.
@@ -414,7 +426,7 @@ fn check_npy_preamble(name: &str, bytes: &[u8]) -> Result<(), InputError> {
 /// A little-endian uint32 .npy file (search hits' `indices.npy`) as (shape, values), with
 /// the same header checks as the float readers.
 pub fn load_npy_u32(path: &str) -> Result<(Vec<usize>, Vec<u32>), InputError> {
-    let bytes = std::fs::read(path).or_else(|e| err(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).or_else(|e| io_err(path, "cannot read", e))?;
     check_npy_preamble(path, &bytes)?;
     let mut rest: &[u8] = &bytes;
     let header = npyz::NpyHeader::from_reader(&mut rest)

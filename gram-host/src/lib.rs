@@ -10,11 +10,14 @@
 //!   autograd frameworks that compute the dot products themselves.
 //! - [`report`]: `gram report` — alignment diagnostics, plots and report.html.
 //! - [`commands`]: what each `gram` subcommand does, callable without the binary.
+//! - [`error`]: the one error type, by kind (argument, data, I/O, GPU, usage); its text is
+//!   the CLI's `error:` line.
 //! - [`cli`]: the argument parser and dispatcher of the `gram` binary.
 
 pub mod cli;
 pub mod commands;
 pub mod cpu;
+pub mod error;
 pub mod hits;
 pub mod index;
 pub mod input;

@@ -19,7 +19,7 @@
 //! vol(a, …, c·e_{D+1}, …) = c · vol(a, present) (c = 1 for `present`). The inputs are then
 //! copied ([N, D+1] in memory) rather than memory-mapped.
 
-use crate::commands::CliError;
+use crate::error::Error;
 use crate::input::{Matrix, View};
 
 /// How a missing modality vector is scored.
@@ -40,21 +40,21 @@ pub fn complete(
     anchor: &Matrix,
     modalities: &[(Matrix, Vec<bool>)],
     rule: MissingRule,
-) -> Result<(Matrix, Vec<Matrix>), CliError> {
+) -> Result<(Matrix, Vec<Matrix>), Error> {
     let n = modalities[0].0.rows;
     if let Some(j) = (0..n).find(|&j| modalities.iter().all(|(_, miss)| miss[j])) {
-        return Err(CliError(format!(
-            "{}: row {j} is missing in every modality (a candidate needs at least one vector)",
-            modalities[0].0.name
-        )));
+        return Err(Error::data(
+            &modalities[0].0.name,
+            format!("row {j} is missing in every modality (a candidate needs at least one vector)"),
+        ));
     }
     for (m, miss) in modalities {
         if miss.iter().all(|&x| x) {
-            return Err(CliError(format!("{}: every row is missing", m.name)));
+            return Err(Error::data(&m.name, "every row is missing"));
         }
     }
     let owned = |name: &str, rows, cols, data| {
-        Matrix::from_vec(name, rows, cols, data).map_err(CliError::from)
+        Matrix::from_vec(name, rows, cols, data).map_err(Error::from)
     };
     match rule {
         MissingRule::Mean => {

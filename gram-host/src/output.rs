@@ -1,7 +1,7 @@
 //! Writing results atomically: a temporary file beside the target, renamed over it only once
 //! complete, so a failed or interrupted run never leaves a partial output.
 
-use crate::commands::CliError;
+use crate::error::Error;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -114,8 +114,8 @@ pub fn write_dir_atomically(
     out: &Path,
     marker: &str,
     what: &str,
-    fill: impl FnOnce(&Path) -> Result<(), CliError>,
-) -> Result<(), CliError> {
+    fill: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<(), Error> {
     let shown = out.display();
     if out.exists() && !out.join(marker).is_file() {
         let empty = out
@@ -123,9 +123,10 @@ pub fn write_dir_atomically(
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if !empty {
-            return Err(CliError(format!(
-                "{shown}: exists and is not a {what}; choose another --out"
-            )));
+            return Err(Error::data(
+                &shown,
+                format!("exists and is not a {what}; choose another --out"),
+            ));
         }
     }
     let parent = match out.parent() {
@@ -134,17 +135,17 @@ pub fn write_dir_atomically(
     };
     let name = out
         .file_name()
-        .ok_or_else(|| CliError(format!("{shown}: not a directory name")))?
+        .ok_or_else(|| Error::data(&shown, "not a directory name"))?
         .to_string_lossy();
     let stage = parent.join(format!(".{name}.partial-{}", std::process::id()));
     fs::create_dir_all(&stage)
-        .map_err(|e| CliError(format!("{}: cannot create: {e}", stage.display())))?;
+        .map_err(|e| Error::io(stage.display(), format!("cannot create: {e}")))?;
     let result = fill(&stage).and_then(|()| {
         if out.exists() {
             fs::remove_dir_all(out)
-                .map_err(|e| CliError(format!("{shown}: cannot replace: {e}")))?;
+                .map_err(|e| Error::io(&shown, format!("cannot replace: {e}")))?;
         }
-        fs::rename(&stage, out).map_err(|e| CliError(format!("{shown}: cannot create: {e}")))
+        fs::rename(&stage, out).map_err(|e| Error::io(&shown, format!("cannot create: {e}")))
     });
     if result.is_err() {
         let _ = fs::remove_dir_all(&stage);

@@ -317,6 +317,25 @@ fn bad_indexes_are_refused_with_one_error_line() {
         &format!("\"bytes\": {}", sizes[2]),
     );
     run(search("relabelled"), "shard-00000.safetensors", "expected");
+    // A NaN planted in a shard's vectors, checksum updated to match: refused, naming the shard
+    // (not the query, which is finite).
+    let d = copy("poisoned");
+    let s0 = d.join("shard-00000.safetensors");
+    let mut bytes = std::fs::read(&s0).unwrap();
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let start = {
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let t = st.tensor(&gram_host::index::modality_tensor(0)).unwrap();
+        t.data().as_ptr() as usize - bytes.as_ptr() as usize
+    };
+    assert!(start >= header);
+    bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let m = std::fs::read_to_string(d.join("manifest.json")).unwrap();
+    let i = m.find("\"xxh3_64\": \"").unwrap() + 12;
+    let old = m[i..i + 16].to_string();
+    std::fs::write(&s0, &bytes).unwrap();
+    edit(&d, &old, &gram_host::index::checksum(&bytes));
+    run(search("poisoned"), "shard-00000.safetensors", "NaN");
     // Queries of another dimension; indexes of another k or overlapping rows.
     let (v, a) = (c.path("v.npy"), c.path("a.npy"));
     std::fs::write(c.dir.path().join("q5.npy"), f32_npy(2, 5, &pseudo(10, 9))).unwrap();

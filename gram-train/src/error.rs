@@ -44,7 +44,7 @@ pub enum Error {
     Input(#[from] gram_host::input::InputError),
     /// gram-host refused or failed (scoring, metrics, reports, writing outputs).
     #[error(transparent)]
-    Host(#[from] gram_host::commands::CliError),
+    Host(#[from] gram_host::error::Error),
     /// The volume computation refused its input (non-finite or degenerate embeddings).
     #[error("{0}")]
     Volume(gram_nostd::GramError),

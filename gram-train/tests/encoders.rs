@@ -184,7 +184,10 @@ fn wav_reading_resamples_and_rejects_garbage() {
     assert_eq!(s.len(), 8000, "0.5 s at 8 kHz resampled to 16 kHz");
     assert!(s.iter().all(|x| x.abs() <= 1.0));
     let e = audio::read_wav(b"RIFF....WAVEnope").unwrap_err();
-    assert!(matches!(&e, gram_train::error::Error::Decode(m) if m.starts_with("WAV:")), "{e}");
+    assert!(
+        matches!(&e, gram_train::error::Error::Decode(m) if m.starts_with("WAV:")),
+        "{e}"
+    );
     assert_eq!(
         audio::resample_linear(&[0.0, 1.0], 1, 2),
         vec![0.0, 0.5, 1.0, 1.0]

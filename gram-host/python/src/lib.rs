@@ -2,12 +2,14 @@
 //! runs the same code as the `gram` CLI ([`gram_host::commands::Batch`]) with the GIL
 //! released, and returns numpy arrays. Bad input raises `ValueError` (or `TypeError` for a
 //! wrong dtype) whose text is the CLI's `error:` line with the argument's name in place of
-//! the file's. The Python-facing docs live in `python/gram/__init__.py` and `_gram.pyi`.
+//! the file's and keyword arguments in place of flags (`k=0: …`, not `--top-k 0: …`); a file
+//! that cannot be read raises `OSError`, a GPU failure `RuntimeError`. The Python-facing docs live in `python/gram/__init__.py` and `_gram.pyi`.
 
 mod arrays;
 
 use arrays::{Input, Input64, to_value_error};
-use gram_host::commands::{Backend, Batch, CliError};
+use gram_host::commands::{Backend, Batch};
+use gram_host::error::{Arg, Error};
 use gram_host::pair_gram::{self, PairDims};
 use numpy::ndarray::Array2;
 use numpy::{
@@ -27,8 +29,40 @@ fn backend(name: &str) -> PyResult<Backend> {
     }
 }
 
-fn cli_error(e: CliError) -> PyErr {
-    PyValueError::new_err(e.0)
+/// The Python keyword argument that carries `arg` (the CLI says `--top-k`, Python `k`).
+fn keyword(arg: Arg) -> &'static str {
+    match arg {
+        Arg::TopK => "k",
+        Arg::Temperature => "temperature",
+        Arg::LabelSmoothing => "label_smoothing",
+        Arg::Modality => "modalities",
+        other => other.flag(),
+    }
+}
+
+/// gram-host's error as the fitting Python exception, worded in Python's terms: a bad argument
+/// or input is a `ValueError` naming the keyword (`k=0: …`), a file that cannot be read or
+/// written an `OSError`, a GPU failure a `RuntimeError`.
+fn cli_error(e: Error) -> PyErr {
+    use pyo3::exceptions::{PyOSError, PyRuntimeError};
+    match e {
+        Error::Argument {
+            arg,
+            value,
+            message,
+        } => {
+            let name = keyword(arg);
+            PyValueError::new_err(match value {
+                None if message.is_empty() => format!("no {name} given"),
+                None => format!("no {name} given: {message}"),
+                Some(v) if v.is_empty() => format!("{name}: {message}"),
+                Some(v) => format!("{name}={v}: {message}"),
+            })
+        }
+        Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        Error::Gpu(message) => PyRuntimeError::new_err(format!("backend='gpu': {message}")),
+        Error::Data { .. } | Error::Usage(_) => PyValueError::new_err(e.to_string()),
+    }
 }
 
 /// The anchor and modalities as checked views (the CLI's checks and messages), then `f`
@@ -37,7 +71,7 @@ fn with_batch<T: Send>(
     py: Python<'_>,
     anchor: &Bound<'_, PyAny>,
     modalities: &Bound<'_, PyAny>,
-    f: impl FnOnce(&Batch) -> Result<T, CliError> + Send,
+    f: impl FnOnce(&Batch) -> Result<T, Error> + Send,
 ) -> PyResult<T> {
     let anchor = Input::new(py, "anchor", anchor)?;
     let mods = modalities

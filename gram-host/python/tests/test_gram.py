@@ -181,12 +181,12 @@ def test_every_other_error():
         (TypeError, "unsupported dtype complex128", lambda: gram.volume(np.eye(2, dtype=complex))),
         (TypeError, "modalities: must be a list", lambda: gram.volume_matrix(a, 3)),
         (TypeError, "cannot be read as a numpy array", lambda: gram.volume_matrix(a, [[[1.0], [1.0, 2.0]]])),
-        (ValueError, "no --modality given", lambda: gram.volume_matrix(a, [])),
-        (ValueError, "--top-k 0", lambda: gram.search(a, [a], 0)),
-        (ValueError, "--top-k 4", lambda: gram.search(a, [a], 4)),
-        (ValueError, "--temperature 0", lambda: gram.loss(a, [a], temperature=0.0)),
-        (ValueError, "--temperature NaN", lambda: gram.loss(a, [a], temperature=float("nan"))),
-        (ValueError, "--label-smoothing 1.5", lambda: gram.loss(a, [a], label_smoothing=1.5)),
+        (ValueError, "no modalities given", lambda: gram.volume_matrix(a, [])),
+        (ValueError, "k=0: must be between 1", lambda: gram.search(a, [a], 0)),
+        (ValueError, "k=4", lambda: gram.search(a, [a], 4)),
+        (ValueError, "temperature=0: must be a positive number", lambda: gram.loss(a, [a], temperature=0.0)),
+        (ValueError, "temperature=NaN", lambda: gram.loss(a, [a], temperature=float("nan"))),
+        (ValueError, "label_smoothing=1.5", lambda: gram.loss(a, [a], label_smoothing=1.5)),
         (ValueError, "backend 'tpu'", lambda: gram.volume_matrix(a, [a], backend="tpu")),
         (ValueError, "vectors: ", lambda: gram.volume(np.full((2, 3), np.nan))),
         (ValueError, "vectors: ", lambda: gram.volume(np.ones((17, 20)))),
@@ -199,6 +199,10 @@ def test_every_other_error():
         with pytest.raises(exc) as e:
             call()
         assert text in str(e.value), (text, str(e.value))
+    for text, call in [("--", lambda: gram.search(a, [a], 0)), ("--", lambda: gram.volume_matrix(a, []))]:
+        with pytest.raises(ValueError) as e:
+            call()
+        assert text not in str(e.value), f"a Python error quotes a CLI flag: {e.value}"
     assert gram.log_volume(1e300 * np.eye(2, 3)) == pytest.approx(2 * np.log(1e300), rel=1e-15)
 
 
@@ -208,7 +212,7 @@ def test_gpu_backend_matches_the_cpu():
     name, anchor, mods, _ = CASES[[c[0] for c in CASES].index("random_k3")]
     try:
         v = gram.volume_matrix(anchor, mods, backend="gpu")
-    except ValueError as e:
+    except RuntimeError as e:
         if os.environ.get("GRAM_REQUIRE_GPU") == "1":
             raise
         pytest.skip(f"no GPU adapter: {e}")
@@ -303,3 +307,7 @@ def test_search_index_equals_search_and_refuses_a_damaged_index(gram_cli, tmp_pa
         gram.search_index(np.zeros((2, 3), np.float32) + 1, tmp_path / "p0", 7)
     with pytest.raises(TypeError, match="index: must be a path"):
         gram.search_index(q, 7, 7)
+    # A file that cannot be opened is an OSError (a file problem), not a ValueError.
+    shard.unlink()
+    with pytest.raises(OSError, match="shard-00001.safetensors: cannot open"):
+        gram.search_index(q, [tmp_path / "p0", tmp_path / "p1"], 7)

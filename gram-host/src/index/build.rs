@@ -1,8 +1,9 @@
 //! `gram index build`: factor candidates once and write them as an index, shard by shard.
 
 use super::manifest::{FORMAT, Manifest, ShardEntry, Source, VERSION};
-use crate::commands::{CliError, check_modality_count as check_count};
+use crate::commands::check_modality_count as check_count;
 use crate::cpu::Factors;
+use crate::error::{Arg, Error};
 use crate::input::{self, Matrix};
 use crate::output;
 use safetensors::{Dtype, tensor::TensorView};
@@ -37,7 +38,7 @@ pub struct BuildReport {
 /// Build the index: read (memory-mapped) and check the modalities, factor each shard's
 /// candidates in parallel, write the shard (vectors straight from the map) and its checksum,
 /// then the manifest; the directory appears at `--out` only when complete.
-pub fn build(opts: &BuildOptions) -> Result<BuildReport, CliError> {
+pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     check_count(opts.modalities.len())?;
     let t = Instant::now();
     let mats = opts
@@ -49,15 +50,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, CliError> {
     let (n, dim) = (views[0].rows, views[0].cols);
     for v in &views[1..] {
         if (v.rows, v.cols) != (n, dim) {
-            return Err(CliError(format!(
-                "{}: shape [{}, {}], but {} is [{n}, {dim}] (row j of every modality belongs to candidate j)",
-                v.name, v.rows, v.cols, views[0].name
-            )));
+            return Err(Error::data(
+                v.name,
+                format!(
+                    "shape [{}, {}], but {} is [{n}, {dim}] (row j of every modality belongs to candidate j)",
+                    v.rows, v.cols, views[0].name
+                ),
+            ));
         }
     }
     let rows = check_rows(opts.rows.clone(), n)?;
     let shard_rows = match opts.shard_rows {
-        Some(0) => return Err(CliError("--shard-rows 0: must be at least 1".into())),
+        Some(0) => return Err(Error::argument(Arg::ShardRows, "0", "must be at least 1")),
         Some(s) => s,
         None => (SHARD_BYTES / (dim * 4 * views.len())).max(1),
     };
@@ -92,12 +96,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, CliError> {
                 .map(|v| &v.data[part.start * dim..part.end * dim])
                 .collect();
             let factors = Factors::compute(&slices, part.len(), dim).map_err(|e| {
-                CliError(format!(
-                    "{}: rows {}..{}: {e}",
+                Error::data(
                     opts.modalities.join(", "),
-                    part.start,
-                    part.end
-                ))
+                    format!("rows {}..{}: {e}", part.start, part.end),
+                )
             })?;
             factor += t.elapsed();
             let t = Instant::now();
@@ -112,7 +114,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, CliError> {
         let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
         let path = stage.join(super::MANIFEST);
         output::write_text(&path, &text)
-            .map_err(|e| CliError(format!("{}: cannot write: {e}", path.display())))?;
+            .map_err(|e| Error::io(path.display(), format!("cannot write: {e}")))?;
         // safetensors writes its files owner-only; give the shards the manifest's (umask)
         // permissions, so an index can be shared like any other file.
         let perms = std::fs::metadata(&path).map(|m| m.permissions());
@@ -136,18 +138,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, CliError> {
 }
 
 /// `--rows START:END` within the `n` rows of the sources (ids must fit uint32).
-fn check_rows(rows: Option<Range<usize>>, n: usize) -> Result<Range<usize>, CliError> {
+fn check_rows(rows: Option<Range<usize>>, n: usize) -> Result<Range<usize>, Error> {
     let r = rows.unwrap_or(0..n);
     if r.start >= r.end || r.end > n {
-        return Err(CliError(format!(
-            "--rows {}:{}: must be a non-empty range within the {n} rows of the modalities",
-            r.start, r.end
-        )));
+        return Err(Error::argument(
+            Arg::Rows,
+            format!("{}:{}", r.start, r.end),
+            format!("must be a non-empty range within the {n} rows of the modalities"),
+        ));
     }
     if r.end > u32::MAX as usize + 1 {
-        return Err(CliError(format!(
-            "--rows: {n} rows; candidate ids are uint32, so at most 2^32 rows can be indexed"
-        )));
+        return Err(Error::argument(
+            Arg::Rows,
+            "",
+            format!("{n} rows; candidate ids are uint32, so at most 2^32 rows can be indexed"),
+        ));
     }
     Ok(r)
 }
@@ -160,11 +165,10 @@ fn write_shard(
     slices: &[&[f32]],
     factors: &Factors,
     dim: usize,
-) -> Result<ShardEntry, CliError> {
+) -> Result<ShardEntry, Error> {
     let file = super::shard_file(s);
     let path = stage.join(&file);
-    let fail =
-        |e: &dyn std::fmt::Display| CliError(format!("{}: cannot write: {e}", path.display()));
+    let fail = |e: &dyn std::fmt::Display| Error::io(path.display(), format!("cannot write: {e}"));
     let n = rows.len();
     let stride = factors.records().len() / n;
     let mut tensors = vec![(

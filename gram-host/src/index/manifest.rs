@@ -1,6 +1,6 @@
 //! `manifest.json`: what an index is and what its shards must be.
 
-use crate::commands::CliError;
+use crate::error::Error;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -51,41 +51,44 @@ pub struct ShardEntry {
 
 impl Manifest {
     /// Read and check `dir/manifest.json`: format, version, and shards that tile the rows.
-    pub fn read(dir: &Path) -> Result<Manifest, CliError> {
+    pub fn read(dir: &Path) -> Result<Manifest, Error> {
         let shown = dir.display();
         let path = dir.join(super::MANIFEST);
         if !dir.is_dir() {
-            return Err(CliError(format!(
-                "{shown}: not a directory (an index is a directory)"
-            )));
+            return Err(Error::data(
+                &shown,
+                "not a directory (an index is a directory)",
+            ));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            CliError(format!(
-                "{shown}: not a gram index ({}: {e})",
-                super::MANIFEST
-            ))
+            Error::data(
+                &shown,
+                format!("not a gram index ({}: {e})", super::MANIFEST),
+            )
         })?;
         let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| CliError(format!("{}: not JSON: {e}", path.display())))?;
+            .map_err(|e| Error::data(path.display(), format!("not JSON: {e}")))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Err(CliError(format!(
-                "{}: not a gram index manifest (format is not \"{FORMAT}\")",
-                path.display()
-            )));
+            return Err(Error::data(
+                path.display(),
+                format!("not a gram index manifest (format is not \"{FORMAT}\")"),
+            ));
         }
         if value.get("version").and_then(|v| v.as_u64()) != Some(VERSION as u64) {
-            return Err(CliError(format!(
-                "{}: index format version {} is not supported (this gram reads version {VERSION})",
+            return Err(Error::data(
                 path.display(),
-                value
-                    .get("version")
-                    .map_or("?".to_string(), |v| v.to_string())
-            )));
+                format!(
+                    "index format version {} is not supported (this gram reads version {VERSION})",
+                    value
+                        .get("version")
+                        .map_or("?".to_string(), |v| v.to_string())
+                ),
+            ));
         }
         let m: Manifest = serde_json::from_value(value)
-            .map_err(|e| CliError(format!("{}: malformed manifest: {e}", path.display())))?;
+            .map_err(|e| Error::data(path.display(), format!("malformed manifest: {e}")))?;
         m.check()
-            .map_err(|p| CliError(format!("{}: {p}", path.display())))?;
+            .map_err(|p| Error::data(path.display(), p.to_string()))?;
         Ok(m)
     }
 

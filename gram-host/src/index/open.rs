@@ -2,8 +2,8 @@
 //! checksum, layout) before any of it is used.
 
 use super::manifest::Manifest;
-use crate::commands::CliError;
 use crate::cpu::Factors;
+use crate::error::{Arg, Error};
 use memmap2::Mmap;
 use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
@@ -33,41 +33,45 @@ impl Index {
     /// foreign or malformed manifest; a shard that is missing, of another size, with another
     /// checksum, or not the tensors the manifest implies; indexes that differ in k or D or
     /// whose rows overlap.
-    pub fn open(dirs: &[PathBuf]) -> Result<Index, CliError> {
+    pub fn open(dirs: &[PathBuf]) -> Result<Index, Error> {
         let manifests = dirs
             .iter()
             .map(|d| Manifest::read(d).map(|m| (d, m)))
             .collect::<Result<Vec<_>, _>>()?;
         let (first, m0) = manifests
             .first()
-            .ok_or_else(|| CliError("no --index given".into()))?;
+            .ok_or_else(|| Error::missing(Arg::Index, ""))?;
         let mut spans = Vec::new();
         for (dir, m) in &manifests {
             if (m.k, m.dim) != (m0.k, m0.dim) {
-                return Err(CliError(format!(
-                    "{}: k = {}, D = {}, but {} has k = {}, D = {} (indexes searched together must match)",
+                return Err(Error::data(
                     dir.display(),
-                    m.k,
-                    m.dim,
-                    first.display(),
-                    m0.k,
-                    m0.dim
-                )));
+                    format!(
+                        "k = {}, D = {}, but {} has k = {}, D = {} (indexes searched together must match)",
+                        m.k,
+                        m.dim,
+                        first.display(),
+                        m0.k,
+                        m0.dim
+                    ),
+                ));
             }
             spans.push((m.first_row, m.first_row + m.rows, *dir));
         }
         spans.sort();
         for w in spans.windows(2) {
             if w[1].0 < w[0].1 {
-                return Err(CliError(format!(
-                    "{} (rows {}..{}) and {} (rows {}..{}) overlap: searched together, indexes must hold disjoint rows",
+                return Err(Error::data(
                     w[0].2.display(),
-                    w[0].0,
-                    w[0].1,
-                    w[1].2.display(),
-                    w[1].0,
-                    w[1].1
-                )));
+                    format!(
+                        "(rows {}..{}) and {} (rows {}..{}) overlap: searched together, indexes must hold disjoint rows",
+                        w[0].0,
+                        w[0].1,
+                        w[1].2.display(),
+                        w[1].0,
+                        w[1].1
+                    ),
+                ));
             }
         }
         let entries: Vec<_> = manifests
@@ -93,13 +97,14 @@ impl Index {
 }
 
 impl Shard {
-    fn open(path: &Path, m: &Manifest, entry: &super::ShardEntry) -> Result<Shard, CliError> {
-        let shown = path.display();
-        let fail = |p: String| CliError(format!("{shown}: {p}"));
-        let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    fn open(path: &Path, m: &Manifest, entry: &super::ShardEntry) -> Result<Shard, Error> {
+        let shown = path.display().to_string();
+        let fail = |p: String| Error::data(&shown, p);
+        let io = |p: String| Error::io(&shown, p);
+        let file = std::fs::File::open(path).map_err(|e| io(format!("cannot open: {e}")))?;
         let len = file
             .metadata()
-            .map_err(|e| fail(format!("cannot stat: {e}")))?
+            .map_err(|e| io(format!("cannot stat: {e}")))?
             .len();
         if len != entry.bytes {
             return Err(fail(format!(
@@ -109,7 +114,7 @@ impl Shard {
         }
         // SAFETY: read-only private map; a concurrent truncation faults rather than returning
         // wrong data (the same trade-off as the input files, see input.rs).
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| io(format!("cannot map: {e}")))?;
         if super::checksum(&map) != entry.xxh3_64 {
             return Err(fail(format!(
                 "checksum {} differs from the manifest's {} (the file is damaged)",
@@ -120,24 +125,23 @@ impl Shard {
         let (rows, dim, vectors) = (entry.rows as usize, m.dim, m.k - 1);
         let st = SafeTensors::deserialize(&map).map_err(|e| fail(format!("not a shard: {e}")))?;
         let base = map.as_ptr() as usize;
-        let tensor =
-            |name: &str, dtype: Dtype, shape: [usize; 2]| -> Result<Range<usize>, CliError> {
-                let t = st
-                    .tensor(name)
-                    .map_err(|_| fail(format!("no tensor `{name}`")))?;
-                if t.dtype() != dtype || t.shape() != shape {
-                    return Err(fail(format!(
-                        "tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
-                        t.dtype(),
-                        t.shape()
-                    )));
-                }
-                let start = t.data().as_ptr() as usize - base;
-                if !start.is_multiple_of(dtype.bitsize().div_ceil(8)) {
-                    return Err(fail(format!("tensor `{name}` is not aligned")));
-                }
-                Ok(start..start + t.data().len())
-            };
+        let tensor = |name: &str, dtype: Dtype, shape: [usize; 2]| -> Result<Range<usize>, Error> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| fail(format!("no tensor `{name}`")))?;
+            if t.dtype() != dtype || t.shape() != shape {
+                return Err(fail(format!(
+                    "tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            let start = t.data().as_ptr() as usize - base;
+            if !start.is_multiple_of(dtype.bitsize().div_ceil(8)) {
+                return Err(fail(format!("tensor `{name}` is not aligned")));
+            }
+            Ok(start..start + t.data().len())
+        };
         if st.len() != vectors + 1 {
             return Err(fail(format!(
                 "{} tensors, expected {}",
@@ -168,13 +172,13 @@ impl Shard {
     }
 
     /// The shard's candidate factors, every record checked.
-    pub fn factors(&self, dim: usize) -> Result<Factors<'_>, CliError> {
+    pub fn factors(&self, dim: usize) -> Result<Factors<'_>, Error> {
         let records: &[f64] = bytemuck::cast_slice(&self.map[self.factors.clone()]);
         Factors::from_records(records, self.modalities.len(), self.rows, dim).map_err(|e| {
-            CliError(format!(
-                "{}: damaged candidate factors ({e})",
-                self.path.display()
-            ))
+            Error::data(
+                self.path.display(),
+                format!("damaged candidate factors ({e})"),
+            )
         })
     }
 }

@@ -1,8 +1,9 @@
 //! `gram search --index`: the top-k of every query over every shard, merged.
 
 use super::open::Index;
-use crate::commands::{Backend, CliError};
+use crate::commands::Backend;
 use crate::cpu::{CpuStats, Scorer, topk};
+use crate::error::{Arg, Error};
 use crate::input::View;
 use std::time::{Duration, Instant};
 
@@ -22,25 +23,30 @@ pub fn search_keys(
     anchor: View,
     k: usize,
     backend: Backend,
-) -> Result<(Vec<Vec<u64>>, SearchReport), CliError> {
+) -> Result<(Vec<Vec<u64>>, SearchReport), Error> {
     if anchor.cols != index.dim {
-        return Err(CliError(format!(
-            "{}: dimension {} does not match the index's dimension {}",
-            anchor.name, anchor.cols, index.dim
-        )));
+        return Err(Error::data(
+            anchor.name,
+            format!(
+                "dimension {} does not match the index's dimension {}",
+                anchor.cols, index.dim
+            ),
+        ));
     }
     let total = index.rows();
     if k == 0 || k > total {
-        return Err(CliError(format!(
-            "--top-k {k}: must be between 1 and the number of candidates ({total})"
-        )));
+        return Err(Error::argument(
+            Arg::TopK,
+            k,
+            format!("must be between 1 and the number of candidates ({total})"),
+        ));
     }
     let t = Instant::now();
     // One device for every shard (opening one takes longer than scoring a small shard).
     #[cfg(feature = "gpu")]
     let ctx = match backend {
         Backend::Gpu => {
-            Some(gram_gpu::GpuContext::new().map_err(|e| CliError(format!("--backend gpu: {e}")))?)
+            Some(gram_gpu::GpuContext::new().map_err(|e| Error::Gpu(format!("{e}").to_string()))?)
         }
         Backend::Cpu => None,
     };
@@ -49,10 +55,18 @@ pub fn search_keys(
     for shard in &index.shards {
         let factors = shard.factors(index.dim)?;
         let modalities = shard.modalities();
-        let fail = |e: gram_nostd::GramError| CliError(format!("{}: {e}", anchor.name));
+        // The query was checked finite when it was read: a NaN or an infinity met while scoring
+        // lies in the shard's vectors (one planted after the build, checksum updated); other
+        // refusals concern the query.
+        let fail = |e: gram_nostd::GramError| match e {
+            gram_nostd::GramError::NonFinite => Error::data(shard.path.display(), e.to_string()),
+            _ => Error::data(anchor.name, e.to_string()),
+        };
+        let shard_fail =
+            |e: gram_nostd::GramError| Error::data(shard.path.display(), e.to_string());
         let keys = match backend {
             Backend::Cpu => {
-                let scorer = Scorer::with_factors(&modalities, factors).map_err(fail)?;
+                let scorer = Scorer::with_factors(&modalities, factors).map_err(shard_fail)?;
                 let (keys, stats) = scorer
                     .top_k_keys(anchor.data, k, shard.first_row)
                     .map_err(fail)?;
@@ -88,17 +102,18 @@ fn gpu_top_k(
     shard: &super::Shard,
     anchor: View,
     k: usize,
-) -> Result<Vec<Vec<u64>>, CliError> {
+) -> Result<Vec<Vec<u64>>, Error> {
     let fail = |e: gram_gpu::GpuError| match e {
-        gram_gpu::GpuError::Input(e) => CliError(format!("{}: {e}", anchor.name)),
-        other => CliError(format!("--backend gpu: {other}")),
+        gram_gpu::GpuError::Input(e) => Error::data(anchor.name, format!("{e}")),
+        other => Error::Gpu(other.to_string()),
     };
     let k = k.min(shard.rows);
     if k > gram_gpu::MAX_TOP_K {
-        return Err(CliError(format!(
-            "--top-k {k}: the GPU backend supports at most {}",
-            gram_gpu::MAX_TOP_K
-        )));
+        return Err(Error::argument(
+            Arg::TopK,
+            k,
+            format!("the GPU backend supports at most {}", gram_gpu::MAX_TOP_K),
+        ));
     }
     let scorer =
         gram_gpu::GpuScorer::from_candidates(ctx, modalities, shard.rows, factors.dim(), |j| {

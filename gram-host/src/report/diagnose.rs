@@ -1,7 +1,8 @@
 //! One embedding set's alignment diagnostics: every number and point series a report shows.
 
 use super::stats::{mutual_knn, pca2, row_cosines, separation_auc, spearman, subsample, unit_rows};
-use crate::commands::{Batch, CliError};
+use crate::commands::Batch;
+use crate::error::Error;
 use crate::metrics::{self, Retrieval};
 use gram_nostd::summarize_ranks;
 
@@ -72,7 +73,7 @@ impl Diagnostics {
         names: &[String],
         sampling: Sampling,
         progress: &dyn Fn(&str),
-    ) -> Result<Diagnostics, CliError> {
+    ) -> Result<Diagnostics, Error> {
         let (n, d) = (batch.anchor.rows, batch.anchor.cols);
         progress("ranks (every row)");
         let scorer = batch.scorer()?;
@@ -80,9 +81,9 @@ impl Diagnostics {
             batch.square(|a| metrics::ranks_full(&scorer, a, d, gram_nostd::Ties::Pessimistic))?;
         let retrieval = Retrieval {
             anchor_to_data: summarize_ranks(&mut ranks.anchor_to_data.clone())
-                .map_err(|e| CliError(e.to_string()))?,
+                .map_err(|e| Error::data(batch.anchor.name, e.to_string()))?,
             data_to_anchor: summarize_ranks(&mut ranks.data_to_anchor.clone())
-                .map_err(|e| CliError(e.to_string()))?,
+                .map_err(|e| Error::data(batch.anchor.name, e.to_string()))?,
         };
         progress("negatives (sampled rows)");
         let sample = subsample(n, sampling.rows);
@@ -168,7 +169,7 @@ impl Diagnostics {
 
 /// Off-diagonal entries of the sampled rows' volume matrix. Recomputed rather than kept from
 /// the ranks pass, which streams tiles and never holds N×N: at most `Sampling::rows`² pairs.
-fn sampled_negatives(batch: &Batch, sampled: &[Vec<f32>], d: usize) -> Result<Vec<f32>, CliError> {
+fn sampled_negatives(batch: &Batch, sampled: &[Vec<f32>], d: usize) -> Result<Vec<f32>, Error> {
     use crate::input::View;
     let s = sampled[0].len() / d;
     let names: Vec<String> = std::iter::once(batch.anchor.name)

@@ -15,7 +15,8 @@ pub mod stats;
 pub use diagnose::{Diagnostics, Sampling};
 pub use snapshots::report_snapshots;
 
-use crate::commands::{CliError, Inputs};
+use crate::commands::Inputs;
+use crate::error::{Arg, Error};
 use crate::output;
 use html::Figure;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,16 +52,20 @@ pub fn report_files(
     modalities: &[String],
     names: Option<&[String]>,
     opts: &ReportOptions,
-) -> Result<serde_json::Value, CliError> {
+) -> Result<serde_json::Value, Error> {
     let inputs = Inputs::load(anchor, modalities, None)?;
     let batch = inputs.batch()?;
     let names: Vec<String> = match names {
         Some(n) if n.len() != modalities.len() + 1 => {
-            return Err(CliError(format!(
-                "--names: {} names for {} vectors (the anchor and each --modality)",
-                n.len(),
-                modalities.len() + 1
-            )));
+            return Err(Error::argument(
+                Arg::Names,
+                "",
+                format!(
+                    "{} names for {} vectors (the anchor and each --modality)",
+                    n.len(),
+                    modalities.len() + 1
+                ),
+            ));
         }
         Some(n) => n.to_vec(),
         None => std::iter::once(anchor)
@@ -95,11 +100,7 @@ pub fn report_files(
 }
 
 /// The plots of one embedding set (`prefix` tells snapshot steps apart).
-pub(crate) fn set_figures(
-    d: &Diagnostics,
-    dir: &Path,
-    prefix: &str,
-) -> Result<Vec<Figure>, CliError> {
+pub(crate) fn set_figures(d: &Diagnostics, dir: &Path, prefix: &str) -> Result<Vec<Figure>, Error> {
     let map_title = format!("{prefix}PCA map of the embeddings by modality");
     let drawn: [(&str, String, Result<String, String>); 4] = [
         (
@@ -127,24 +128,24 @@ pub(crate) fn set_figures(
         .into_iter()
         .map(|(name, caption, svg)| {
             let name = format!("{prefix}{name}");
-            let svg = svg.map_err(|e| CliError(format!("{name}: {e}")))?;
+            let svg = svg.map_err(|e| Error::data(&name, e.to_string()))?;
             write(dir, &format!("{name}.svg"), &svg)?;
             Ok(Figure { name, caption, svg })
         })
         .collect()
 }
 
-pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<(), CliError> {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<(), Error> {
     std::fs::write(dir.join(name), text)
-        .map_err(|e| CliError(format!("{}: cannot write: {e}", dir.join(name).display())))
+        .map_err(|e| Error::io(dir.join(name).display(), format!("cannot write: {e}")))
 }
 
 /// Build the report in a staging directory beside `out`, then move it into place; an existing
 /// `out` is replaced only if it holds a previous report (see [`output::write_dir_atomically`]).
 pub(crate) fn write_atomically(
     out: &Path,
-    fill: impl FnOnce(&Path) -> Result<(), CliError>,
-) -> Result<(), CliError> {
+    fill: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<(), Error> {
     output::write_dir_atomically(out, "report.html", "gram report", fill)
 }
 

@@ -5,7 +5,8 @@ use super::diagnose::{Diagnostics, Sampling};
 use super::html::{self, Figure};
 use super::plots::{Curves, Map, render};
 use super::{ReportOptions, progress_bar, set_figures, write, write_atomically};
-use crate::commands::{CliError, Inputs};
+use crate::commands::Inputs;
+use crate::error::{Arg, Error};
 use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 
@@ -16,12 +17,12 @@ struct Step {
 }
 
 /// The steps of `dir`, each with the same modalities (sorted by step, then name).
-fn scan_snapshots(dir: &Path) -> Result<Vec<Step>, CliError> {
+fn scan_snapshots(dir: &Path) -> Result<Vec<Step>, Error> {
     let shown = dir.display();
-    let entries = std::fs::read_dir(dir).map_err(|e| CliError(format!("{shown}: {e}")))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(&shown, e.to_string()))?;
     let mut steps: std::collections::BTreeMap<u64, Vec<(String, PathBuf)>> = Default::default();
     for entry in entries {
-        let path = entry.map_err(|e| CliError(format!("{shown}: {e}")))?.path();
+        let path = entry.map_err(|e| Error::io(&shown, e.to_string()))?.path();
         let Some(file) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else {
             continue;
         };
@@ -40,9 +41,10 @@ fn scan_snapshots(dir: &Path) -> Result<Vec<Step>, CliError> {
             .push((modality.to_string(), path));
     }
     if steps.is_empty() {
-        return Err(CliError(format!(
-            "{shown}: no snapshot files named <step>_<modality>.npy"
-        )));
+        return Err(Error::data(
+            &shown,
+            "no snapshot files named <step>_<modality>.npy",
+        ));
     }
     let mut out: Vec<Step> = steps
         .into_iter()
@@ -55,10 +57,13 @@ fn scan_snapshots(dir: &Path) -> Result<Vec<Step>, CliError> {
     for s in &out {
         let names: Vec<&String> = s.files.iter().map(|f| &f.0).collect();
         if names != first {
-            return Err(CliError(format!(
-                "{shown}: step {} has modalities {names:?}, step {} has {first:?}",
-                s.step, out[0].step
-            )));
+            return Err(Error::data(
+                &shown,
+                format!(
+                    "step {} has modalities {names:?}, step {} has {first:?}",
+                    s.step, out[0].step
+                ),
+            ));
         }
     }
     out.sort_by_key(|s| s.step);
@@ -67,27 +72,25 @@ fn scan_snapshots(dir: &Path) -> Result<Vec<Step>, CliError> {
 
 /// The anchor (`--anchor-modality`, else `text` if present, else the first name) and the
 /// other modalities in name order.
-fn modality_order(
-    dir: &Path,
-    steps: &[Step],
-    anchor: Option<&str>,
-) -> Result<Vec<String>, CliError> {
+fn modality_order(dir: &Path, steps: &[Step], anchor: Option<&str>) -> Result<Vec<String>, Error> {
     let modalities: Vec<String> = steps[0].files.iter().map(|f| f.0.clone()).collect();
     let anchor = match anchor {
         Some(a) if modalities.iter().any(|m| m == a) => a.to_string(),
         Some(a) => {
-            return Err(CliError(format!(
-                "--anchor-modality {a}: not among the snapshots' modalities {modalities:?}"
-            )));
+            return Err(Error::argument(
+                Arg::AnchorModality,
+                a,
+                format!("not among the snapshots' modalities {modalities:?}"),
+            ));
         }
         None if modalities.iter().any(|m| m == "text") => "text".into(),
         None => modalities[0].clone(),
     };
     if modalities.len() < 2 {
-        return Err(CliError(format!(
-            "{}: one modality ({anchor}); a report needs at least two",
-            dir.display()
-        )));
+        return Err(Error::data(
+            dir.display(),
+            format!("one modality ({anchor}); a report needs at least two"),
+        ));
     }
     Ok(std::iter::once(anchor.clone())
         .chain(modalities.into_iter().filter(|m| *m != anchor))
@@ -100,7 +103,7 @@ fn diagnose_steps(
     order: &[String],
     sampling: Sampling,
     bar: &ProgressBar,
-) -> Result<Vec<Diagnostics>, CliError> {
+) -> Result<Vec<Diagnostics>, Error> {
     steps
         .iter()
         .map(|s| {
@@ -123,7 +126,7 @@ pub fn report_snapshots(
     dir: &Path,
     anchor_modality: Option<&str>,
     opts: &ReportOptions,
-) -> Result<serde_json::Value, CliError> {
+) -> Result<serde_json::Value, Error> {
     let steps = scan_snapshots(dir)?;
     let order = modality_order(dir, &steps, anchor_modality)?;
     let bar = progress_bar(steps.len() as u64 + 1);
@@ -136,12 +139,7 @@ pub fn report_snapshots(
 }
 
 /// report.html, summary.json and the plots of a snapshot report into `out`.
-fn write_page(
-    out: &Path,
-    dir: &Path,
-    diags: &[Diagnostics],
-    steps: &[u64],
-) -> Result<(), CliError> {
+fn write_page(out: &Path, dir: &Path, diags: &[Diagnostics], steps: &[u64]) -> Result<(), Error> {
     let mut figures = vec![curves_figure(diags, steps, out)?];
     let (first, last) = (&diags[0], &diags[diags.len() - 1]);
     let (first_step, last_step) = (steps[0], steps[steps.len() - 1]);
@@ -149,7 +147,7 @@ fn write_page(
         let title = format!("Step {step}: PCA map of the embeddings by modality");
         let name = format!("step{step}_map");
         let svg = render(&Map { diag: d, title }, out, &name)
-            .map_err(|e| CliError(format!("{name}: {e}")))?;
+            .map_err(|e| Error::data(&name, e.to_string()))?;
         write(out, &format!("{name}.svg"), &svg)?;
         figures.push(Figure {
             name,
@@ -195,7 +193,7 @@ fn snapshots_json(diags: &[Diagnostics], steps: &[u64]) -> serde_json::Value {
     )
 }
 
-fn curves_figure(diags: &[Diagnostics], steps: &[u64], dir: &Path) -> Result<Figure, CliError> {
+fn curves_figure(diags: &[Diagnostics], steps: &[u64], dir: &Path) -> Result<Figure, Error> {
     let series = |f: &dyn Fn(&Diagnostics) -> f64| diags.iter().map(f).collect::<Vec<f64>>();
     let first = &diags[0];
     let knn = first
@@ -242,7 +240,8 @@ fn curves_figure(diags: &[Diagnostics], steps: &[u64], dir: &Path) -> Result<Fig
             ),
         ],
     };
-    let svg = render(&curves, dir, "curves").map_err(|e| CliError(format!("curves: {e}")))?;
+    let svg = render(&curves, dir, "curves")
+        .map_err(|e| Error::Usage(format!("curves: {e}").to_string()))?;
     write(dir, "curves.svg", &svg)?;
     Ok(Figure {
         name: "curves".into(),

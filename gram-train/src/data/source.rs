@@ -111,7 +111,7 @@ pub fn open_source(
         let s = load_split(data, split)?;
         if s.info.modalities != config.modalities || s.dims() != config.input_dims {
             return Err(Error::data(
-                &data,
+                data,
                 "modalities or feature sizes differ from the model's",
             ));
         }

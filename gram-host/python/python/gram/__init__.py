@@ -91,7 +91,7 @@ def search_index(anchor, index, k: int, backend: str = "cpu") -> Tuple[np.ndarra
 
     Indices are rows of the indexed files. The index's manifest, sizes and checksums are
     checked first; a corrupt, truncated, foreign or mismatched index raises ``ValueError`` with
-    the CLI's message. The shards are memory-mapped, not read into memory.
+    the CLI's message (``OSError`` for a shard that cannot be opened). The shards are memory-mapped, not read into memory.
     """
     return _gram.search_index(anchor, index, k, backend)
 

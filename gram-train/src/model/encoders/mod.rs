@@ -218,7 +218,7 @@ const UPSTREAM_PREFIXES: [&str; 4] = ["", "bert.", "vision_model.", "model."];
 /// name. Fails naming the missing tensor or the shape mismatch; extra tensors are ignored.
 pub fn load_folder(varmap: &VarMap, prefix: &str, dir: &Path) -> std::result::Result<(), Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::checkpoint(&dir, e))?
+        .map_err(|e| Error::checkpoint(dir, e))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
@@ -230,8 +230,7 @@ pub fn load_folder(varmap: &VarMap, prefix: &str, dir: &Path) -> std::result::Re
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for f in &files {
         tensors.extend(
-            candle_core::safetensors::load(f, &Device::Cpu)
-                .map_err(|e| Error::checkpoint(&f, e))?,
+            candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| Error::checkpoint(f, e))?,
         );
     }
     for (name, var) in vars_under(varmap, prefix) {
@@ -267,7 +266,7 @@ pub fn save_folder(
     tokenizer: Option<&Tokenizer>,
     dir: &Path,
 ) -> std::result::Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::checkpoint(&dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::checkpoint(dir, e))?;
     let tensors: HashMap<String, Tensor> = vars_under(varmap, prefix)
         .into_iter()
         .map(|(k, v)| (k[prefix.len() + 1..].to_string(), v.as_tensor().clone()))
@@ -278,13 +277,13 @@ pub fn save_folder(
     std::fs::rename(&tmp, &p).map_err(|e| Error::checkpoint(&p, e))?;
     let config = serde_json::to_string_pretty(&spec.config).expect("json");
     gram_host::output::write_text(&dir.join("config.json"), &config)
-        .map_err(|e| Error::checkpoint(&dir, e))?;
+        .map_err(|e| Error::checkpoint(dir, e))?;
     if let Some(t) = tokenizer {
         let text = t
             .to_string(true)
             .map_err(|e| Error::config(format!("tokenizer: {e}")))?;
         gram_host::output::write_text(&dir.join("tokenizer.json"), &text)
-            .map_err(|e| Error::checkpoint(&dir, e))?;
+            .map_err(|e| Error::checkpoint(dir, e))?;
     }
     Ok(())
 }
@@ -302,10 +301,10 @@ pub fn load_tokenizer(dir: Option<&Path>) -> std::result::Result<Tokenizer, Erro
 /// truncates to the spec's `max_len` and pads to the batch (MiniLM's file pads every
 /// sequence to 128, which would change nothing but the cost).
 pub fn tokenizer_from_file(p: &Path) -> std::result::Result<Tokenizer, Error> {
-    let mut t = Tokenizer::from_file(p).map_err(|e| Error::checkpoint(&p, e))?;
+    let mut t = Tokenizer::from_file(p).map_err(|e| Error::checkpoint(p, e))?;
     t.with_padding(None);
     t.with_truncation(None)
-        .map_err(|e| Error::checkpoint(&p, e))?;
+        .map_err(|e| Error::checkpoint(p, e))?;
     Ok(t)
 }
 
