@@ -348,7 +348,8 @@ fn fit_data_parallel(
     rank: usize,
     dist_init: Option<PathBuf>,
 ) -> Result<gram_train::train::fit::FitSummary, Error> {
-    let rendezvous = dist_init.ok_or("--world-size > 1 needs --dist-init FILE")?;
+    let rendezvous =
+        dist_init.ok_or_else(|| Error::config("--world-size > 1 needs --dist-init FILE"))?;
     let coll = gram_train::train::nccl::Nccl::join(
         rank,
         world,

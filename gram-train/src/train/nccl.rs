@@ -39,25 +39,27 @@ impl Nccl {
         gpu: usize,
         rendezvous: &Path,
         timeout: Duration,
-    ) -> Result<Nccl, Error> {
+    ) -> std::result::Result<Nccl, Error> {
         if rank >= world {
-            return Err(format!("rank {rank} is outside a world of {world}"));
+            return Err(Error::config(format!(
+                "rank {rank} is outside a world of {world}"
+            )));
         }
-        let ctx = CudaContext::new(gpu).map_err(|e| format!("GPU {gpu}: {e}"))?;
+        let ctx = CudaContext::new(gpu).map_err(|e| Error::device(format!("GPU {gpu}: {e}")))?;
         let stream = ctx.default_stream();
         let id = if rank == 0 {
             if rendezvous.exists() {
-                return Err(format!(
+                return Err(Error::config(format!(
                     "{}: exists already; give each run a fresh rendezvous path",
                     rendezvous.display()
-                ));
+                )));
             }
-            let id = Id::new().map_err(|e| format!("NCCL id: {e:?}"))?;
+            let id = Id::new().map_err(|e| Error::device(format!("NCCL id: {e:?}")))?;
             let bytes: Vec<u8> = id.internal().iter().map(|&c| c as u8).collect();
             let tmp = rendezvous.with_extension("tmp");
             std::fs::write(&tmp, &bytes)
                 .and_then(|_| std::fs::rename(&tmp, rendezvous))
-                .map_err(|e| Error::data(&rendezvous, e))?;
+                .map_err(|e| Error::io(rendezvous, e))?;
             id
         } else {
             let start = Instant::now();
@@ -65,10 +67,10 @@ impl Nccl {
                 match std::fs::read(rendezvous) {
                     Ok(b) if b.len() == ID_BYTES => break b,
                     _ if start.elapsed() > timeout => {
-                        return Err(format!(
+                        return Err(Error::device(format!(
                             "{}: no NCCL id from rank 0 after {timeout:?}",
                             rendezvous.display()
-                        ));
+                        )));
                     }
                     _ => std::thread::sleep(Duration::from_millis(100)),
                 }
@@ -80,7 +82,7 @@ impl Nccl {
             Id::uninit(internal)
         };
         let comm = Comm::from_rank(stream.clone(), rank, world, id)
-            .map_err(|e| format!("NCCL init (rank {rank} of {world}): {e:?}"))?;
+            .map_err(|e| Error::device(format!("NCCL init (rank {rank} of {world}): {e:?}")))?;
         if rank == 0 {
             // Every rank has joined (init is collective): the id is no longer needed.
             let _ = std::fs::remove_file(rendezvous);
