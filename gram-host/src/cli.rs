@@ -119,36 +119,7 @@ enum Command {
         after_help = "Ties are broken by the smaller candidate index, on every backend.\n\n\
 Example:\n  gram search --anchor queries.npy --modality video.npy --modality audio.npy --top-k 10 --out hits"
     )]
-    Search {
-        /// Query embeddings [N1, D] (.npy or FILE.safetensors:TENSOR).
-        #[arg(long, value_name = "FILE")]
-        anchor: String,
-        /// A modality's embeddings [N2, D]; repeat for k − 1 modalities (or use --index).
-        #[arg(
-            long = "modality",
-            value_name = "FILE",
-            required_unless_present = "index",
-            conflicts_with = "index"
-        )]
-        modalities: Vec<String>,
-        /// An index directory (`gram index build`); repeat to search indexes of disjoint rows
-        /// together. Hit indices are then rows of the indexed files.
-        #[arg(long = "index", value_name = "DIR")]
-        index: Vec<PathBuf>,
-        /// With --modality: accept a row of NaN as a missing vector, scored by this rule.
-        #[arg(long, value_enum, value_name = "RULE", conflicts_with = "index")]
-        missing: Option<MissingArg>,
-        #[arg(long, value_name = "K")]
-        top_k: usize,
-        /// Output directory.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[arg(long, value_enum, default_value = "cpu")]
-        backend: Backend,
-        /// Print timings and fallback counts to stderr (with --index).
-        #[arg(short, long)]
-        verbose: bool,
-    },
+    Search(SearchArgs),
     /// Build a search index: factor the candidates once and store them with their vectors in
     /// safetensors shards and a manifest (sizes, xxh3-64 checksums, sources).
     #[command(subcommand)]
@@ -215,32 +186,67 @@ Examples:
   gram report --anchor text.npy --modality video.npy --modality audio.npy --out report
   gram report --snapshots run/snapshots --anchor-modality text --out report --json"
     )]
-    Report {
-        /// Anchor embeddings [N, D] (with --modality; or use --snapshots).
-        #[arg(long, value_name = "FILE", required_unless_present = "snapshots")]
-        anchor: Option<String>,
-        /// A modality's embeddings [N, D]; repeat for each.
-        #[arg(long = "modality", value_name = "FILE", requires = "anchor")]
-        modalities: Vec<String>,
-        /// A directory of <step>_<modality>.npy training snapshots.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["anchor", "modalities", "names"])]
-        snapshots: Option<PathBuf>,
-        /// With --snapshots: the anchor modality (default: text if present, else the first name).
-        #[arg(long, value_name = "NAME", requires = "snapshots")]
-        anchor_modality: Option<String>,
-        /// Names of the anchor and each modality, comma-separated (default: the file stems).
-        #[arg(long, value_name = "A,M1,…", value_delimiter = ',')]
-        names: Option<Vec<String>>,
-        /// Rows sampled (evenly spaced) for the plots, negatives, cosines and mutual k-NN.
-        #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(11..=20000))]
-        sample: u64,
-        /// Output directory (replaced only if it holds a previous report).
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Print the summary as JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Anchor embeddings [N, D] (with --modality; or use --snapshots).
+    #[arg(long, value_name = "FILE", required_unless_present = "snapshots")]
+    anchor: Option<String>,
+    /// A modality's embeddings [N, D]; repeat for each.
+    #[arg(long = "modality", value_name = "FILE", requires = "anchor")]
+    modalities: Vec<String>,
+    /// A directory of <step>_<modality>.npy training snapshots.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["anchor", "modalities", "names"])]
+    snapshots: Option<PathBuf>,
+    /// With --snapshots: the anchor modality (default: text if present, else the first name).
+    #[arg(long, value_name = "NAME", requires = "snapshots")]
+    anchor_modality: Option<String>,
+    /// Names of the anchor and each modality, comma-separated (default: the file stems).
+    #[arg(long, value_name = "A,M1,…", value_delimiter = ',')]
+    names: Option<Vec<String>>,
+    /// Rows sampled (evenly spaced) for the plots, negatives, cosines and mutual k-NN.
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(11..=20000))]
+    sample: u64,
+    /// Output directory (replaced only if it holds a previous report).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// Query embeddings [N1, D] (.npy or FILE.safetensors:TENSOR).
+    #[arg(long, value_name = "FILE")]
+    anchor: String,
+    /// A modality's embeddings [N2, D]; repeat for k − 1 modalities (or use --index).
+    #[arg(
+        long = "modality",
+        value_name = "FILE",
+        required_unless_present = "index",
+        conflicts_with = "index"
+    )]
+    modalities: Vec<String>,
+    /// An index directory (`gram index build`); repeat to search indexes of disjoint rows
+    /// together. Hit indices are then rows of the indexed files.
+    #[arg(long = "index", value_name = "DIR")]
+    index: Vec<PathBuf>,
+    /// With --modality: accept a row of NaN as a missing vector, scored by this rule.
+    #[arg(long, value_enum, value_name = "RULE", conflicts_with = "index")]
+    missing: Option<MissingArg>,
+    #[arg(long, value_name = "K")]
+    top_k: usize,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+    /// Print timings and fallback counts to stderr (with --index).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -312,72 +318,8 @@ fn run_index(cmd: IndexCommand) -> Result<(), Error> {
 /// Run a parsed command line, printing results to stdout.
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Report {
-            anchor,
-            modalities,
-            snapshots,
-            anchor_modality,
-            names,
-            sample,
-            out,
-            json,
-        } => {
-            let opts = crate::report::ReportOptions {
-                out,
-                sampling: crate::report::Sampling {
-                    rows: sample as usize,
-                    ..Default::default()
-                },
-            };
-            let summary = match (snapshots, anchor) {
-                (Some(dir), _) => {
-                    crate::report::report_snapshots(&dir, anchor_modality.as_deref(), &opts)?
-                }
-                // Inputs::load refuses a missing --modality, as for every subcommand.
-                (None, Some(anchor)) => {
-                    crate::report::report_files(&anchor, &modalities, names.as_deref(), &opts)?
-                }
-                (None, None) => {
-                    return Err(Error::Usage(
-                        "need --anchor and --modality, or --snapshots".into(),
-                    ));
-                }
-            };
-            if json {
-                println!("{summary}");
-            } else {
-                print!("{}", crate::report::summary_text(&summary));
-                println!("report: {}", opts.out.join("report.html").display());
-            }
-        }
-        Command::Search {
-            anchor,
-            modalities,
-            index,
-            missing,
-            top_k,
-            out,
-            backend,
-            verbose,
-        } => {
-            if index.is_empty() {
-                let missing = missing.map(Into::into);
-                commands::search(&anchor, &modalities, missing, top_k, &out, backend.into())?
-            } else {
-                let (r, open) =
-                    commands::search_index(&anchor, &index, top_k, &out, backend.into())?;
-                if verbose {
-                    eprintln!(
-                        "searched {} pairs: open+verify {:.3}s, compute {:.3}s; {} pairs recomputed in f64, {} exactly",
-                        r.stats.pairs,
-                        open.as_secs_f64(),
-                        r.compute.as_secs_f64(),
-                        r.stats.f64_recomputes,
-                        r.stats.exact_recomputes
-                    );
-                }
-            }
-        }
+        Command::Report(args) => run_report(args)?,
+        Command::Search(args) => run_search(args)?,
         Command::Index(cmd) => run_index(cmd)?,
         Command::Merge { hits, top_k, out } => crate::hits::merge(&hits, top_k, &out)?,
         Command::Score {
@@ -443,6 +385,75 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     l.loss, l.anchor_to_data, l.data_to_anchor
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+fn run_report(args: ReportArgs) -> Result<(), Error> {
+    let ReportArgs {
+        anchor,
+        modalities,
+        snapshots,
+        anchor_modality,
+        names,
+        sample,
+        out,
+        json,
+    } = args;
+    let opts = crate::report::ReportOptions {
+        out,
+        sampling: crate::report::Sampling {
+            rows: sample as usize,
+            ..Default::default()
+        },
+    };
+    let summary = match (snapshots, anchor) {
+        (Some(dir), _) => crate::report::report_snapshots(&dir, anchor_modality.as_deref(), &opts)?,
+        // Inputs::load refuses a missing --modality, as for every subcommand.
+        (None, Some(anchor)) => {
+            crate::report::report_files(&anchor, &modalities, names.as_deref(), &opts)?
+        }
+        (None, None) => {
+            return Err(Error::Usage(
+                "need --anchor and --modality, or --snapshots".into(),
+            ));
+        }
+    };
+    if json {
+        println!("{summary}");
+    } else {
+        print!("{}", crate::report::summary_text(&summary));
+        println!("report: {}", opts.out.join("report.html").display());
+    }
+    Ok(())
+}
+
+fn run_search(args: SearchArgs) -> Result<(), Error> {
+    let SearchArgs {
+        anchor,
+        modalities,
+        index,
+        missing,
+        top_k,
+        out,
+        backend,
+        verbose,
+    } = args;
+    if index.is_empty() {
+        let missing = missing.map(Into::into);
+        commands::search(&anchor, &modalities, missing, top_k, &out, backend.into())?
+    } else {
+        let (r, open) = commands::search_index(&anchor, &index, top_k, &out, backend.into())?;
+        if verbose {
+            eprintln!(
+                "searched {} pairs: open+verify {:.3}s, compute {:.3}s; {} pairs recomputed in f64, {} exactly",
+                r.stats.pairs,
+                open.as_secs_f64(),
+                r.compute.as_secs_f64(),
+                r.stats.f64_recomputes,
+                r.stats.exact_recomputes
+            );
         }
     }
     Ok(())

@@ -6,10 +6,12 @@ use crate::config::{LossKind, TrainConfig};
 use crate::data::features::load_split;
 use crate::data::synth::{SynthConfig, generate};
 use crate::error::Error;
+use crate::model::gram::GramModel;
 use crate::train::checkpoint::load_model;
 use crate::train::embed::{embed_split, retrieval, retrieval_json};
 use crate::train::fit::{FitOptions, fit};
 use candle_core::Device;
+use gram_host::metrics::Retrieval;
 use std::path::Path;
 
 pub struct DemoConfig {
@@ -66,6 +68,43 @@ fn native_scores(loss: LossKind, emb: &[Vec<f32>], anchor: usize, dim: usize) ->
 
 /// Run the demo into `out`; returns the markdown table (also written to `out/results.md`,
 /// with `out/results.json`).
+/// The run's alignment report over its snapshots, in `run_dir/report`.
+fn report_run(run_dir: &Path, model: &GramModel) -> Result<(), Error> {
+    let report = gram_host::report::ReportOptions {
+        out: run_dir.join("report"),
+        sampling: Default::default(),
+    };
+    let anchor = &model.config.modalities[model.anchor_index()];
+    gram_host::report::report_snapshots(&run_dir.join("snapshots"), Some(anchor), &report)?;
+    eprintln!(
+        "alignment report: {}",
+        report.out.join("report.html").display()
+    );
+    Ok(())
+}
+
+/// Test retrieval of a model trained with `loss`: every model by volume (the GRAM evaluator);
+/// the baselines also by the similarity they were trained with, the fair reading of them.
+fn scorings(
+    loss: LossKind,
+    model: &GramModel,
+    emb: &[Vec<f32>],
+    n: usize,
+) -> Result<Vec<(&'static str, Retrieval)>, Error> {
+    let (a, dim) = (model.anchor_index(), model.config.embed_dim);
+    let mut out = vec![("volume", retrieval(emb, a, dim)?)];
+    if let Some(native) = native_scores(loss, emb, a, dim) {
+        let r = gram_host::metrics::evaluate_matrix(&native, n)?;
+        let name = if loss == LossKind::Symile {
+            "MIP"
+        } else {
+            "cosine sum"
+        };
+        out.push((name, r));
+    }
+    Ok(out)
+}
+
 pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result<String, Error> {
     let data = out.join("data");
     eprintln!("generating synthetic dataset in {} …", data.display());
@@ -88,38 +127,10 @@ pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result
         let summary = fit(&data, &run_dir, &train_cfg, opts, dev)?;
         let model = load_model(&run_dir, dev)?;
         if train_cfg.snapshot_every > 0 {
-            let report = gram_host::report::ReportOptions {
-                out: run_dir.join("report"),
-                sampling: Default::default(),
-            };
-            let anchor = &model.config.modalities[model.anchor_index()];
-            gram_host::report::report_snapshots(&run_dir.join("snapshots"), Some(anchor), &report)?;
-            eprintln!(
-                "alignment report: {}",
-                report.out.join("report.html").display()
-            );
+            report_run(&run_dir, &model)?;
         }
         let emb = embed_split(&model, &test, dev)?;
-        // Every model is scored by volume (the GRAM evaluator); the baselines also by the
-        // similarity they were trained with, which is the fair reading of them.
-        let mut scorings = vec![(
-            "volume",
-            retrieval(&emb, model.anchor_index(), model.config.embed_dim)?,
-        )];
-        if let Some(native) =
-            native_scores(loss, &emb, model.anchor_index(), model.config.embed_dim)
-        {
-            let r = gram_host::metrics::evaluate_matrix(&native, test.len())?;
-            scorings.push((
-                if loss == LossKind::Symile {
-                    "MIP"
-                } else {
-                    "cosine sum"
-                },
-                r,
-            ));
-        }
-        for (scoring, r) in scorings {
+        for (scoring, r) in scorings(loss, &model, &emb, test.len())? {
             let (a, d) = (r.anchor_to_data, r.data_to_anchor);
             rows.push(format!(
                 "| {name} | {scoring} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.4} | {:.0} |",

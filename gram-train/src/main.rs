@@ -215,6 +215,43 @@ struct SplitArgs {
     skip_bad_samples: bool,
 }
 
+#[derive(clap::Args)]
+struct FitArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Continue from OUT/state.json exactly where it stopped.
+    #[arg(long)]
+    resume: bool,
+    /// Stop with a checkpoint after this many steps in total (resume later).
+    #[arg(long)]
+    stop_after: Option<u64>,
+    /// Finetune from this checkpoint (every weight; fresh optimizer and schedule).
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Raw data: skip and count bad samples instead of failing.
+    #[arg(long)]
+    skip_bad_samples: bool,
+    /// Batches prepared ahead on a background thread.
+    #[arg(long, default_value_t = 2)]
+    prefetch: usize,
+    #[arg(long)]
+    no_progress: bool,
+    /// Data parallelism: number of processes (one per GPU; needs --features nccl).
+    #[arg(long, default_value_t = 1, env = "WORLD_SIZE")]
+    world_size: usize,
+    /// This process's rank in 0..world-size (its GPU is --device cuda:N).
+    #[arg(long, default_value_t = 0, env = "RANK")]
+    rank: usize,
+    /// Rendezvous file (on a filesystem all ranks see; must not exist yet) through which
+    /// rank 0 hands out NCCL's id.
+    #[arg(long)]
+    dist_init: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Generate a synthetic feature dataset (DESIGN.md format) where joint alignment matters.
@@ -225,41 +262,7 @@ enum Command {
         args: SynthArgs,
     },
     /// Train on DIR/train_*.npy, validate on DIR/val_*.npy; checkpoints and metrics.jsonl in OUT.
-    Fit {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        #[command(flatten)]
-        train: TrainArgs,
-        /// Continue from OUT/state.json exactly where it stopped.
-        #[arg(long)]
-        resume: bool,
-        /// Stop with a checkpoint after this many steps in total (resume later).
-        #[arg(long)]
-        stop_after: Option<u64>,
-        /// Finetune from this checkpoint (every weight; fresh optimizer and schedule).
-        #[arg(long)]
-        init_from: Option<PathBuf>,
-        /// Raw data: skip and count bad samples instead of failing.
-        #[arg(long)]
-        skip_bad_samples: bool,
-        /// Batches prepared ahead on a background thread.
-        #[arg(long, default_value_t = 2)]
-        prefetch: usize,
-        #[arg(long)]
-        no_progress: bool,
-        /// Data parallelism: number of processes (one per GPU; needs --features nccl).
-        #[arg(long, default_value_t = 1, env = "WORLD_SIZE")]
-        world_size: usize,
-        /// This process's rank in 0..world-size (its GPU is --device cuda:N).
-        #[arg(long, default_value_t = 0, env = "RANK")]
-        rank: usize,
-        /// Rendezvous file (on a filesystem all ranks see; must not exist yet) through which
-        /// rank 0 hands out NCCL's id.
-        #[arg(long)]
-        dist_init: Option<PathBuf>,
-    },
+    Fit(FitArgs),
     /// Retrieval R@1/5/10, MedR, MeanR in both directions by volume; --rerank K re-orders each
     /// query's top K with the DAM head.
     Eval {
@@ -378,43 +381,47 @@ fn fit_data_parallel(
     )))
 }
 
+/// `gram-train fit`: one process, or one rank of a data-parallel world.
+fn run_fit(args: FitArgs, dev: &Device) -> Result<(), Error> {
+    let FitArgs {
+        data,
+        out,
+        train,
+        resume,
+        stop_after,
+        init_from,
+        skip_bad_samples,
+        prefetch,
+        no_progress,
+        world_size,
+        rank,
+        dist_init,
+    } = args;
+    let cfg = train.config(TrainConfig::default())?;
+    let opts = gram_train::train::fit::FitOptions {
+        resume,
+        progress: !no_progress,
+        stop_after,
+        init_from,
+        skip_bad_samples,
+        prefetch,
+    };
+    let s = if world_size > 1 {
+        fit_data_parallel(&data, &out, &cfg, opts, dev, world_size, rank, dist_init)?
+    } else {
+        gram_train::train::fit::fit(&data, &out, &cfg, opts, dev)?
+    };
+    if rank == 0 {
+        println!("{}", serde_json::to_string(&s).expect("json"));
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     let dev = device(&cli.device)?;
     match cli.command {
         Command::Synth { out, args } => gram_train::data::synth::generate(&args.config(), &out),
-        Command::Fit {
-            data,
-            out,
-            train,
-            resume,
-            stop_after,
-            init_from,
-            skip_bad_samples,
-            prefetch,
-            no_progress,
-            world_size,
-            rank,
-            dist_init,
-        } => {
-            let cfg = train.config(TrainConfig::default())?;
-            let opts = gram_train::train::fit::FitOptions {
-                resume,
-                progress: !no_progress,
-                stop_after,
-                init_from,
-                skip_bad_samples,
-                prefetch,
-            };
-            let s = if world_size > 1 {
-                fit_data_parallel(&data, &out, &cfg, opts, &dev, world_size, rank, dist_init)?
-            } else {
-                gram_train::train::fit::fit(&data, &out, &cfg, opts, &dev)?
-            };
-            if rank == 0 {
-                println!("{}", serde_json::to_string(&s).expect("json"));
-            }
-            Ok(())
-        }
+        Command::Fit(args) => run_fit(args, &dev),
         Command::Embed { on, out } => gram_train::eval::export::embed(
             &on.checkpoint,
             &on.data,

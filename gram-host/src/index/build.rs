@@ -4,7 +4,7 @@ use super::manifest::{FORMAT, Manifest, ShardEntry, Source, VERSION};
 use crate::commands::check_modality_count as check_count;
 use crate::cpu::Factors;
 use crate::error::{Arg, Error};
-use crate::input::{self, Matrix};
+use crate::input::{self, Matrix, View};
 use crate::output;
 use safetensors::{Dtype, tensor::TensorView};
 use std::ops::Range;
@@ -47,18 +47,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         .map(|m| input::load(m))
         .collect::<Result<Vec<_>, _>>()?;
     let views: Vec<_> = mats.iter().map(Matrix::view).collect();
+    check_shapes(&views)?;
     let (n, dim) = (views[0].rows, views[0].cols);
-    for v in &views[1..] {
-        if (v.rows, v.cols) != (n, dim) {
-            return Err(Error::data(
-                v.name,
-                format!(
-                    "shape [{}, {}], but {} is [{n}, {dim}] (row j of every modality belongs to candidate j)",
-                    v.rows, v.cols, views[0].name
-                ),
-            ));
-        }
-    }
     let rows = check_rows(opts.rows.clone(), n)?;
     let shard_rows = match opts.shard_rows {
         Some(0) => return Err(Error::argument(Arg::ShardRows, "0", "must be at least 1")),
@@ -67,23 +57,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     };
     let read = t.elapsed();
     let (mut factor, mut write) = (Duration::ZERO, Duration::ZERO);
-    let mut manifest = Manifest {
-        format: FORMAT.into(),
-        version: VERSION,
-        k: views.len() + 1,
-        dim,
-        first_row: rows.start as u64,
-        rows: rows.len() as u64,
-        sources: views
-            .iter()
-            .map(|v| Source {
-                file: v.name.to_string(),
-                rows: v.rows as u64,
-            })
-            .collect(),
-        shards: Vec::new(),
-        created_by: format!("gram {}", env!("CARGO_PKG_VERSION")),
-    };
+    let mut manifest = new_manifest(&views, &rows);
     let bar = opts
         .progress
         .then(|| crate::report::progress_bar(rows.len() as u64));
@@ -115,14 +89,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         let path = stage.join(super::MANIFEST);
         output::write_text(&path, &text)
             .map_err(|e| Error::io(path.display(), format!("cannot write: {e}")))?;
-        // safetensors writes its files owner-only; give the shards the manifest's (umask)
-        // permissions, so an index can be shared like any other file.
-        let perms = std::fs::metadata(&path).map(|m| m.permissions());
-        for s in &manifest.shards {
-            if let Ok(p) = &perms {
-                let _ = std::fs::set_permissions(stage.join(&s.file), p.clone());
-            }
-        }
+        share_like(&path, stage, &manifest);
         Ok(())
     })?;
     if let Some(b) = bar {
@@ -135,6 +102,54 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         factor,
         write,
     })
+}
+
+/// Every modality [n, dim] like the first: row j of each belongs to candidate j.
+fn check_shapes(views: &[View]) -> Result<(), Error> {
+    let (n, dim) = (views[0].rows, views[0].cols);
+    for v in &views[1..] {
+        if (v.rows, v.cols) != (n, dim) {
+            return Err(Error::data(
+                v.name,
+                format!(
+                    "shape [{}, {}], but {} is [{n}, {dim}] (row j of every modality belongs to candidate j)",
+                    v.rows, v.cols, views[0].name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The manifest of an index of `rows` of `views`, before its shards are written.
+fn new_manifest(views: &[View], rows: &Range<usize>) -> Manifest {
+    Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        k: views.len() + 1,
+        dim: views[0].cols,
+        first_row: rows.start as u64,
+        rows: rows.len() as u64,
+        sources: views
+            .iter()
+            .map(|v| Source {
+                file: v.name.to_string(),
+                rows: v.rows as u64,
+            })
+            .collect(),
+        shards: Vec::new(),
+        created_by: format!("gram {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// safetensors writes its files owner-only; give the shards the manifest's (umask)
+/// permissions, so an index can be shared like any other file.
+fn share_like(manifest_path: &Path, stage: &Path, manifest: &Manifest) {
+    if let Ok(p) = std::fs::metadata(manifest_path).map(|m| m.permissions()) {
+        for s in &manifest.shards {
+            let _ = std::fs::set_permissions(stage.join(&s.file), p.clone());
+        }
+    }
 }
 
 /// `--rows START:END` within the `n` rows of the sources (ids must fit uint32).

@@ -15,7 +15,7 @@
 //! one process per GPU through NCCL.
 
 use crate::config::{LossKind, TrainConfig};
-use crate::model::gram::GramModel;
+use crate::model::gram::{DamHead, GramModel};
 use crate::model::losses::{bce_with_logits, sample_hard_negatives, smoothed_ce_offset};
 use crate::model::volume::volume_matrix;
 use candle_core::backprop::GradStore;
@@ -132,107 +132,139 @@ pub fn local_loss(
     rng: &mut ChaCha8Rng,
 ) -> Result<Tensor> {
     let a = model.anchor_index();
-    let n = emb[a].dim(0)?;
-    let off = rank * b;
-    let local = |t: &Tensor| t.narrow(0, off, b);
-    let anchor = &emb[a];
     let others: Vec<Tensor> = (0..emb.len())
         .filter(|&t| t != a)
         .map(|t| emb[t].clone())
         .collect();
-    let others_local = others.iter().map(local).collect::<Result<Vec<_>>>()?;
-    let inv_tau = model.inv_tau()?;
-    let ls = cfg.label_smoothing;
-    // Rows [b, n] of local anchors; columns [n, b] of local candidates.
-    let both = |rows: Tensor, cols: Tensor| -> Result<Tensor> {
-        let a2d = smoothed_ce_offset(&rows.broadcast_mul(&inv_tau)?, off, ls)?;
-        let d2a = smoothed_ce_offset(&cols.t()?.broadcast_mul(&inv_tau)?, off, ls)?;
-        (a2d + d2a)? * 0.5
+    let (off, anchor) = (rank * b, &emb[a]);
+    let others_local = others
+        .iter()
+        .map(|t| t.narrow(0, off, b))
+        .collect::<Result<Vec<_>>>()?;
+    let l = Local {
+        anchor,
+        others: &others,
+        others_local: &others_local,
+        inv_tau: model.inv_tau()?,
+        ls: cfg.label_smoothing,
+        off,
+        b,
+        n: anchor.dim(0)?,
     };
     match cfg.loss {
-        LossKind::Pairwise => {
-            let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
-            for (m, m_local) in others.iter().zip(&others_local) {
-                let rows = local(anchor)?.matmul(&m.t()?)?;
-                // One rank: the column block is the whole matrix again.
-                let cols = if n == b {
-                    rows.clone()
-                } else {
-                    anchor.matmul(&m_local.t()?)?
-                };
-                total = (total + both(rows, cols)?)?;
-            }
-            Ok(total)
-        }
-        LossKind::Symile => {
-            let all: Vec<&Tensor> = std::iter::once(anchor).chain(&others).collect();
-            let scale = (anchor.dim(1)? as f64).powf(all.len() as f64 / 2.0 - 1.0);
-            let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
-            for t in 0..all.len() {
-                let mut prod: Option<Tensor> = None;
-                for (s, x) in all.iter().enumerate() {
-                    if s != t {
-                        let x = local(x)?;
-                        prod = Some(match prod {
-                            None => x,
-                            Some(p) => p.mul(&x)?,
-                        });
-                    }
-                }
-                let logits = (prod.expect("k ≥ 2").matmul(&all[t].t()?)? * scale)?
-                    .broadcast_mul(&inv_tau)?;
-                total = (total + smoothed_ce_offset(&logits, off, ls)?)?;
-            }
-            total / all.len() as f64
-        }
+        LossKind::Pairwise => l.pairwise(),
+        LossKind::Symile => l.symile(),
         LossKind::Gram => {
-            let rows = volume_matrix(&local(anchor)?, &others)?;
-            let cols = if n == b {
+            let rows = volume_matrix(&l.local(anchor)?, &others)?;
+            let cols = if l.n == b {
                 rows.clone()
             } else {
                 volume_matrix(anchor, &others_local)?
             };
-            let mut loss = both(rows.neg()?, cols.neg()?)?;
-            if let Some(dam) = &model.dam {
-                // DAM on the local b×b block: its hard negatives come from the local batch,
-                // drawn by the GRAM logits, which are also one of its inputs (detached).
-                let block = rows
-                    .narrow(1, off, b)?
-                    .detach()
-                    .neg()?
-                    .broadcast_mul(&inv_tau.detach())?;
-                let mut pairs: Vec<(usize, usize)> = (0..b).map(|i| (i, i)).collect();
-                pairs.extend(sample_hard_negatives(&block, rng)?);
-                let dev = anchor.device();
-                let index = |f: fn(&(usize, usize)) -> usize, shift: usize| {
-                    Tensor::from_vec(
-                        pairs
-                            .iter()
-                            .map(|p| (f(p) + shift) as u32)
-                            .collect::<Vec<_>>(),
-                        pairs.len(),
-                        dev,
-                    )
-                };
-                let (ai, dj) = (index(|p| p.0, off)?, index(|p| p.1, off)?);
-                let flat = pairs
-                    .iter()
-                    .map(|&(i, j)| (i * b + j) as u32)
-                    .collect::<Vec<_>>();
-                let gram_logit = block
-                    .flatten_all()?
-                    .index_select(&Tensor::from_vec(flat, pairs.len(), dev)?, 0)?;
-                let rows = others
-                    .iter()
-                    .map(|o| o.index_select(&dj, 0))
-                    .collect::<Result<Vec<_>>>()?;
-                let logits = dam.score(&anchor.index_select(&ai, 0)?, &rows, &gram_logit)?;
-                let targets: Vec<f32> = pairs.iter().map(|p| (p.0 == p.1) as u8 as f32).collect();
-                let targets = Tensor::from_vec(targets, pairs.len(), dev)?;
-                loss = (loss + (bce_with_logits(&logits, &targets)? * cfg.dam_weight)?)?;
+            let loss = l.both(rows.neg()?, cols.neg()?)?;
+            match &model.dam {
+                Some(dam) => loss + (l.dam(dam, &rows, rng)? * cfg.dam_weight)?,
+                None => Ok(loss),
             }
-            Ok(loss)
         }
+    }
+}
+
+/// This rank's view of a gathered batch of `n` samples: its `b` local rows start at `off`.
+struct Local<'a> {
+    anchor: &'a Tensor,
+    others: &'a [Tensor],
+    others_local: &'a [Tensor],
+    inv_tau: Tensor,
+    ls: f64,
+    off: usize,
+    b: usize,
+    n: usize,
+}
+
+impl Local<'_> {
+    fn local(&self, t: &Tensor) -> Result<Tensor> {
+        t.narrow(0, self.off, self.b)
+    }
+
+    /// Both directions' cross-entropy: rows [b, n] of local anchors, columns [n, b] of local
+    /// candidates.
+    fn both(&self, rows: Tensor, cols: Tensor) -> Result<Tensor> {
+        let (off, ls) = (self.off, self.ls);
+        let a2d = smoothed_ce_offset(&rows.broadcast_mul(&self.inv_tau)?, off, ls)?;
+        let d2a = smoothed_ce_offset(&cols.t()?.broadcast_mul(&self.inv_tau)?, off, ls)?;
+        (a2d + d2a)? * 0.5
+    }
+
+    /// Pairwise InfoNCE: the anchor against each other modality, summed.
+    fn pairwise(&self) -> Result<Tensor> {
+        let anchor = self.anchor;
+        let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
+        for (m, m_local) in self.others.iter().zip(self.others_local) {
+            let rows = self.local(anchor)?.matmul(&m.t()?)?;
+            // One rank: the column block is the whole matrix again.
+            let cols = if self.n == self.b {
+                rows.clone()
+            } else {
+                anchor.matmul(&m_local.t()?)?
+            };
+            total = (total + self.both(rows, cols)?)?;
+        }
+        Ok(total)
+    }
+
+    /// Symile: each modality against the elementwise product of the others, averaged.
+    fn symile(&self) -> Result<Tensor> {
+        let anchor = self.anchor;
+        let all: Vec<&Tensor> = std::iter::once(anchor).chain(self.others).collect();
+        let scale = (anchor.dim(1)? as f64).powf(all.len() as f64 / 2.0 - 1.0);
+        let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
+        for t in 0..all.len() {
+            let mut prod: Option<Tensor> = None;
+            for (s, x) in all.iter().enumerate() {
+                if s != t {
+                    let x = self.local(x)?;
+                    prod = Some(match prod {
+                        None => x,
+                        Some(p) => p.mul(&x)?,
+                    });
+                }
+            }
+            let logits = (prod.expect("k ≥ 2").matmul(&all[t].t()?)? * scale)?
+                .broadcast_mul(&self.inv_tau)?;
+            total = (total + smoothed_ce_offset(&logits, self.off, self.ls)?)?;
+        }
+        total / all.len() as f64
+    }
+
+    /// DAM on the local b×b block of the volume rows [b, n]: its hard negatives come from the
+    /// local batch, drawn by the GRAM logits, which are also one of its inputs (detached).
+    fn dam(&self, dam: &DamHead, rows: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let (off, b, anchor) = (self.off, self.b, self.anchor);
+        let block = rows
+            .narrow(1, off, b)?
+            .detach()
+            .neg()?
+            .broadcast_mul(&self.inv_tau.detach())?;
+        let mut pairs: Vec<(usize, usize)> = (0..b).map(|i| (i, i)).collect();
+        pairs.extend(sample_hard_negatives(&block, rng)?);
+        let dev = anchor.device();
+        let u32s = |f: &dyn Fn(&(usize, usize)) -> usize| {
+            let v: Vec<u32> = pairs.iter().map(|p| f(p) as u32).collect();
+            Tensor::from_vec(v, pairs.len(), dev)
+        };
+        let (ai, dj) = (u32s(&|p| p.0 + off)?, u32s(&|p| p.1 + off)?);
+        let gram_logit = block
+            .flatten_all()?
+            .index_select(&u32s(&|p| p.0 * b + p.1)?, 0)?;
+        let rows = self
+            .others
+            .iter()
+            .map(|o| o.index_select(&dj, 0))
+            .collect::<Result<Vec<_>>>()?;
+        let logits = dam.score(&anchor.index_select(&ai, 0)?, &rows, &gram_logit)?;
+        let targets: Vec<f32> = pairs.iter().map(|p| (p.0 == p.1) as u8 as f32).collect();
+        bce_with_logits(&logits, &Tensor::from_vec(targets, pairs.len(), dev)?)
     }
 }
 

@@ -99,85 +99,33 @@ pub fn fit_with(
     coll: &dyn Collective,
 ) -> Result<FitSummary, Error> {
     let (rank, world) = (coll.rank(), coll.world());
-    let lead = rank == 0;
     check_request(cfg, &opts, world)?;
-    // A feature training split is read once: its dimensions shape the model, then it is the
-    // training source.
-    let features = if raw::is_raw(data) {
-        None
-    } else {
-        Some(load_split(data, "train")?)
-    };
-    let (model_cfg, loaded) = run_model(cfg, data, &opts, features.as_ref(), dev)?;
-    let model = &loaded.model;
-    let (tok, skip) = (&loaded.tokenizers, opts.skip_bad_samples);
-    let train: Box<dyn Source> = match features {
-        Some(split) => Box::new(split),
-        None => open_source(data, "train", &model_cfg, tok, skip)?,
-    };
-    let val = open_source(data, "val", &model_cfg, tok, skip)?;
-    if train.len() < 2 {
-        return Err(Error::config(format!(
-            "{}: need at least 2 training samples",
-            data.display()
-        )));
-    }
-    let (n, batch) = (train.len(), cfg.batch_size.min(train.len()));
-    if world > 1 && !batch.is_multiple_of(world) {
-        return Err(Error::config(format!(
-            "{}: {n} training samples, fewer than a batch divisible by {world} ranks",
-            data.display()
-        )));
-    }
-    let (mut opt, vars) = optimizer(&loaded, cfg)?;
+    let run = open_run(data, cfg, &opts, world, dev)?;
+    let model = &run.loaded.model;
+    let (mut opt, vars) = optimizer(&run.loaded, cfg)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let start = if opts.resume {
-        resume(out, cfg, &loaded, &mut opt, dev)?
+        resume(out, cfg, &run.loaded, &mut opt, dev)?
     } else {
         0
     };
-    let metrics_path = out.join("metrics.jsonl");
-    let bar = progress_bar(opts.progress && lead, cfg.steps, start);
-    // Rank 0 alone writes checkpoints, validates and snapshots.
-    let save = |step: u64, opt: &AdamW| {
-        if lead {
-            save_checkpoint(out, step, &loaded, cfg, opt)
-        } else {
-            Ok(())
-        }
-    };
-    let validate = |step: u64| {
-        if lead {
-            validate(model, val.as_ref(), dev, &metrics_path, step)
-        } else {
-            Ok(serde_json::Value::Null)
-        }
-    };
-    let snapshots = if lead && cfg.snapshot_every > 0 {
-        let source = open_source(data, &cfg.snapshot_split, &model_cfg, tok, skip)?;
-        Snapshots::new(cfg.snapshot_every, cfg.steps, out, source)
-    } else {
-        None
-    };
-    let snapshot = |step: u64| match &snapshots {
-        Some(s) if s.due(step) => s.write(model, dev, step),
-        _ => Ok(()),
-    };
+    let lead = Lead::new(rank == 0, data, out, cfg, &opts, &run, dev)?;
+    let bar = progress_bar(opts.progress && rank == 0, cfg.steps, start);
     if start == 0 {
-        snapshot(0)?;
+        lead.snapshot(0)?;
     }
-    let (mut final_loss, mut last_val) = (f64::NAN, None);
+    let mut final_loss = f64::NAN;
     let (t0, mut samples) = (Instant::now(), 0usize);
     let end = opts.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
-    let local = batch / world;
+    let (train, local) = (run.train.as_ref(), run.batch / world);
     // Every rank draws the same global batch and takes its own slice of it.
     let plans = (start..end).map(|step| {
-        crate::data::source::batch_indices(cfg.seed, step, batch, n)
+        crate::data::source::batch_indices(cfg.seed, step, run.batch, run.n)
             [rank * local..(rank + 1) * local]
             .to_vec()
     });
     let mut step = start;
-    prefetched(train.as_ref(), plans, opts.prefetch, |prepared| {
+    prefetched(train, plans, opts.prefetch, |prepared| {
         let (inputs, kept) = prepared?;
         check_batch(step, rank, world, local, kept.len(), train.skipped())?;
         let s = apply_step(model, cfg, &inputs, &vars, coll, &mut opt, step, out, dev)
@@ -191,34 +139,179 @@ pub fn fit_with(
         ));
         bar.inc(1);
         step += 1;
-        let done = step;
-        if lead && (done % cfg.log_every.max(1) == 0 || done == cfg.steps) {
-            log_step(&metrics_path, model, done, &s, rate, train.skipped())?;
-        }
-        if lead && cfg.eval_every > 0 && done % cfg.eval_every == 0 && done != cfg.steps {
-            let v = validate(done)?;
-            let r1 = v["anchor_to_data"]["r1"].as_f64().unwrap_or(f64::NAN);
-            bar.println(format!("step {done}: val anchor->data R@1 {r1:.2}"));
-        }
-        if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done != cfg.steps {
-            save(done, &opt)?;
-        }
-        snapshot(done)
+        lead.after_step(step, &s, rate, train.skipped(), &opt, &bar)
     })?;
     bar.finish_and_clear();
+    let mut last_val = None;
     if end < cfg.steps {
-        save(end, &opt)?;
+        lead.save(end, &opt)?;
     } else if start < cfg.steps || !opts.resume {
-        last_val = Some(validate(cfg.steps)?).filter(|v| !v.is_null());
-        save(cfg.steps, &opt)?;
+        last_val = Some(lead.validate(cfg.steps)?).filter(|v| !v.is_null());
+        lead.save(cfg.steps, &opt)?;
     }
     Ok(FitSummary {
         steps: end,
         final_loss,
         samples_per_s: samples as f64 / t0.elapsed().as_secs_f64().max(1e-9),
         val: last_val,
-        skipped_samples: train.skipped() + val.skipped(),
+        skipped_samples: train.skipped() + run.val.skipped(),
     })
+}
+
+/// What a run trains: the model (fresh or `--init-from`), its training and validation sources,
+/// the number of training samples and the global batch size.
+struct Run {
+    model_cfg: ModelConfig,
+    loaded: Loaded,
+    train: Box<dyn Source>,
+    val: Box<dyn Source>,
+    n: usize,
+    batch: usize,
+}
+
+/// The run's model and sources, refusing data too small for a batch.
+fn open_run(
+    data: &Path,
+    cfg: &TrainConfig,
+    opts: &FitOptions,
+    world: usize,
+    dev: &Device,
+) -> Result<Run, Error> {
+    // A feature training split is read once: its dimensions shape the model, then it is the
+    // training source.
+    let features = if raw::is_raw(data) {
+        None
+    } else {
+        Some(load_split(data, "train")?)
+    };
+    let (model_cfg, loaded) = run_model(cfg, data, opts, features.as_ref(), dev)?;
+    let (tok, skip) = (&loaded.tokenizers, opts.skip_bad_samples);
+    let train: Box<dyn Source> = match features {
+        Some(split) => Box::new(split),
+        None => open_source(data, "train", &model_cfg, tok, skip)?,
+    };
+    let val = open_source(data, "val", &model_cfg, tok, skip)?;
+    if train.len() < 2 {
+        return Err(Error::data(data, "need at least 2 training samples"));
+    }
+    let (n, batch) = (train.len(), cfg.batch_size.min(train.len()));
+    if world > 1 && !batch.is_multiple_of(world) {
+        return Err(Error::data(
+            data,
+            format!("{n} training samples, fewer than a batch divisible by {world} ranks"),
+        ));
+    }
+    Ok(Run {
+        model_cfg,
+        loaded,
+        train,
+        val,
+        n,
+        batch,
+    })
+}
+
+/// What rank 0 alone does between steps — log, validate, checkpoint, snapshot — so that every
+/// rank can call it (on the others each call does nothing).
+struct Lead<'a> {
+    lead: bool,
+    out: &'a Path,
+    cfg: &'a TrainConfig,
+    run: &'a Run,
+    metrics: PathBuf,
+    snapshots: Option<Snapshots>,
+    dev: &'a Device,
+}
+
+impl<'a> Lead<'a> {
+    fn new(
+        lead: bool,
+        data: &Path,
+        out: &'a Path,
+        cfg: &'a TrainConfig,
+        opts: &FitOptions,
+        run: &'a Run,
+        dev: &'a Device,
+    ) -> Result<Lead<'a>, Error> {
+        let snapshots = if lead && cfg.snapshot_every > 0 {
+            let (tok, skip) = (&run.loaded.tokenizers, opts.skip_bad_samples);
+            let source = open_source(data, &cfg.snapshot_split, &run.model_cfg, tok, skip)?;
+            Snapshots::new(cfg.snapshot_every, cfg.steps, out, source)
+        } else {
+            None
+        };
+        Ok(Lead {
+            lead,
+            out,
+            cfg,
+            run,
+            metrics: out.join("metrics.jsonl"),
+            snapshots,
+            dev,
+        })
+    }
+
+    fn save(&self, step: u64, opt: &AdamW) -> Result<(), Error> {
+        if !self.lead {
+            return Ok(());
+        }
+        save_checkpoint(self.out, step, &self.run.loaded, self.cfg, opt)
+    }
+
+    fn validate(&self, step: u64) -> Result<serde_json::Value, Error> {
+        if !self.lead {
+            return Ok(serde_json::Value::Null);
+        }
+        let model = &self.run.loaded.model;
+        validate(model, self.run.val.as_ref(), self.dev, &self.metrics, step)
+    }
+
+    fn snapshot(&self, step: u64) -> Result<(), Error> {
+        match &self.snapshots {
+            Some(s) if s.due(step) => s.write(&self.run.loaded.model, self.dev, step),
+            _ => Ok(()),
+        }
+    }
+
+    /// After step `done` (1-based): the log line, validation, checkpoint and snapshot that
+    /// are due (the last step's validation and checkpoint are `fit_with`'s).
+    fn after_step(
+        &self,
+        done: u64,
+        s: &StepReport,
+        rate: f64,
+        skipped: usize,
+        opt: &AdamW,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(), Error> {
+        let cfg = self.cfg;
+        if self.lead && (done.is_multiple_of(cfg.log_every.max(1)) || done == cfg.steps) {
+            log_step(
+                &self.metrics,
+                &self.run.loaded.model,
+                done,
+                s,
+                rate,
+                skipped,
+            )?;
+        }
+        if self.lead
+            && cfg.eval_every > 0
+            && done.is_multiple_of(cfg.eval_every)
+            && done != cfg.steps
+        {
+            let v = self.validate(done)?;
+            let r1 = v["anchor_to_data"]["r1"].as_f64().unwrap_or(f64::NAN);
+            bar.println(format!("step {done}: val anchor->data R@1 {r1:.2}"));
+        }
+        if cfg.checkpoint_every > 0
+            && done.is_multiple_of(cfg.checkpoint_every)
+            && done != cfg.steps
+        {
+            self.save(done, opt)?;
+        }
+        self.snapshot(done)
+    }
 }
 
 /// Refuses what no run can do, before any data is read.
