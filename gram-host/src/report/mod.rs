@@ -8,7 +8,7 @@
 
 pub mod diagnose;
 pub mod html;
-pub mod plots;
+pub(crate) mod plots;
 pub mod snapshots;
 pub mod stats;
 
