@@ -17,6 +17,24 @@ pub enum LossKind {
     Symile,
 }
 
+/// How training scores a sample that lacks a modality (datasets whose `dataset.json` lists
+/// modalities as `missing`). Complete batches train exactly as without.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingRule {
+    /// The vectors present: every embedding gets k more coordinates, 0, and a missing vector of
+    /// modality t becomes e_{D+t} — of unit length, orthogonal to every other vector of its
+    /// tuple — so a tuple's volume is that of its present vectors (`gram eval --missing
+    /// present`), exactly and differentiably; in the similarity losses a missing vector scores 0.
+    #[default]
+    Present,
+    /// A learned placeholder embedding per modality (Symile's rule), normalised like the
+    /// others, stands in for a missing vector.
+    Placeholder,
+    /// Incomplete samples are left out of training (what one does without this support).
+    Drop,
+}
+
 /// Everything `fit` needs besides the data; from flags or a TOML file (`--config`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +77,8 @@ pub struct TrainConfig {
     pub frozen: Vec<String>,
     /// Operand precision of the encoders' and heads' matmuls (see [`crate::ops::precision`]).
     pub precision: Precision,
+    /// How a sample lacking a modality is scored.
+    pub missing: MissingRule,
 }
 
 impl Default for TrainConfig {
@@ -90,6 +110,7 @@ impl Default for TrainConfig {
             encoder_lr_scale: 0.1,
             frozen: Vec::new(),
             precision: Precision::F32,
+            missing: MissingRule::Present,
         }
     }
 }

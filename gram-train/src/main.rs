@@ -57,12 +57,21 @@ struct SynthArgs {
     /// Feature size per modality (comma-separated, same order).
     #[arg(long, default_value = "384,512,256", value_delimiter = ',')]
     dims: Vec<usize>,
+    /// A fraction of samples lacking a modality (not the anchor): their rows are NaN and
+    /// dataset.json lists the modality as missing (repeatable).
+    #[arg(long = "missing", value_name = "MOD=FRACTION")]
+    missing: Vec<String>,
 }
 
 impl SynthArgs {
-    fn config(&self) -> SynthConfig {
+    fn config(&self) -> Result<SynthConfig, Error> {
         let held_out = (self.n / 8).max(64);
-        SynthConfig {
+        let missing = self
+            .missing
+            .iter()
+            .map(|m| gram_train::data::missing::parse(m, &self.modalities, &self.modalities[0]))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(SynthConfig {
             anchor: self.modalities[0].clone(),
             modalities: self.modalities.clone(),
             dims: self.dims.clone(),
@@ -75,7 +84,8 @@ impl SynthArgs {
             noise: self.noise,
             depth: self.depth,
             seed: self.seed,
-        }
+            missing,
+        })
     }
 }
 
@@ -128,6 +138,9 @@ struct TrainArgs {
     /// state, volume and loss).
     #[arg(long, value_enum)]
     precision: Option<gram_train::ops::precision::Precision>,
+    /// How a sample lacking a modality (dataset.json "missing") is scored by the loss.
+    #[arg(long, value_enum)]
+    missing: Option<gram_train::config::MissingRule>,
 }
 
 fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), Error> {
@@ -178,7 +191,8 @@ impl TrainArgs {
             checkpoint_every,
             snapshot_every,
             encoder_lr_scale,
-            precision
+            precision,
+            missing
         );
         if let Some(m) = &self.modalities {
             c.modalities = m.clone();
@@ -286,6 +300,9 @@ enum Command {
         test: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A fraction of samples whose manifest lines omit a modality (video or audio; repeatable).
+        #[arg(long = "missing", value_name = "MOD=FRACTION")]
+        missing: Vec<String>,
     },
     /// Write a small randomly initialised encoder (seeded) as a loadable folder.
     InitEncoder {
@@ -420,7 +437,7 @@ fn run_fit(args: FitArgs, dev: &Device) -> Result<(), Error> {
 fn run(cli: Cli) -> Result<(), Error> {
     let dev = device(&cli.device)?;
     match cli.command {
-        Command::Synth { out, args } => gram_train::data::synth::generate(&args.config(), &out),
+        Command::Synth { out, args } => gram_train::data::synth::generate(&args.config()?, &out),
         Command::Fit(args) => run_fit(args, &dev),
         Command::Embed { on, out } => gram_train::eval::export::embed(
             &on.checkpoint,
@@ -452,7 +469,15 @@ fn run(cli: Cli) -> Result<(), Error> {
             val,
             test,
             seed,
-        } => gram_train::data::rawgen::generate(&out, [train, val, test], seed),
+            missing,
+        } => {
+            let modalities = ["text", "video", "audio"].map(String::from);
+            let missing = missing
+                .iter()
+                .map(|m| gram_train::data::missing::parse(m, &modalities, "text"))
+                .collect::<Result<Vec<_>, Error>>()?;
+            gram_train::data::rawgen::generate(&out, [train, val, test], seed, &missing)
+        }
         Command::InitEncoder { kind, out, seed } => {
             let (_, spec) = parse_encoder(&format!("m={kind}"))?;
             gram_train::model::encoders::write_small(&spec, seed, &out)

@@ -6,7 +6,8 @@
 mod common;
 
 use candle_core::{Device, Var};
-use gram_train::config::{LossKind, TrainConfig};
+use gram_train::config::{LossKind, MissingRule, TrainConfig};
+use gram_train::data::source::HostBatch;
 use gram_train::model::encoders::HostInput;
 use gram_train::model::gram::ModelConfig;
 use gram_train::train::build::{build_model, named_vars};
@@ -27,28 +28,63 @@ fn config(dam_hidden: usize) -> ModelConfig {
         dam_hidden,
         init_temperature: 0.2,
         encoders: Vec::new(),
+
+        placeholders: Vec::new(),
     }
 }
 
-fn batch(rows: std::ops::Range<usize>, all: &[Vec<f32>]) -> Vec<HostInput> {
-    all.iter()
+/// Rows `rows` of every modality; `lacks(t, i)`: sample i has no vector of modality t.
+fn batch(
+    rows: std::ops::Range<usize>,
+    all: &[Vec<f32>],
+    lacks: impl Fn(usize, usize) -> bool,
+) -> HostBatch {
+    let inputs = all
+        .iter()
         .zip(DIMS)
         .map(|(m, d)| HostInput::Features {
             data: m[rows.start * d..rows.end * d].to_vec(),
             dim: d,
         })
-        .collect()
+        .collect();
+    let missing = (0..all.len())
+        .map(|t| rows.clone().map(|i| lacks(t, i)).collect())
+        .collect();
+    HostBatch {
+        inputs,
+        kept: rows.collect(),
+        missing,
+    }
 }
 
-/// (loss, gradients in parameter order) of every rank of a `world`-rank run on `n` samples.
-fn run(loss: LossKind, dam: usize, world: usize, n: usize) -> Vec<(f64, Vec<Vec<f32>>)> {
+/// Which samples lack which modality in the masked runs: modality 1 every third sample,
+/// modality 2 every fourth (sample 10 lacks both); the anchor (0) never.
+fn pattern(t: usize, i: usize) -> bool {
+    (t == 1 && i % 3 == 1) || (t == 2 && i % 4 == 2)
+}
+
+/// (loss, gradients in parameter order) of every rank of a `world`-rank run on `n` samples,
+/// the samples lacking modalities by `lacks` and scored by `rule`.
+fn run_masked(
+    loss: LossKind,
+    dam: usize,
+    world: usize,
+    n: usize,
+    rule: MissingRule,
+    lacks: fn(usize, usize) -> bool,
+) -> Vec<(f64, Vec<Vec<f32>>)> {
     let cfg = TrainConfig {
         loss,
         dam_weight: if dam > 0 { 0.5 } else { 0.0 },
         label_smoothing: 0.1,
+        missing: rule,
         ..TrainConfig::default()
     };
-    let loaded = build_model(&config(dam), 3, &Device::Cpu).unwrap();
+    let mut mc = config(dam);
+    if rule == MissingRule::Placeholder {
+        mc.placeholders = vec!["b".into(), "c".into()];
+    }
+    let loaded = build_model(&mc, 3, &Device::Cpu).unwrap();
     let vars = named_vars(&loaded.varmap);
     let params: Vec<Var> = vars.into_iter().map(|v| v.1).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -59,7 +95,7 @@ fn run(loss: LossKind, dam: usize, world: usize, n: usize) -> Vec<(f64, Vec<Vec<
     let b = n / world;
     let step = |coll: &dyn Collective| {
         let r = coll.rank();
-        let inputs = batch(r * b..(r + 1) * b, &data);
+        let inputs = batch(r * b..(r + 1) * b, &data, lacks);
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let (l, g) = train_step(
             &loaded.model,
@@ -92,6 +128,11 @@ fn run(loss: LossKind, dam: usize, world: usize, n: usize) -> Vec<(f64, Vec<Vec<
     })
 }
 
+/// [`run_masked`] of complete samples.
+fn run(loss: LossKind, dam: usize, world: usize, n: usize) -> Vec<(f64, Vec<Vec<f32>>)> {
+    run_masked(loss, dam, world, n, MissingRule::Present, |_, _| false)
+}
+
 fn worst_relative(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     let scale = a
         .iter()
@@ -122,6 +163,50 @@ fn ranks_reproduce_the_single_process_loss_and_gradients() {
                     "{loss:?} world {world} rank {rank}: gradient error {err}"
                 );
                 assert!(single.1.iter().flatten().any(|&x| x != 0.0));
+            }
+        }
+    }
+}
+
+#[test]
+fn ranks_reproduce_the_single_process_loss_and_gradients_with_missing_modalities() {
+    for rule in [MissingRule::Present, MissingRule::Placeholder] {
+        for loss in [LossKind::Gram, LossKind::Pairwise, LossKind::Symile] {
+            let single = &run_masked(loss, 0, 1, 12, rule, pattern)[0];
+            assert!(single.0.is_finite());
+            assert_ne!(
+                single.0,
+                run(loss, 0, 1, 12)[0].0,
+                "{rule:?} {loss:?}: masks ignored"
+            );
+            for world in [2, 3] {
+                for (rank, (l, g)) in run_masked(loss, 0, world, 12, rule, pattern)
+                    .iter()
+                    .enumerate()
+                {
+                    let what = format!("{rule:?} {loss:?} world {world} rank {rank}");
+                    assert!((l - single.0).abs() < 1e-5 * single.0.abs(), "{what}: {l}");
+                    let err = worst_relative(&single.1, g);
+                    assert!(err < 1e-5, "{what}: gradient error {err}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_complete_batch_trains_bit_for_bit_as_without_masks() {
+    // Masks that mark nothing take the unmasked path exactly, whatever the rule, in one
+    // process and across ranks.
+    for rule in [MissingRule::Present, MissingRule::Placeholder] {
+        for world in [1, 2] {
+            let plain = run(LossKind::Gram, 8, world, 12);
+            let masked = run_masked(LossKind::Gram, 8, world, 12, rule, |_, _| false);
+            if rule == MissingRule::Present {
+                assert_eq!(plain, masked, "{rule:?} world {world}");
+            } else {
+                // The placeholders are extra parameters (gradient 0); the rest is identical.
+                assert_eq!(plain[0].0, masked[0].0);
             }
         }
     }

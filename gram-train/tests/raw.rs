@@ -48,7 +48,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn committed_dataset_is_what_the_generator_makes() {
     let tmp = tempfile::tempdir().unwrap();
-    gram_train::data::rawgen::generate(tmp.path(), [48, 16, 16], 0).unwrap();
+    gram_train::data::rawgen::generate(tmp.path(), [48, 16, 16], 0, &[]).unwrap();
     let (made, committed) = (files(tmp.path()), files(&testdata()));
     assert_eq!(made.len(), committed.len());
     for ((a, x), (b, y)) in made.iter().zip(&committed) {
@@ -82,7 +82,7 @@ fn pretrain_finetune_and_evaluate_with_reranking() {
 
     // Finetune on a different dataset, with another schedule and the video tower frozen.
     let other = tmp.path().join("other");
-    gram_train::data::rawgen::generate(&other, [24, 8, 8], 7).unwrap();
+    gram_train::data::rawgen::generate(&other, [24, 8, 8], 7, &[]).unwrap();
     let fine = tmp.path().join("finetune");
     let cfg = TrainConfig {
         lr: 5e-4,

@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         arg(&args, "--minilm").unwrap_or_else(|| PathBuf::from("target/models/all-MiniLM-L6-v2"));
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = tmp.path().join("raw");
-    gram_train::data::rawgen::generate(&data, [4 * batch, batch, batch], 1)?;
+    gram_train::data::rawgen::generate(&data, [4 * batch, batch, batch], 1, &[])?;
 
     let precision = match arg::<String>(&args, "--precision").as_deref() {
         None | Some("f32") => gram_train::ops::precision::Precision::F32,
@@ -162,12 +162,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plans = (0..cfg.steps).map(|s| batch_indices(0, s, batch, n));
     prefetched(source.as_ref(), plans, 2, |prepared| {
         let t0 = Instant::now();
-        let (inputs, _) = prepared.map_err(|e| e.to_string())?;
+        let prepared = prepared.map_err(|e| e.to_string())?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step);
         let (loss, grads) = train_step(
             &loaded.model,
             &cfg,
-            &inputs,
+            &prepared,
             &vars,
             &SingleProcess,
             &mut rng,

@@ -81,6 +81,8 @@ fn main() -> candle_core::Result<()> {
         dam_hidden: 0,
         init_temperature: 0.07,
         encoders: Vec::new(),
+
+        placeholders: Vec::new(),
     };
     let varmap = VarMap::new();
     let model = GramModel::new(&cfg, &varmap, 0, &dev)?;

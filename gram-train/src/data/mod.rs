@@ -5,6 +5,7 @@
 //! May import: [`crate::model`] (the encoders' input preprocessing and batch types), [`crate::ops`].
 
 pub mod features;
+pub mod missing;
 pub mod raw;
 pub mod rawgen;
 pub mod source;

@@ -10,7 +10,12 @@
 //! directory. Samples are decoded on rayon threads; a bad sample (missing field or file,
 //! undecodable image or WAV) fails the batch naming the manifest line, or — with
 //! `skip_bad_samples` — is dropped from its batch, remembered and counted.
+//!
+//! A sample may omit the field (or give `null`) of a modality `dataset.json` lists under
+//! `"missing"`: it lacks that modality; its model input is a placeholder (zeros, an empty
+//! text) the loss never uses. The field of any other modality is required.
 
+use crate::data::source::HostBatch;
 use crate::error::Error;
 use crate::model::encoders::{EncoderSpec, HostInput, Kind, audio, text, vision};
 use rayon::prelude::*;
@@ -86,6 +91,8 @@ pub fn field_of(modality: &str) -> &str {
 enum Decoded {
     Text(String),
     Floats(Vec<f32>),
+    /// The sample lacks this modality.
+    Missing,
 }
 
 pub struct RawSplit {
@@ -94,6 +101,8 @@ pub struct RawSplit {
     lines: Vec<Line>,
     pub modalities: Vec<String>,
     preps: Vec<Prep>,
+    /// Per modality: samples may omit it.
+    may_miss: Vec<bool>,
     pub skip_bad: bool,
     bad: Mutex<BTreeSet<usize>>,
 }
@@ -105,6 +114,7 @@ impl RawSplit {
         split: &str,
         modalities: &[String],
         preps: Vec<Prep>,
+        may_miss: Vec<bool>,
         skip_bad: bool,
     ) -> Result<RawSplit, Error> {
         let manifest = manifest_path(dir, split);
@@ -135,6 +145,7 @@ impl RawSplit {
             lines,
             modalities: modalities.to_vec(),
             preps,
+            may_miss,
             skip_bad,
             bad: Mutex::new(BTreeSet::new()),
         })
@@ -146,6 +157,17 @@ impl RawSplit {
 
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
+    }
+
+    /// Whether sample `i` omits (or gives `null` for) a modality samples may lack.
+    pub fn incomplete(&self, i: usize) -> bool {
+        let fields = &self.lines[i].fields;
+        (0..self.modalities.len()).any(|t| {
+            self.may_miss[t]
+                && fields
+                    .get(field_of(&self.modalities[t]))
+                    .is_none_or(serde_json::Value::is_null)
+        })
     }
 
     /// Distinct samples skipped so far.
@@ -164,12 +186,15 @@ impl RawSplit {
         std::fs::read(p).map_err(|e| Error::io(p, e))
     }
 
-    fn decode_one(&self, line: &Line, modality: &str, prep: &Prep) -> Result<Decoded, Error> {
-        let field = field_of(modality);
-        let v = line
-            .fields
-            .get(field)
-            .ok_or_else(|| Error::decode(format!("no field \"{field}\"")))?;
+    fn decode_one(&self, line: &Line, t: usize) -> Result<Decoded, Error> {
+        let (prep, field) = (&self.preps[t], field_of(&self.modalities[t]));
+        let v = match line.fields.get(field) {
+            None | Some(serde_json::Value::Null) if self.may_miss[t] => {
+                return Ok(Decoded::Missing);
+            }
+            Some(v) => v,
+            None => return Err(Error::decode(format!("no field \"{field}\""))),
+        };
         match prep {
             Prep::Features => {
                 let row: Vec<f32> = serde_json::from_value(v.clone())
@@ -216,17 +241,15 @@ impl RawSplit {
 
     fn decode(&self, i: usize) -> Result<Vec<Decoded>, Error> {
         let line = &self.lines[i];
-        self.modalities
-            .iter()
-            .zip(&self.preps)
-            .map(|(m, p)| self.decode_one(line, m, p))
+        (0..self.modalities.len())
+            .map(|t| self.decode_one(line, t))
             .collect::<Result<Vec<_>, Error>>()
             .map_err(|e| Error::data_row(&self.manifest, line.number, e))
     }
 
-    /// Decode samples `idx` into one host batch per modality, and the indices kept (all of
-    /// them, unless bad samples are skipped).
-    pub fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), Error> {
+    /// Decode samples `idx` into one host batch per modality, the indices kept (all of them,
+    /// unless bad samples are skipped) and which samples lack each modality.
+    pub fn batch(&self, idx: &[usize]) -> Result<HostBatch, Error> {
         let decoded: Vec<(usize, Result<Vec<Decoded>, Error>)> =
             idx.par_iter().map(|&i| (i, self.decode(i))).collect();
         let mut kept = Vec::with_capacity(idx.len());
@@ -243,52 +266,74 @@ impl RawSplit {
                 }
             }
         }
-        let mut inputs = Vec::with_capacity(self.preps.len());
-        for (t, prep) in self.preps.iter().enumerate() {
-            let cells = rows
+        let (mut inputs, mut missing) = (Vec::new(), Vec::new());
+        for t in 0..self.preps.len() {
+            let cells: Vec<Decoded> = rows
                 .iter_mut()
-                .map(|r| std::mem::replace(&mut r[t], Decoded::Text(String::new())));
-            inputs.push(match prep {
-                Prep::Text { tokenizer, max_len } => {
-                    let texts: Vec<String> = cells
-                        .map(|c| match c {
-                            Decoded::Text(s) => s,
-                            Decoded::Floats(_) => unreachable!("text prep decodes text"),
-                        })
-                        .collect();
-                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                    HostInput::Tokens(text::tokenize(tokenizer, &refs, *max_len)?)
-                }
-                other => {
-                    let mut data = Vec::new();
-                    let mut dim = 0;
-                    for c in cells {
-                        if let Decoded::Floats(f) = c {
-                            if dim != 0 && f.len() != dim {
-                                return Err(Error::data(
-                                    &self.manifest,
-                                    format!(
-                                        "feature rows of different lengths ({dim} and {})",
-                                        f.len()
-                                    ),
-                                ));
-                            }
-                            dim = f.len();
-                            data.extend(f);
-                        }
-                    }
-                    match other {
-                        Prep::Features => HostInput::Features { data, dim },
-                        Prep::Vision { frames, .. } => HostInput::Pixels {
-                            data,
-                            frames: *frames,
-                        },
-                        _ => HostInput::Mel(data),
-                    }
-                }
-            });
+                .map(|r| std::mem::replace(&mut r[t], Decoded::Missing))
+                .collect();
+            missing.push(
+                cells
+                    .iter()
+                    .map(|c| matches!(c, Decoded::Missing))
+                    .collect(),
+            );
+            inputs.push(self.assemble(t, cells)?);
         }
-        Ok((inputs, kept))
+        Ok(HostBatch {
+            inputs,
+            kept,
+            missing,
+        })
+    }
+
+    /// Modality `t`'s decoded cells as one model input; a missing cell becomes an empty text or
+    /// zeros of the present cells' size.
+    fn assemble(&self, t: usize, cells: Vec<Decoded>) -> Result<HostInput, Error> {
+        let prep = &self.preps[t];
+        if let Prep::Text { tokenizer, max_len } = prep {
+            let texts: Vec<String> = cells
+                .into_iter()
+                .map(|c| match c {
+                    Decoded::Text(s) => s,
+                    _ => String::new(),
+                })
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            return Ok(HostInput::Tokens(text::tokenize(
+                tokenizer, &refs, *max_len,
+            )?));
+        }
+        let dim = match prep {
+            Prep::Vision { size, frames } => Some(frames * 3 * size * size),
+            Prep::Audio { n_mels, frames, .. } => Some(n_mels * frames),
+            _ => cells.iter().find_map(|c| match c {
+                Decoded::Floats(f) => Some(f.len()),
+                _ => None,
+            }),
+        }
+        .unwrap_or(0);
+        let mut data = Vec::with_capacity(cells.len() * dim);
+        for c in cells {
+            match c {
+                Decoded::Floats(f) if f.len() == dim => data.extend(f),
+                Decoded::Floats(f) => {
+                    return Err(Error::data(
+                        &self.manifest,
+                        format!("feature rows of different lengths ({dim} and {})", f.len()),
+                    ));
+                }
+                _ => data.resize(data.len() + dim, 0.0),
+            }
+        }
+        Ok(match prep {
+            Prep::Vision { frames, .. } => HostInput::Pixels {
+                data,
+                frames: *frames,
+            },
+            Prep::Audio { .. } => HostInput::Mel(data),
+            _ => HostInput::Features { data, dim },
+        })
     }
 }
 

@@ -4,11 +4,15 @@
 //! naming all of them (`text`). The caption is the anchor; only its joint content identifies a
 //! sample, so GRAM's joint alignment has something to learn. Deterministic in `seed`.
 
+use crate::data::missing;
+use crate::data::raw::field_of;
 use crate::error::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
+/// The modalities of the generated dataset (text is the anchor).
+const MODALITIES: [&str; 3] = ["text", "video", "audio"];
 const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
 const COLOURS: [(&str, [u8; 3]); 6] = [
     ("red", [220, 40, 40]),
@@ -92,20 +96,42 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
-/// Write `dataset.json` and `train/val/test.jsonl` with their files under `out`.
-pub fn generate(out: &Path, sizes: [usize; 3], seed: u64) -> Result<(), Error> {
+/// Write `dataset.json` and `train/val/test.jsonl` with their files under `out`. `missing`:
+/// (modality, fraction) pairs — that fraction of each split's samples omits the modality's field
+/// (its files are still written, so the other samples and files are the same as without).
+pub fn generate(
+    out: &Path,
+    sizes: [usize; 3],
+    seed: u64,
+    missing: &[(String, f64)],
+) -> Result<(), Error> {
     for d in ["img", "video", "audio"] {
         std::fs::create_dir_all(out.join(d)).map_err(|e| Error::io(out, e))?;
     }
-    write(
-        &out.join("dataset.json"),
-        br#"{"modalities": ["text", "video", "audio"], "anchor": "text"}"#,
-    )?;
+    let modalities = MODALITIES.map(String::from);
+    for (m, f) in missing {
+        missing::parse(&format!("{m}={f}"), &modalities, "text")?;
+    }
+    let info = if missing.is_empty() {
+        r#"{"modalities": ["text", "video", "audio"], "anchor": "text"}"#.to_string()
+    } else {
+        let names: Vec<&str> = missing.iter().map(|(m, _)| m.as_str()).collect();
+        serde_json::json!({"modalities": MODALITIES, "anchor": "text", "missing": names})
+            .to_string()
+    };
+    write(&out.join("dataset.json"), info.as_bytes())?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut id = 0usize;
     for (split, n) in ["train", "val", "test"].iter().zip(sizes) {
         let mut lines = String::new();
-        for _ in 0..n {
+        let lacks: Vec<(&str, Vec<bool>)> = missing
+            .iter()
+            .map(|(m, f)| {
+                let t = MODALITIES.iter().position(|x| x == m).expect("checked");
+                (field_of(m), missing::rows(seed, split, t, n, *f))
+            })
+            .collect();
+        for i in 0..n {
             let shape = rng.random_range(0..SHAPES.len());
             let (cname, colour) = COLOURS[rng.random_range(0..COLOURS.len())];
             let (mname, (vx, vy)) = MOTIONS[rng.random_range(0..MOTIONS.len())];
@@ -133,9 +159,14 @@ pub fn generate(out: &Path, sizes: [usize; 3], seed: u64) -> Result<(), Error> {
                 "a {cname} {} {mname} with a {} {pname} tone",
                 SHAPES[shape], RHYTHMS[rhythm]
             );
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "text": caption, "image": img, "video_frames": frames, "audio": wav
             });
+            for (field, rows) in &lacks {
+                if rows[i] {
+                    line.as_object_mut().expect("object").remove(*field);
+                }
+            }
             lines.push_str(&line.to_string());
             lines.push('\n');
             id += 1;

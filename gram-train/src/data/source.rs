@@ -14,17 +14,72 @@ use std::path::Path;
 use std::sync::mpsc;
 use tokenizers::Tokenizer;
 
-/// Batches by sample index. `batch` returns the inputs per modality and the indices actually
-/// used (bad raw samples may be skipped).
+/// One batch from a source: the inputs per modality, the sample indices they hold (bad raw
+/// samples may have been skipped), and which samples lack each modality.
+pub struct HostBatch {
+    pub inputs: Vec<HostInput>,
+    pub kept: Vec<usize>,
+    /// `missing[t][i]`: sample `kept[i]` has no vector of modality t; its input there is a
+    /// finite placeholder (zeros, an empty text) whose embedding the loss never uses.
+    pub missing: Vec<Vec<bool>>,
+}
+
+impl HostBatch {
+    /// Whether any sample of the batch lacks a modality.
+    pub fn incomplete(&self) -> bool {
+        self.missing.iter().flatten().any(|&m| m)
+    }
+}
+
+/// Batches by sample index.
 pub trait Source: Sync {
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), Error>;
+    fn batch(&self, idx: &[usize]) -> Result<HostBatch, Error>;
     /// Distinct samples skipped as bad so far.
     fn skipped(&self) -> usize {
         0
+    }
+    /// Whether sample `i` lacks a modality.
+    fn incomplete(&self, i: usize) -> bool;
+}
+
+/// The complete samples of a source, renumbered 0.. (training with `missing = "drop"`).
+pub struct Complete {
+    inner: Box<dyn Source>,
+    /// The inner indices of the complete samples, ascending.
+    rows: Vec<usize>,
+}
+
+impl Complete {
+    pub fn of(inner: Box<dyn Source>) -> Complete {
+        let rows = (0..inner.len()).filter(|&i| !inner.incomplete(i)).collect();
+        Complete { inner, rows }
+    }
+}
+
+impl Source for Complete {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn batch(&self, idx: &[usize]) -> Result<HostBatch, Error> {
+        let inner: Vec<usize> = idx.iter().map(|&i| self.rows[i]).collect();
+        let mut b = self.inner.batch(&inner)?;
+        for k in b.kept.iter_mut() {
+            *k = self
+                .rows
+                .binary_search(k)
+                .expect("a kept sample is one asked for");
+        }
+        Ok(b)
+    }
+    fn skipped(&self) -> usize {
+        self.inner.skipped()
+    }
+    fn incomplete(&self, _: usize) -> bool {
+        false
     }
 }
 
@@ -32,14 +87,26 @@ impl Source for Split {
     fn len(&self) -> usize {
         Split::len(self)
     }
-    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), Error> {
+    fn batch(&self, idx: &[usize]) -> Result<HostBatch, Error> {
         let inputs = (0..self.features.len())
             .map(|t| HostInput::Features {
                 data: self.gather(t, idx),
                 dim: self.features[t].cols,
             })
             .collect();
-        Ok((inputs, idx.to_vec()))
+        let missing = self
+            .missing
+            .iter()
+            .map(|m| idx.iter().map(|&i| m[i]).collect())
+            .collect();
+        Ok(HostBatch {
+            inputs,
+            kept: idx.to_vec(),
+            missing,
+        })
+    }
+    fn incomplete(&self, i: usize) -> bool {
+        self.missing.iter().any(|m| m[i])
     }
 }
 
@@ -47,15 +114,18 @@ impl Source for RawSplit {
     fn len(&self) -> usize {
         RawSplit::len(self)
     }
-    fn batch(&self, idx: &[usize]) -> Result<(Vec<HostInput>, Vec<usize>), Error> {
+    fn batch(&self, idx: &[usize]) -> Result<HostBatch, Error> {
         RawSplit::batch(self, idx)
     }
     fn skipped(&self) -> usize {
         RawSplit::skipped(self)
     }
+    fn incomplete(&self, i: usize) -> bool {
+        RawSplit::incomplete(self, i)
+    }
 }
 
-pub type Batch = Result<(Vec<HostInput>, Vec<usize>), Error>;
+pub type Batch = Result<HostBatch, Error>;
 
 /// Run `consume` over the batches of `plans` (index lists, in order) while a background thread
 /// prepares up to `depth` batches ahead (`depth` = 0: prepare in line). Stops at the first
@@ -100,11 +170,14 @@ pub fn open_source(
         let preps = (0..config.modalities.len())
             .map(|t| Prep::for_spec(&config.encoder(t), tokenizers[t].as_ref()))
             .collect::<Result<Vec<_>, Error>>()?;
+        let info = crate::data::features::read_info(data)?;
+        let may_miss = config.modalities.iter().map(|m| info.may_miss(m)).collect();
         Ok(Box::new(RawSplit::open(
             data,
             split,
             &config.modalities,
             preps,
+            may_miss,
             skip_bad,
         )?))
     } else {

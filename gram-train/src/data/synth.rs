@@ -10,6 +10,7 @@
 //! same generators (train, val and test differ only in their samples).
 
 use crate::data::features::{DatasetInfo, split_path};
+use crate::data::missing;
 use crate::error::Error;
 use gram_host::output::{write_npy_f32, write_text};
 use rand::SeedableRng;
@@ -38,6 +39,9 @@ pub struct SynthConfig {
     pub noise: f64,
     /// Hidden tanh layers of each modality's random feature map (0 = linear).
     pub depth: usize,
+    /// Fraction of samples lacking each listed modality (their rows NaN; `--missing MOD=F`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<(String, f64)>,
     pub seed: u64,
 }
 
@@ -56,6 +60,7 @@ impl Default for SynthConfig {
             noise: 0.5,
             depth: 2,
             seed: 0,
+            missing: Vec::new(),
         }
     }
 }
@@ -132,6 +137,9 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), Error> {
             cfg.dims.len()
         )));
     }
+    for (m, f) in &cfg.missing {
+        missing::parse(&format!("{m}={f}"), &cfg.modalities, &cfg.anchor)?;
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let latent = cfg.shared + cfg.private + cfg.unique;
@@ -175,6 +183,17 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), Error> {
                 feats[t].extend(x.iter().zip(noise).map(|(v, e)| (v + e) as f32));
             }
         }
+        for (m, fraction) in &cfg.missing {
+            let t = cfg.modalities.iter().position(|x| x == m).expect("checked");
+            let d = cfg.dims[t];
+            for (i, _) in missing::rows(cfg.seed, split, t, n, *fraction)
+                .iter()
+                .enumerate()
+                .filter(|(_, miss)| **miss)
+            {
+                feats[t][i * d..(i + 1) * d].fill(f32::NAN);
+            }
+        }
         for (t, m) in cfg.modalities.iter().enumerate() {
             write_npy_f32(&split_path(out, split, m), &[n, cfg.dims[t]], &feats[t])
                 .map_err(|e| Error::io(out, e))?;
@@ -183,6 +202,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), Error> {
     let info = DatasetInfo {
         modalities: cfg.modalities.clone(),
         anchor: cfg.anchor.clone(),
+        missing: cfg.missing.iter().map(|(m, _)| m.clone()).collect(),
     };
     write_text(
         &out.join("dataset.json"),

@@ -32,6 +32,10 @@ pub struct ModelConfig {
     /// Encoder per modality (same order; empty: every modality is pre-computed features).
     #[serde(default)]
     pub encoders: Vec<EncoderSpec>,
+    /// Modalities (never the anchor) with a learned placeholder embedding that stands in for a
+    /// missing vector (`missing = "placeholder"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placeholders: Vec<String>,
 }
 
 impl ModelConfig {
@@ -179,6 +183,8 @@ pub struct GramModel {
     pub heads: Vec<Head>,
     pub log_inv_tau: Tensor,
     pub dam: Option<DamHead>,
+    /// Per modality: its learned placeholder embedding [D] (see [`ModelConfig::placeholders`]).
+    pub placeholders: Vec<Option<Tensor>>,
 }
 
 impl GramModel {
@@ -242,12 +248,29 @@ impl GramModel {
         } else {
             None
         };
+        // From a stream of their own, so models without placeholders are unchanged.
+        let mut prng = ChaCha8Rng::seed_from_u64(seed ^ 0x91ac_e401_de5e_ed00);
+        let placeholders = config
+            .modalities
+            .iter()
+            .map(|m| {
+                if !config.placeholders.contains(m) {
+                    return Ok(None);
+                }
+                let v: Vec<f32> = (0..config.embed_dim)
+                    .map(|_| rand_distr::StandardNormal.sample(&mut prng))
+                    .collect();
+                let t = Tensor::from_vec(v, config.embed_dim, dev)?;
+                register(varmap, &format!("placeholder.{m}"), t).map(Some)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(GramModel {
             config: config.clone(),
             encoders: encs,
             heads,
             log_inv_tau,
             dam,
+            placeholders,
         })
     }
 

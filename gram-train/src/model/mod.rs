@@ -6,4 +6,5 @@
 pub mod encoders;
 pub mod gram;
 pub mod losses;
+pub mod missing;
 pub mod volume;

@@ -1,7 +1,7 @@
 //! Model construction: the model a training configuration asks for on a dataset, built fresh
 //! (seeded, pretrained encoder folders loaded) with its tokenizers; weights set by name.
 
-use crate::config::{LossKind, TrainConfig};
+use crate::config::{LossKind, MissingRule, TrainConfig};
 use crate::data::features::{load_split, read_info};
 use crate::data::raw;
 use crate::error::Error;
@@ -95,6 +95,11 @@ pub(crate) fn model_config_with(
         },
         init_temperature: cfg.init_temperature,
         encoders,
+        placeholders: if cfg.missing == MissingRule::Placeholder {
+            info.missing.clone()
+        } else {
+            Vec::new()
+        },
     })
 }
 

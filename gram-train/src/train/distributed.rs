@@ -17,6 +17,7 @@
 use crate::config::{LossKind, TrainConfig};
 use crate::model::gram::{DamHead, GramModel};
 use crate::model::losses::{bce_with_logits, sample_hard_negatives, smoothed_ce_offset};
+use crate::model::missing::complete;
 use crate::model::volume::volume_matrix;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
@@ -122,15 +123,19 @@ impl Collective for ThreadWorld {
 
 /// This rank's loss: its `b` anchors (rows rank·b..) against the global candidates, and the
 /// global anchors against its `b` candidates, from gathered embeddings `emb` [W·b, D] per
-/// modality. The mean over ranks equals the single-process loss on the whole batch.
+/// modality, whose missing rows (`missing`: gathered 0/1 masks, `None` where none is missing)
+/// are first replaced by the run's rule ([`crate::model::missing`]). The mean over ranks
+/// equals the single-process loss on the whole batch.
 pub fn local_loss(
     model: &GramModel,
     cfg: &TrainConfig,
     emb: &[Tensor],
+    missing: &[Option<Tensor>],
     rank: usize,
     b: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Tensor> {
+    let emb = &complete(emb, missing, cfg.missing, &model.placeholders)?;
     let a = model.anchor_index();
     let others: Vec<Tensor> = (0..emb.len())
         .filter(|&t| t != a)
@@ -147,6 +152,7 @@ pub fn local_loss(
         others_local: &others_local,
         inv_tau: model.inv_tau()?,
         ls: cfg.label_smoothing,
+        d: model.config.embed_dim,
         off,
         b,
         n: anchor.dim(0)?,
@@ -177,6 +183,8 @@ struct Local<'a> {
     others_local: &'a [Tensor],
     inv_tau: Tensor,
     ls: f64,
+    /// The embedding size (`present` embeddings carry k more coordinates: [`crate::config::MissingRule`]).
+    d: usize,
     off: usize,
     b: usize,
     n: usize,
@@ -217,7 +225,7 @@ impl Local<'_> {
     fn symile(&self) -> Result<Tensor> {
         let anchor = self.anchor;
         let all: Vec<&Tensor> = std::iter::once(anchor).chain(self.others).collect();
-        let scale = (anchor.dim(1)? as f64).powf(all.len() as f64 / 2.0 - 1.0);
+        let scale = (self.d as f64).powf(all.len() as f64 / 2.0 - 1.0);
         let mut total = Tensor::zeros((), anchor.dtype(), anchor.device())?;
         for t in 0..all.len() {
             let mut prod: Option<Tensor> = None;
@@ -262,10 +270,38 @@ impl Local<'_> {
             .iter()
             .map(|o| o.index_select(&dj, 0))
             .collect::<Result<Vec<_>>>()?;
-        let logits = dam.score(&anchor.index_select(&ai, 0)?, &rows, &gram_logit)?;
+        // The DAM head reads D-dimensional embeddings: a `present` missing vector is 0 there.
+        let first_d = |t: &Tensor| t.narrow(1, 0, self.d);
+        let rows = rows.iter().map(first_d).collect::<Result<Vec<_>>>()?;
+        let logits = dam.score(&first_d(&anchor.index_select(&ai, 0)?)?, &rows, &gram_logit)?;
         let targets: Vec<f32> = pairs.iter().map(|p| (p.0 == p.1) as u8 as f32).collect();
         bce_with_logits(&logits, &Tensor::from_vec(targets, pairs.len(), dev)?)
     }
+}
+
+/// Every rank's missing-row masks per modality, gathered like the embeddings: a 0/1 f32 mask
+/// [W·b], or `None` when no rank misses the modality in this batch (every rank decides alike).
+/// A world of one gathers nothing.
+fn gather_masks(
+    local: &[Vec<bool>],
+    b: usize,
+    coll: &dyn Collective,
+    dev: &candle_core::Device,
+) -> Result<Vec<Option<Tensor>>> {
+    local
+        .iter()
+        .map(|m| {
+            if coll.world() == 1 && !m.contains(&true) {
+                return Ok(None);
+            }
+            let host: Vec<f32> = (0..b)
+                .map(|i| f32::from(u8::from(m.get(i) == Some(&true))))
+                .collect();
+            let all = coll.all_gather(&Tensor::from_vec(host, b, dev)?)?;
+            let any = all.sum_all()?.to_scalar::<f32>()? > 0.0;
+            Ok(any.then_some(all))
+        })
+        .collect()
 }
 
 /// One step's gradients on this rank: embed the local batch, gather, differentiate the local
@@ -276,25 +312,30 @@ pub fn step_gradients(
     model: &GramModel,
     cfg: &TrainConfig,
     local_emb: &[Tensor],
+    local_missing: &[Vec<bool>],
     params: &[Var],
     coll: &dyn Collective,
     rng: &mut ChaCha8Rng,
 ) -> Result<(f64, GradStore)> {
     let (rank, world) = (coll.rank(), coll.world());
     let b = local_emb[0].dim(0)?;
+    let missing = gather_masks(local_missing, b, coll, local_emb[0].device())?;
     let gathered = local_emb
         .iter()
         .map(|e| Var::from_tensor(&coll.all_gather(&e.detach())?))
         .collect::<Result<Vec<_>>>()?;
     let leaves: Vec<Tensor> = gathered.iter().map(|v| v.as_tensor().clone()).collect();
-    let loss = local_loss(model, cfg, &leaves, rank, b, rng)?;
+    let loss = local_loss(model, cfg, &leaves, &missing, rank, b, rng)?;
     let mut loss_grads = loss.backward()?;
     let mut surrogate: Option<Tensor> = None;
     for (e, leaf) in local_emb.iter().zip(&leaves) {
         let Some(g) = loss_grads.remove(leaf) else {
             continue;
         };
-        let mine = coll.all_reduce_sum(&g)?.narrow(0, rank * b, b)?;
+        // A constant in the surrogate: a leaf's gradient can still carry graph nodes (the
+        // backward of a·mᵀ is G·m, with m tracked — a learned placeholder among its rows), and
+        // differentiating them again would add a second, spurious term to those parameters.
+        let mine = coll.all_reduce_sum(&g)?.narrow(0, rank * b, b)?.detach();
         let term = e.mul(&mine)?.sum_all()?;
         surrogate = Some(match surrogate {
             None => term,

@@ -8,10 +8,13 @@ use crate::model::encoders::Kind;
 use crate::model::gram::GramModel;
 use candle_core::Device;
 use gram_host::cpu::Scorer;
+use gram_host::input::Matrix;
 use gram_host::metrics::{Retrieval, evaluate};
+use gram_host::missing::MissingRule;
 
 /// Unit embeddings of every (good) sample of `source`, per modality, in chunks without
-/// autograd; and the sample indices they belong to.
+/// autograd; and the sample indices they belong to. A sample lacking a modality gets a row of
+/// NaN there (what `gram eval --missing …` reads as a missing vector).
 pub fn embed_source(
     model: &GramModel,
     source: &dyn Source,
@@ -30,15 +33,20 @@ pub fn embed_source(
         .step_by(chunk)
         .map(|s| (s..(s + chunk).min(n)).collect());
     prefetched(source, plans, 2, |batch| {
-        let (inputs, idx) = batch?;
-        if idx.is_empty() {
+        let batch = batch?;
+        if batch.kept.is_empty() {
             return Ok(());
         }
-        let emb = model.embed(&inputs, dev)?;
-        for (o, e) in out.iter_mut().zip(emb) {
-            o.extend(e.detach().flatten_all().and_then(|e| e.to_vec1::<f32>())?);
+        let emb = model.embed(&batch.inputs, dev)?;
+        for ((o, e), lacks) in out.iter_mut().zip(emb).zip(&batch.missing) {
+            let mut rows = e.detach().flatten_all().and_then(|e| e.to_vec1::<f32>())?;
+            let d = rows.len() / batch.kept.len();
+            for (row, _) in rows.chunks_mut(d).zip(lacks).filter(|(_, l)| **l) {
+                row.fill(f32::NAN);
+            }
+            o.extend(rows);
         }
-        kept.extend(idx);
+        kept.extend(batch.kept);
         Ok::<(), Error>(())
     })?;
     Ok((out, kept))
@@ -49,9 +57,14 @@ pub fn embed_split(model: &GramModel, split: &Split, dev: &Device) -> Result<Vec
     Ok(embed_source(model, split, dev)?.0)
 }
 
-/// Retrieval by volume (gram-host's evaluator) of embeddings in `info.modalities` order.
+/// Retrieval by volume (gram-host's evaluator) of embeddings in `info.modalities` order. Rows
+/// of NaN (samples lacking a modality) are scored by the volume of the vectors present
+/// (`gram eval --missing present`).
 pub fn retrieval(embeddings: &[Vec<f32>], anchor: usize, dim: usize) -> Result<Retrieval, Error> {
     let n = embeddings[anchor].len() / dim;
+    if embeddings.iter().any(|e| e.iter().any(|x| x.is_nan())) {
+        return retrieval_incomplete(embeddings, anchor, dim);
+    }
     let others: Vec<&[f32]> = embeddings
         .iter()
         .enumerate()
@@ -60,6 +73,33 @@ pub fn retrieval(embeddings: &[Vec<f32>], anchor: usize, dim: usize) -> Result<R
         .collect();
     let scorer = Scorer::new(&others, n, dim)?;
     evaluate(&scorer, &embeddings[anchor], dim)
+        .map(|(r, _)| r)
+        .map_err(Error::from)
+}
+
+/// [`retrieval`] with missing rows, completed by gram-host's `present` rule.
+fn retrieval_incomplete(
+    embeddings: &[Vec<f32>],
+    anchor: usize,
+    dim: usize,
+) -> Result<Retrieval, Error> {
+    let n = embeddings[anchor].len() / dim;
+    let matrix =
+        |t: usize, e: &[f32]| Matrix::from_vec(&format!("modality {t}"), n, dim, e.to_vec());
+    let a = matrix(anchor, &embeddings[anchor])?;
+    let others = embeddings
+        .iter()
+        .enumerate()
+        .filter(|(t, _)| *t != anchor)
+        .map(|(t, e)| {
+            let lacks = e.chunks(dim).map(|r| r[0].is_nan()).collect();
+            Ok((matrix(t, e)?, lacks))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let (a, others) = gram_host::missing::complete(&a, &others, MissingRule::Present)?;
+    let views: Vec<&[f32]> = others.iter().map(|m| m.view().data).collect();
+    let scorer = Scorer::new(&views, n, a.cols)?;
+    evaluate(&scorer, a.view().data, a.cols)
         .map(|(r, _)| r)
         .map_err(Error::from)
 }

@@ -2,13 +2,11 @@
 //! checking the request, building (or finetuning) the model, resuming, one optimizer step,
 //! logging, validating, checkpointing.
 
-use crate::config::TrainConfig;
+use crate::config::{MissingRule, TrainConfig};
 use crate::data::features::{Split, load_split};
 use crate::data::raw;
-use crate::data::source::open_source;
-use crate::data::source::{Source, prefetched};
+use crate::data::source::{Complete, HostBatch, Source, open_source, prefetched};
 use crate::error::Error;
-use crate::model::encoders::HostInput;
 use crate::model::gram::{GramModel, ModelConfig};
 use crate::train::build::{
     Loaded, build_model, model_config_with, named_vars, set_weights, tokenizer_file,
@@ -126,12 +124,12 @@ pub fn fit_with(
     });
     let mut step = start;
     prefetched(train, plans, opts.prefetch, |prepared| {
-        let (inputs, kept) = prepared?;
-        check_batch(step, rank, world, local, kept.len(), train.skipped())?;
-        let s = apply_step(model, cfg, &inputs, &vars, coll, &mut opt, step, out, dev)
+        let batch = prepared?;
+        check_batch(step, rank, world, local, batch.kept.len(), train.skipped())?;
+        let s = apply_step(model, cfg, &batch, &vars, coll, &mut opt, step, out, dev)
             .inspect_err(|_| bar.abandon())?;
         final_loss = s.loss;
-        samples += kept.len() * world;
+        samples += batch.kept.len() * world;
         let rate = samples as f64 / t0.elapsed().as_secs_f64();
         bar.set_message(format!(
             "loss {:.4} lr {:.2e} {rate:.0} samples/s",
@@ -186,10 +184,13 @@ fn open_run(
     };
     let (model_cfg, loaded) = run_model(cfg, data, opts, features.as_ref(), dev)?;
     let (tok, skip) = (&loaded.tokenizers, opts.skip_bad_samples);
-    let train: Box<dyn Source> = match features {
+    let mut train: Box<dyn Source> = match features {
         Some(split) => Box::new(split),
         None => open_source(data, "train", &model_cfg, tok, skip)?,
     };
+    if cfg.missing == MissingRule::Drop {
+        train = Box::new(Complete::of(train));
+    }
     let val = open_source(data, "val", &model_cfg, tok, skip)?;
     if train.len() < 2 {
         return Err(Error::data(data, "need at least 2 training samples"));
@@ -531,7 +532,7 @@ struct StepReport {
 fn apply_step(
     model: &GramModel,
     cfg: &TrainConfig,
-    inputs: &[HostInput],
+    batch: &HostBatch,
     vars: &[Var],
     coll: &dyn Collective,
     opt: &mut AdamW,
@@ -540,7 +541,7 @@ fn apply_step(
     dev: &Device,
 ) -> Result<StepReport, Error> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
-    let (loss, grads) = train_step(model, cfg, inputs, vars, coll, &mut rng, dev)?;
+    let (loss, grads) = train_step(model, cfg, batch, vars, coll, &mut rng, dev)?;
     let grad_norm = opt.grad_norm(&grads)?;
     if !loss.is_finite() || !grad_norm.is_finite() {
         return Err(Error::Diverged {

@@ -1,7 +1,7 @@
 //! One training step (embedding, loss, gradients) and the parameters the optimizer steps.
 
 use crate::config::TrainConfig;
-use crate::model::encoders::HostInput;
+use crate::data::source::HostBatch;
 use crate::model::gram::{GramModel, decays};
 use crate::train::build::{Loaded, named_vars};
 use crate::train::distributed::{Collective, step_gradients};
@@ -31,18 +31,19 @@ pub fn optimizer_params(loaded: &Loaded, cfg: &TrainConfig) -> Vec<(String, Var,
         .collect()
 }
 
-/// One training step's loss and gradients on a batch of host inputs (this rank's slice when
-/// `coll` is a multi-rank world; see [`crate::train::distributed`]).
+/// One training step's loss and gradients on a batch (this rank's slice when `coll` is a
+/// multi-rank world; see [`crate::train::distributed`]); samples lacking a modality are scored
+/// by `cfg.missing`.
 pub fn train_step(
     model: &GramModel,
     cfg: &TrainConfig,
-    inputs: &[HostInput],
+    batch: &HostBatch,
     params: &[Var],
     coll: &dyn Collective,
     rng: &mut ChaCha8Rng,
     dev: &Device,
 ) -> candle_core::Result<(f64, GradStore)> {
     crate::ops::precision::set(cfg.precision);
-    let emb = model.embed(inputs, dev)?;
-    step_gradients(model, cfg, &emb, params, coll, rng)
+    let emb = model.embed(&batch.inputs, dev)?;
+    step_gradients(model, cfg, &emb, &batch.missing, params, coll, rng)
 }

@@ -43,7 +43,7 @@ pub fn gradient_census(dev: &candle_core::Device) {
             .collect::<Vec<_>>(),
         [Kind::Bert, Kind::Clip, Kind::Ast]
     );
-    let (inputs, _) = src.batch(&[0, 1, 2, 3, 4, 5]).unwrap();
+    let inputs = src.batch(&[0, 1, 2, 3, 4, 5]).unwrap();
     let vars = named_vars(&l.varmap);
     let params: Vec<_> = vars.iter().map(|v| v.1.clone()).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -116,7 +116,7 @@ pub fn memory_over_steps(
         param_bytes,
     };
     for step in 0..steps {
-        let (inputs, _) = src
+        let inputs = src
             .batch(&batch_indices(0, step, cfg.batch_size, src.len()))
             .unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step);
