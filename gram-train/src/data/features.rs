@@ -113,13 +113,15 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Split, Error> {
     for m in &info.modalities {
         let p = split_path(dir, split, m);
         let spec = p.to_string_lossy();
-        let (f, miss) = if info.may_miss(m) {
-            input::load_allowing_missing(&spec)?
-        } else {
-            let f = input::load(&spec)?;
-            let rows = f.rows;
-            (f, vec![false; rows])
-        };
+        let (f, miss) = input::load_allowing_missing(&spec)?;
+        if let Some(r) = miss.iter().position(|&x| x).filter(|_| !info.may_miss(m)) {
+            return Err(Error::data(
+                &p,
+                format!(
+                    "row {r} is NaN (a missing vector), but dataset.json does not list '{m}' under \"missing\""
+                ),
+            ));
+        }
         features.push(f);
         missing.push(miss);
     }
@@ -129,6 +131,27 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Split, Error> {
             "{}: {} rows, but {} has {n} (rows must align)",
             bad.name, bad.rows, features[0].name
         )));
+    }
+    let a = info
+        .modalities
+        .iter()
+        .position(|m| *m == info.anchor)
+        .expect("checked");
+    let others = |i: usize| {
+        (0..missing.len())
+            .filter(move |&t| t != a)
+            .map(move |t| (t, i))
+    };
+    if let Some(r) = (0..n).find(|&i| others(i).all(|(t, i)| missing[t][i])) {
+        let p = split_path(
+            dir,
+            split,
+            &info.modalities[(a + 1) % info.modalities.len()],
+        );
+        return Err(Error::data(
+            &p,
+            format!("row {r} lacks every modality but the anchor (nothing to align it to)"),
+        ));
     }
     Ok(Split {
         info,

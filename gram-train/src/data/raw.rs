@@ -241,10 +241,25 @@ impl RawSplit {
 
     fn decode(&self, i: usize) -> Result<Vec<Decoded>, Error> {
         let line = &self.lines[i];
-        (0..self.modalities.len())
+        let cells = (0..self.modalities.len())
             .map(|t| self.decode_one(line, t))
             .collect::<Result<Vec<_>, Error>>()
-            .map_err(|e| Error::data_row(&self.manifest, line.number, e))
+            .map_err(|e| Error::data_row(&self.manifest, line.number, e))?;
+        // The anchor is never missing (its field is required), so one present cell besides it
+        // means: more than one present cell.
+        if cells
+            .iter()
+            .filter(|c| !matches!(c, Decoded::Missing))
+            .count()
+            < 2
+        {
+            return Err(Error::data_row(
+                &self.manifest,
+                line.number,
+                "lacks every modality but the anchor (nothing to align it to)",
+            ));
+        }
+        Ok(cells)
     }
 
     /// Decode samples `idx` into one host batch per modality, the indices kept (all of them,

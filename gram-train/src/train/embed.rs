@@ -84,8 +84,14 @@ fn retrieval_incomplete(
     dim: usize,
 ) -> Result<Retrieval, Error> {
     let n = embeddings[anchor].len() / dim;
-    let matrix =
-        |t: usize, e: &[f32]| Matrix::from_vec(&format!("modality {t}"), n, dim, e.to_vec());
+    // A missing row's values are never read (the rule replaces it): zeros keep the matrix valid.
+    let matrix = |t: usize, e: &[f32]| {
+        let finite = e
+            .iter()
+            .map(|&x| if x.is_nan() { 0.0 } else { x })
+            .collect();
+        Matrix::from_vec(&format!("modality {t}"), n, dim, finite)
+    };
     let a = matrix(anchor, &embeddings[anchor])?;
     let others = embeddings
         .iter()
