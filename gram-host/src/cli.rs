@@ -215,6 +215,10 @@ struct ReportArgs {
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// With --modality: accept a row of NaN as a missing vector, scored by this rule; the
+    /// report says how many rows each modality misses.
+    #[arg(long, value_enum, value_name = "RULE", requires = "anchor")]
+    missing: Option<MissingArg>,
 }
 
 #[derive(clap::Args)]
@@ -400,6 +404,7 @@ fn run_report(args: ReportArgs) -> Result<(), Error> {
         sample,
         out,
         json,
+        missing,
     } = args;
     let opts = crate::report::ReportOptions {
         out,
@@ -412,7 +417,8 @@ fn run_report(args: ReportArgs) -> Result<(), Error> {
         (Some(dir), _) => crate::report::report_snapshots(&dir, anchor_modality.as_deref(), &opts)?,
         // Inputs::load refuses a missing --modality, as for every subcommand.
         (None, Some(anchor)) => {
-            crate::report::report_files(&anchor, &modalities, names.as_deref(), &opts)?
+            let missing = missing.map(Into::into);
+            crate::report::report_files(&anchor, &modalities, names.as_deref(), missing, &opts)?
         }
         (None, None) => {
             return Err(Error::Usage(

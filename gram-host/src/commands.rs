@@ -229,6 +229,8 @@ pub fn check_loss_parameters(temperature: f64, label_smoothing: f64) -> Result<(
 pub struct Inputs {
     pub anchor: Matrix,
     pub modalities: Vec<Matrix>,
+    /// Per modality: rows that were missing (rows of NaN, completed by the rule).
+    pub missing_rows: Vec<usize>,
     pub read_time: Duration,
 }
 
@@ -243,6 +245,7 @@ impl Inputs {
         let t = Instant::now();
         check_modality_count(modalities.len())?;
         let anchor = input::load(anchor)?;
+        let mut missing_rows = vec![0; modalities.len()];
         let (anchor, modalities) = match missing {
             None => {
                 let mods = modalities
@@ -258,12 +261,16 @@ impl Inputs {
                     .collect::<Result<Vec<_>, _>>()?;
                 // Shapes first, so that a mismatch is named as without --missing.
                 Batch::new(anchor.view(), mods.iter().map(|(m, _)| m.view()).collect())?;
+                for (count, (_, lacks)) in missing_rows.iter_mut().zip(&mods) {
+                    *count = lacks.iter().filter(|&&x| x).count();
+                }
                 crate::missing::complete(&anchor, &mods, rule)?
             }
         };
         let inputs = Inputs {
             anchor,
             modalities,
+            missing_rows,
             read_time: t.elapsed(),
         };
         inputs.batch()?;

@@ -14,10 +14,11 @@
 //!   their median norm — a placeholder embedding, as Symile learns one in training, but
 //!   estimated instead of learned.
 //!
-//! `present` and `scaled` are computed exactly by appending one coordinate: every vector gets
-//! a 0 there and a missing one becomes c·e_{D+1}, orthogonal to all the others, so
-//! vol(a, …, c·e_{D+1}, …) = c · vol(a, present) (c = 1 for `present`). The inputs are then
-//! copied ([N, D+1] in memory) rather than memory-mapped.
+//! `present` and `scaled` are computed exactly by appending one coordinate per modality: every
+//! vector gets 0s there and a missing vector of modality t becomes c_t·e_{D+t}, orthogonal to
+//! all the others — present or missing — so vol(a, …, c_t·e_{D+t}, …) = Π c_t · vol(a, present)
+//! (c = 1 for `present`), also when a candidate lacks several modalities. The inputs are then
+//! copied ([N, D+k−1] in memory) rather than memory-mapped.
 
 use crate::error::Error;
 use crate::input::{Matrix, View};
@@ -79,31 +80,39 @@ pub fn complete(
                     .collect(),
                 _ => vec![1.0; modalities.len()],
             };
-            let d = anchor.cols;
-            let a = widen(anchor.view(), &[], 0.0);
+            let (d, k) = (anchor.cols, modalities.len());
+            let a = widen(anchor.view(), &[], 0.0, 0, k);
             let mods = modalities
                 .iter()
                 .zip(&scale)
-                .map(|((m, miss), &c)| {
-                    owned(&m.name, m.rows, d + 1, widen(m.view(), miss, c as f32))
+                .enumerate()
+                .map(|(t, ((m, miss), &c))| {
+                    owned(
+                        &m.name,
+                        m.rows,
+                        d + k,
+                        widen(m.view(), miss, c as f32, t, k),
+                    )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((owned(&anchor.name, anchor.rows, d + 1, a)?, mods))
+            Ok((owned(&anchor.name, anchor.rows, d + k, a)?, mods))
         }
     }
 }
 
-/// Rows of `m` with one more coordinate: 0 for a present row, a missing row becomes c·e_{D+1}.
-fn widen(m: View, missing: &[bool], c: f32) -> Vec<f32> {
+/// Rows of `m` (modality `t` of `k`) with `k` more coordinates: 0s for a present row; a
+/// missing row becomes c·e_{D+t}.
+fn widen(m: View, missing: &[bool], c: f32, t: usize, k: usize) -> Vec<f32> {
     let d = m.cols;
-    let mut out = Vec::with_capacity(m.rows * (d + 1));
+    let mut out = Vec::with_capacity(m.rows * (d + k));
     for (j, row) in m.data.chunks_exact(d).enumerate() {
+        let start = out.len();
         if missing.get(j) == Some(&true) {
-            out.extend(std::iter::repeat_n(0.0, d));
-            out.push(c);
+            out.resize(start + d + k, 0.0);
+            out[start + d + t] = c;
         } else {
             out.extend_from_slice(row);
-            out.push(0.0);
+            out.resize(start + d + k, 0.0);
         }
     }
     out

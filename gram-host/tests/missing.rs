@@ -100,9 +100,89 @@ fn missing_rows_follow_the_documented_rules() {
             }
         }
     }
-    // eval and search take the rule too.
+    // eval and search take the rule too; report says how many rows each modality misses.
     run("eval", "scaled", &["--json"]);
     run("search", "mean", &["--top-k", "3", "--out", &p("hits")]);
+    let (t, v, a, out) = (p("t.npy"), p("v.npy"), p("a.npy"), p("report"));
+    let args = ["report", "--anchor", &t, "--modality", &v, "--modality", &a];
+    let o = gram(
+        &[
+            &args[..],
+            &[
+                "--missing",
+                "present",
+                "--sample",
+                "20",
+                "--out",
+                &out,
+                "--json",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["missing_rows"], serde_json::json!({"v": 0, "a": 3}));
+    let page = std::fs::read_to_string(Path::new(&out).join("report.html")).unwrap();
+    assert!(
+        page.contains("v 0 of 40, a 3 of 40"),
+        "the page names the missing rows"
+    );
+    let o = gram(&[&args[..], &["--out", &p("r2")]].concat());
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "without --missing a NaN row is refused"
+    );
+}
+
+#[test]
+fn present_scores_a_candidate_lacking_several_modalities_by_the_vectors_present() {
+    let (n, d) = (6, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let x: Vec<Vec<f32>> = (0..4).map(|t| pseudo(n * d, 40 + t)).collect();
+    let mut m = x.clone();
+    // Candidate 1 lacks modalities 2 and 3; candidate 4 lacks 1 and 3.
+    for (t, j) in [(2, 1), (3, 1), (1, 4), (3, 4)] {
+        m[t][j * d..(j + 1) * d].fill(f32::NAN);
+    }
+    for (t, v) in m.iter().enumerate() {
+        std::fs::write(p(&format!("{t}.npy")), f32_npy(n, d, v)).unwrap();
+    }
+    let (a, m1, m2, m3, out) = (p("0.npy"), p("1.npy"), p("2.npy"), p("3.npy"), p("v.npy"));
+    let o = gram(&[
+        "score",
+        "--anchor",
+        &a,
+        "--modality",
+        &m1,
+        "--modality",
+        &m2,
+        "--modality",
+        &m3,
+        "--missing",
+        "present",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = read_npy_f32(Path::new(&out)).1;
+    let row = |t: usize, j: usize| x[t][j * d..(j + 1) * d].to_vec();
+    for i in 0..n {
+        let a = row(0, i);
+        for (j, present) in [(1, vec![1]), (4, vec![2])] {
+            let mut tuple: Vec<Vec<f32>> = vec![a.clone()];
+            tuple.extend(present.iter().map(|&t| row(t, j)));
+            let refs: Vec<&[f32]> = tuple.iter().map(Vec::as_slice).collect();
+            let want = vol(&refs);
+            let got = v[i * n + j] as f64;
+            assert!(
+                (got - want).abs() <= 2e-5 * want,
+                "({i}, {j}): {got} vs {want}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub use snapshots::report_snapshots;
 
 use crate::commands::Inputs;
 use crate::error::{Arg, Error};
+use crate::missing::MissingRule;
 use crate::output;
 use html::Figure;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,14 +47,17 @@ fn stem(spec: &str) -> String {
         .map_or(spec.to_string(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Report on one embedding set; returns the summary that `--json` prints.
+/// Report on one embedding set; returns the summary that `--json` prints. With `missing`, rows
+/// of NaN are missing vectors completed by the rule, and the report says how many rows each
+/// modality misses.
 pub fn report_files(
     anchor: &str,
     modalities: &[String],
     names: Option<&[String]>,
+    missing: Option<MissingRule>,
     opts: &ReportOptions,
 ) -> Result<serde_json::Value, Error> {
-    let inputs = Inputs::load(anchor, modalities, None)?;
+    let inputs = Inputs::load(anchor, modalities, missing)?;
     let batch = inputs.batch()?;
     let names: Vec<String> = match names {
         Some(n) if n.len() != modalities.len() + 1 => {
@@ -79,24 +83,57 @@ pub fn report_files(
         bar.inc(1);
     };
     let d = Diagnostics::new(&batch, &names, opts.sampling, &tick)?;
+    let mut summary = d.summary_json();
+    if let Some(rule) = missing {
+        let counts: serde_json::Map<String, serde_json::Value> = names[1..]
+            .iter()
+            .zip(&inputs.missing_rows)
+            .map(|(n, &c)| (n.clone(), c.into()))
+            .collect();
+        summary["missing_rows"] = counts.into();
+        summary["missing_rule"] = format!("{rule:?}").to_lowercase().into();
+    }
     tick("plots");
     write_atomically(&opts.out, |dir| {
         let figures = set_figures(&d, dir, "")?;
         let intro = format!(
-            "{} samples, D = {}, anchor {} with {}. Metrics use every row; plots use {} evenly spaced rows.",
+            "{} samples, D = {}, anchor {} with {}. Metrics use every row; plots use {} evenly spaced rows.{}",
             d.n,
             d.dim,
             html::escape(&names[0]),
             html::escape(&names[1..].join(", ")),
-            d.sample.len()
+            d.sample.len(),
+            html::escape(&missing_text(&summary))
         );
         let sections = vec![("Alignment".to_string(), html::tables(&d))];
         let page = html::page("gram report", &intro, &sections, &figures);
         write(dir, "report.html", &page)?;
-        write(dir, "summary.json", &format!("{:#}\n", d.summary_json()))
+        write(dir, "summary.json", &format!("{summary:#}\n"))
     })?;
     bar.finish_and_clear();
-    Ok(d.summary_json())
+    Ok(summary)
+}
+
+/// " Missing rows, scored by the present rule: v 0 of 40, a 3 of 40." for a summary with
+/// `missing_rows` (in modality order), else "".
+fn missing_text(summary: &serde_json::Value) -> String {
+    let Some(counts) = summary["missing_rows"].as_object() else {
+        return String::new();
+    };
+    let names = summary["modalities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(1);
+    let each: Vec<String> = names
+        .filter_map(|n| n.as_str())
+        .map(|n| format!("{n} {} of {}", counts[n], summary["n"]))
+        .collect();
+    format!(
+        " Missing rows, scored by the {} rule: {}.",
+        summary["missing_rule"].as_str().unwrap_or("?"),
+        each.join(", ")
+    )
 }
 
 /// The plots of one embedding set (`prefix` tells snapshot steps apart).
@@ -153,7 +190,11 @@ pub(crate) fn write_atomically(
 pub fn summary_text(summary: &serde_json::Value) -> String {
     let one = |v: &serde_json::Value| -> String {
         let r = &v["retrieval"];
-        let mut s = format!(
+        let mut s = missing_text(v).trim_start().to_string();
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s += &format!(
             "anchor->data R@1 {:.2}  data->anchor R@1 {:.2}  AUC {:.4}  mean row-min volume {:.4}\n",
             r["anchor_to_data"]["r1"].as_f64().unwrap_or(f64::NAN),
             r["data_to_anchor"]["r1"].as_f64().unwrap_or(f64::NAN),
