@@ -204,6 +204,22 @@ fn an_incomplete_feature_dataset_trains_embeds_and_evaluates_under_every_rule() 
         )
         .unwrap();
         assert!(r.anchor_to_data.r1 > 0.0, "{rule:?}");
+        // gram-train eval, re-ranking with the DAM head, reads them too.
+        let e = gram_train::eval::rerank::evaluate_checkpoint(
+            &run,
+            &data,
+            "test",
+            Some(5),
+            false,
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(e.samples, 64);
+        assert_eq!(
+            e.volume.anchor_to_data.r1, r.anchor_to_data.r1,
+            "{rule:?}: volume ranks as gram eval --missing present"
+        );
+        assert!(e.reranked.is_some());
     }
     let state = gram_train::train::checkpoint::load_state(&tmp.path().join("Placeholder")).unwrap();
     assert_eq!(state.model.placeholders, ["audio"]);

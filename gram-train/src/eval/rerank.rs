@@ -7,7 +7,7 @@ use crate::data::source::open_source;
 use crate::error::Error;
 use crate::model::gram::GramModel;
 use crate::train::checkpoint::load_checkpoint;
-use crate::train::embed::{embed_source, retrieval};
+use crate::train::embed::{embed_source, retrieval, widened};
 use candle_core::{Device, Tensor};
 use gram_host::cpu::Scorer;
 use gram_host::metrics::{Retrieval, ranks_from_matrix, top_k_of_row};
@@ -129,19 +129,22 @@ pub fn rerank(
     k: usize,
     dev: &Device,
 ) -> Result<(Retrieval, Retrieval), Error> {
-    let d = model.config.embed_dim;
     let a = model.anchor_index();
-    let n = emb[a].len() / d;
-    let others: Vec<&[f32]> = (0..emb.len())
+    // Missing rows (NaN): the volume of the vectors present; the DAM head reads what it was
+    // trained with in their place (the learned placeholder, or zeros under `present`).
+    let (wide, d) = widened(emb, a, model.config.embed_dim)?;
+    let emb = &filled(model, emb);
+    let n = wide[a].len() / d;
+    let others: Vec<&[f32]> = (0..wide.len())
         .filter(|&t| t != a)
-        .map(|t| emb[t].as_slice())
+        .map(|t| wide[t].as_slice())
         .collect();
     let scorer = Scorer::new(&others, n, d)?;
     let mut v = vec![0f32; n * n];
-    scorer.volume_matrix(&emb[a], &mut v)?;
+    scorer.volume_matrix(&wide[a], &mut v)?;
     for i in 0..n {
         let accurate = scorer
-            .pair_volume_accurate(&emb[a][i * d..(i + 1) * d], i)
+            .pair_volume_accurate(&wide[a][i * d..(i + 1) * d], i)
             .and_then(to_f32)?;
         v[i * n + i] = accurate;
     }
@@ -197,6 +200,38 @@ pub fn rerank(
         summary(&mut base_a2d, &mut base_d2a)?,
         summary(&mut a2d, &mut d2a)?,
     ))
+}
+
+/// `emb` with each row of NaN replaced by the modality's learned placeholder (unit length) or,
+/// without one, zeros — what the DAM head saw for a missing vector in training.
+fn filled(model: &GramModel, emb: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let d = model.config.embed_dim;
+    emb.iter()
+        .zip(&model.placeholders)
+        .map(|(e, p)| {
+            let fill: Vec<f32> = match p.as_ref().and_then(|p| p.to_vec1::<f32>().ok()) {
+                Some(p) => {
+                    let norm = p
+                        .iter()
+                        .map(|x| x * x)
+                        .sum::<f32>()
+                        .sqrt()
+                        .max(f32::MIN_POSITIVE);
+                    p.iter().map(|x| x / norm).collect()
+                }
+                None => vec![0.0; d],
+            };
+            e.chunks(d)
+                .flat_map(|r| {
+                    if r[0].is_nan() {
+                        fill.clone()
+                    } else {
+                        r.to_vec()
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// `gram-train eval`: embed `split` of `data` with the checkpoint, evaluate, optionally

@@ -61,53 +61,48 @@ pub fn embed_split(model: &GramModel, split: &Split, dev: &Device) -> Result<Vec
 /// of NaN (samples lacking a modality) are scored by the volume of the vectors present
 /// (`gram eval --missing present`).
 pub fn retrieval(embeddings: &[Vec<f32>], anchor: usize, dim: usize) -> Result<Retrieval, Error> {
-    let n = embeddings[anchor].len() / dim;
-    if embeddings.iter().any(|e| e.iter().any(|x| x.is_nan())) {
-        return retrieval_incomplete(embeddings, anchor, dim);
-    }
-    let others: Vec<&[f32]> = embeddings
+    let (wide, dim) = widened(embeddings, anchor, dim)?;
+    let n = wide[anchor].len() / dim;
+    let others: Vec<&[f32]> = wide
         .iter()
         .enumerate()
         .filter(|(t, _)| *t != anchor)
         .map(|(_, e)| e.as_slice())
         .collect();
     let scorer = Scorer::new(&others, n, dim)?;
-    evaluate(&scorer, &embeddings[anchor], dim)
+    evaluate(&scorer, &wide[anchor], dim)
         .map(|(r, _)| r)
         .map_err(Error::from)
 }
 
-/// [`retrieval`] with missing rows, completed by gram-host's `present` rule.
-fn retrieval_incomplete(
-    embeddings: &[Vec<f32>],
-    anchor: usize,
-    dim: usize,
-) -> Result<Retrieval, Error> {
-    let n = embeddings[anchor].len() / dim;
-    // A missing row's values are never read (the rule replaces it): zeros keep the matrix valid.
-    let matrix = |t: usize, e: &[f32]| {
-        let finite = e
+/// Embeddings whose rows of NaN (missing vectors) are completed by gram-host's `present` rule,
+/// and their width (D, or D + k − 1 when a row is missing).
+pub fn widened(emb: &[Vec<f32>], a: usize, d: usize) -> Result<(Vec<Vec<f32>>, usize), Error> {
+    if !emb.iter().flatten().any(|x| x.is_nan()) {
+        return Ok((emb.to_vec(), d));
+    }
+    let n = emb[a].len() / d;
+    let matrix = |t: usize| {
+        let finite = emb[t]
             .iter()
             .map(|&x| if x.is_nan() { 0.0 } else { x })
             .collect();
-        Matrix::from_vec(&format!("modality {t}"), n, dim, finite)
+        Matrix::from_vec(&format!("modality {t}"), n, d, finite)
     };
-    let a = matrix(anchor, &embeddings[anchor])?;
-    let others = embeddings
-        .iter()
-        .enumerate()
-        .filter(|(t, _)| *t != anchor)
-        .map(|(t, e)| {
-            let lacks = e.chunks(dim).map(|r| r[0].is_nan()).collect();
-            Ok((matrix(t, e)?, lacks))
+    let others = (0..emb.len())
+        .filter(|&t| t != a)
+        .map(|t| {
+            Ok((
+                matrix(t)?,
+                emb[t].chunks(d).map(|r| r[0].is_nan()).collect(),
+            ))
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let (a, others) = gram_host::missing::complete(&a, &others, MissingRule::Present)?;
-    let views: Vec<&[f32]> = others.iter().map(|m| m.view().data).collect();
-    let scorer = Scorer::new(&views, n, a.cols)?;
-    evaluate(&scorer, a.view().data, a.cols)
-        .map(|(r, _)| r)
-        .map_err(Error::from)
+    let (anchor, others) =
+        gram_host::missing::complete(&matrix(a)?, &others, MissingRule::Present)?;
+    let mut out: Vec<Vec<f32>> = others.iter().map(|m| m.as_slice().to_vec()).collect();
+    out.insert(a, anchor.as_slice().to_vec());
+    Ok((out, anchor.cols))
 }
 
 pub fn retrieval_json(r: &Retrieval) -> serde_json::Value {
