@@ -28,6 +28,10 @@ pub enum MissingRule {
     /// present`), exactly and differentiably; in the similarity losses a missing vector scores 0.
     #[default]
     Present,
+    /// As `present`, the missing vector's axis scaled by the median distance a present vector
+    /// of that modality adds over the batch's complete samples (`gram eval --missing scaled`):
+    /// an incomplete tuple is then neither favoured nor penalised for having fewer vectors.
+    Scaled,
     /// A learned placeholder embedding per modality (Symile's rule), normalised like the
     /// others, stands in for a missing vector.
     Placeholder,

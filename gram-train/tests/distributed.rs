@@ -170,7 +170,11 @@ fn ranks_reproduce_the_single_process_loss_and_gradients() {
 
 #[test]
 fn ranks_reproduce_the_single_process_loss_and_gradients_with_missing_modalities() {
-    for rule in [MissingRule::Present, MissingRule::Placeholder] {
+    for rule in [
+        MissingRule::Present,
+        MissingRule::Scaled,
+        MissingRule::Placeholder,
+    ] {
         for loss in [LossKind::Gram, LossKind::Pairwise, LossKind::Symile] {
             let single = &run_masked(loss, 0, 1, 12, rule, pattern)[0];
             assert!(single.0.is_finite());

@@ -35,7 +35,7 @@ fn masks(b: usize) -> Vec<Option<Tensor>> {
 
 /// The GRAM loss of three modalities' rows (and placeholders) under `rule`.
 fn masked_loss(rule: MissingRule, x: &[Tensor], p: &[Option<Tensor>], b: usize) -> Tensor {
-    let emb = complete(x, &masks(b), rule, p).unwrap();
+    let emb = complete(x, &masks(b), rule, p, 0).unwrap();
     let v = volume_matrix(&emb[0], &emb[1..]).unwrap();
     let inv_tau = Tensor::new(3.0f64, &Device::Cpu).unwrap();
     gram_loss(&v, &inv_tau, 0.1).unwrap().loss
@@ -101,7 +101,7 @@ fn present_scores_the_volume_of_the_vectors_present() {
     let x: Vec<Tensor> = (0..3)
         .map(|t| Tensor::from_vec(values(b * d, 11 + 10 * t as u64), (b, d), &Device::Cpu).unwrap())
         .collect();
-    let emb = complete(&x, &masks(b), MissingRule::Present, &[None, None, None]).unwrap();
+    let emb = complete(&x, &masks(b), MissingRule::Present, &[None, None, None], 0).unwrap();
     let v = volume_matrix(&emb[0], &emb[1..])
         .unwrap()
         .to_vec2::<f64>()
@@ -122,6 +122,30 @@ fn present_scores_the_volume_of_the_vectors_present() {
             let want = gram_nostd::volume(&tuple).unwrap();
             assert!(
                 (v[i][j] - want).abs() <= 1e-12 * want.max(1e-300),
+                "({i}, {j})"
+            );
+        }
+    }
+    // `scaled`: each missing axis times c_t, the median over the complete samples (0 and 4)
+    // of modality t's distance from the span of the sample's other non-anchor vector.
+    let emb = complete(&x, &masks(b), MissingRule::Scaled, &[None, None, None], 0).unwrap();
+    let s = volume_matrix(&emb[0], &emb[1..])
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
+    let row = |t: usize, j: usize| &rows[t][j * d..(j + 1) * d];
+    let c = |t: usize| {
+        let other = 3 - t;
+        let dist = |j: usize| {
+            gram_nostd::volume(&[row(t, j), row(other, j)]).unwrap()
+                / gram_nostd::volume(&[row(other, j)]).unwrap()
+        };
+        0.5 * (dist(0) + dist(4))
+    };
+    for i in 0..b {
+        for (j, factor) in [(0, 1.0), (1, c(1)), (2, c(2)), (3, c(1) * c(2))] {
+            assert!(
+                (s[i][j] - factor * v[i][j]).abs() <= 1e-12 * v[i][j],
                 "({i}, {j})"
             );
         }
@@ -176,6 +200,7 @@ fn an_incomplete_feature_dataset_trains_embeds_and_evaluates_under_every_rule() 
     assert!(nan_rows(&data.join("train_video.npy")).is_empty());
     for rule in [
         MissingRule::Present,
+        MissingRule::Scaled,
         MissingRule::Placeholder,
         MissingRule::Drop,
     ] {

@@ -13,6 +13,12 @@ use candle_core::{D, DType, Result, Tensor};
 ///   modality t becomes e_{D+t}. It is of unit length and orthogonal to every other vector of
 ///   its tuple — the present ones and the other missing ones — so a tuple's Gram determinant,
 ///   its volume, is that of its present vectors, and its similarity to any vector is 0.
+/// - `Scaled`: as `Present`, the axis scaled by c_t — the median, over the batch's complete
+///   samples, of the distance of modality t's vector from the span of the sample's other
+///   non-anchor vectors (a batch statistic, no gradient): what a present vector typically
+///   multiplies the volume by, so an incomplete tuple is not favoured or penalised for having
+///   fewer vectors (`gram eval --missing scaled`, estimated per batch). c_t = 1 when the batch
+///   has no complete sample.
 /// - `Placeholder`: the missing row becomes modality t's learned `placeholders[t]`, normalised.
 ///
 /// With no mask at all, `emb` is returned as it is (a complete batch trains bit for bit as it
@@ -23,17 +29,23 @@ pub fn complete(
     missing: &[Option<Tensor>],
     rule: MissingRule,
     placeholders: &[Option<Tensor>],
+    anchor: usize,
 ) -> Result<Vec<Tensor>> {
     if missing.iter().all(Option::is_none) {
         return Ok(emb.to_vec());
     }
     match rule {
-        MissingRule::Present => emb
-            .iter()
-            .zip(missing)
-            .enumerate()
-            .map(|(t, (e, m))| present(e, m.as_ref(), t, emb.len()))
-            .collect(),
+        MissingRule::Present | MissingRule::Scaled => {
+            let scale = match rule {
+                MissingRule::Scaled => median_distances(emb, missing, anchor)?,
+                _ => vec![1.0; emb.len()],
+            };
+            emb.iter()
+                .zip(missing)
+                .enumerate()
+                .map(|(t, (e, m))| present(e, m.as_ref(), t, emb.len(), scale[t]))
+                .collect()
+        }
         MissingRule::Placeholder => emb
             .iter()
             .zip(missing)
@@ -51,19 +63,68 @@ pub fn complete(
 }
 
 /// `e` [n, D] of modality `t` of `k` → [n, D+k]: zeros appended; rows `mask` marks become
-/// e_{D+t}.
-fn present(e: &Tensor, mask: Option<&Tensor>, t: usize, k: usize) -> Result<Tensor> {
+/// c·e_{D+t}.
+fn present(e: &Tensor, mask: Option<&Tensor>, t: usize, k: usize, c: f64) -> Result<Tensor> {
     let padded = e.pad_with_zeros(D::Minus1, 0, k)?;
     let Some(mask) = mask else {
         return Ok(padded);
     };
     let d = e.dim(1)?;
-    let mut axis = vec![0f32; d + k];
-    axis[d + t] = 1.0;
+    let mut axis = vec![0f64; d + k];
+    axis[d + t] = c;
     let axis = Tensor::from_vec(axis, d + k, e.device())?
         .to_dtype(e.dtype())?
         .broadcast_as(padded.shape())?;
     select(mask, &axis, &padded)
+}
+
+/// Per modality: c_t of [`MissingRule::Scaled`] from the batch's complete samples (1 for the
+/// anchor, and for every modality when no sample is complete). Volumes in f64 by gram-nostd.
+fn median_distances(emb: &[Tensor], missing: &[Option<Tensor>], anchor: usize) -> Result<Vec<f64>> {
+    let host = |t: &Tensor| t.to_dtype(DType::F64)?.to_vec2::<f64>();
+    let rows: Vec<Vec<Vec<f64>>> = emb.iter().map(host).collect::<Result<_>>()?;
+    let lacks: Vec<Vec<f64>> = missing
+        .iter()
+        .map(|m| {
+            m.as_ref().map_or(Ok(vec![0.0; rows[0].len()]), |m| {
+                m.to_dtype(DType::F64)?.to_vec1()
+            })
+        })
+        .collect::<Result<_>>()?;
+    let complete: Vec<usize> = (0..rows[0].len())
+        .filter(|&j| lacks.iter().all(|l| l[j] == 0.0))
+        .collect();
+    let others: Vec<usize> = (0..emb.len()).filter(|&t| t != anchor).collect();
+    Ok((0..emb.len())
+        .map(|t| {
+            if t == anchor || complete.is_empty() {
+                return 1.0;
+            }
+            let mut d: Vec<f64> = complete
+                .iter()
+                .filter_map(|&j| {
+                    let with: Vec<&[f64]> = others.iter().map(|&s| rows[s][j].as_slice()).collect();
+                    let without: Vec<&[f64]> = others
+                        .iter()
+                        .filter(|&&s| s != t)
+                        .map(|&s| rows[s][j].as_slice())
+                        .collect();
+                    let below = if without.is_empty() {
+                        1.0
+                    } else {
+                        gram_nostd::volume(&without).ok()?
+                    };
+                    (below > 0.0).then(|| gram_nostd::volume(&with).ok().map(|v| v / below))?
+                })
+                .collect();
+            d.sort_by(f64::total_cmp);
+            match d.len() {
+                0 => 1.0,
+                m if m % 2 == 1 => d[m / 2],
+                m => 0.5 * (d[m / 2 - 1] + d[m / 2]),
+            }
+        })
+        .collect())
 }
 
 /// Row i of `on_true` where `mask[i]` is 1, else of `on_false` ([n, D] each).

@@ -135,8 +135,8 @@ pub fn local_loss(
     b: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Tensor> {
-    let emb = &complete(emb, missing, cfg.missing, &model.placeholders)?;
     let a = model.anchor_index();
+    let emb = &complete(emb, missing, cfg.missing, &model.placeholders, a)?;
     let others: Vec<Tensor> = (0..emb.len())
         .filter(|&t| t != a)
         .map(|t| emb[t].clone())
