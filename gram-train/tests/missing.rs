@@ -248,6 +248,14 @@ fn an_incomplete_feature_dataset_trains_embeds_and_evaluates_under_every_rule() 
     }
     let state = gram_train::train::checkpoint::load_state(&tmp.path().join("Placeholder")).unwrap();
     assert_eq!(state.model.placeholders, ["audio"]);
+    // Finetuning a checkpoint that has no placeholders with the placeholder rule is refused.
+    let opts = FitOptions {
+        init_from: Some(tmp.path().join("Present")),
+        ..FitOptions::default()
+    };
+    let cfg = small(MissingRule::Placeholder);
+    let e = fit(&data, &tmp.path().join("ft"), &cfg, opts, &Device::Cpu).unwrap_err();
+    assert!(e.to_string().contains("no placeholder for 'audio'"), "{e}");
 }
 
 #[test]

@@ -21,6 +21,9 @@ use candle_core::{D, DType, Result, Tensor};
 ///   has no complete sample.
 /// - `Placeholder`: the missing row becomes modality t's learned `placeholders[t]`, normalised.
 ///
+/// `placeholders[t]`: modality t's learned placeholder (`Placeholder` only); `anchor`: the
+/// anchor's index (never missing; `Scaled` measures distances without it).
+///
 /// With no mask at all, `emb` is returned as it is (a complete batch trains bit for bit as it
 /// would without this step). `Drop` never sees an incomplete batch (its samples are filtered
 /// out before training).

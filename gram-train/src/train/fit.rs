@@ -183,6 +183,19 @@ fn open_run(
         Some(load_split(data, "train")?)
     };
     let (model_cfg, loaded) = run_model(cfg, data, opts, features.as_ref(), dev)?;
+    if cfg.missing == MissingRule::Placeholder {
+        // A checkpoint trained with another rule (`--init-from`) has no placeholders to learn.
+        let info = crate::data::features::read_info(data)?;
+        if let Some(m) = info
+            .missing
+            .iter()
+            .find(|m| !model_cfg.placeholders.contains(m))
+        {
+            return Err(Error::config(format!(
+                "--missing placeholder: the model has no placeholder for '{m}' (its checkpoint was trained with another rule); use present, scaled or drop"
+            )));
+        }
+    }
     let (tok, skip) = (&loaded.tokenizers, opts.skip_bad_samples);
     let mut train: Box<dyn Source> = match features {
         Some(split) => Box::new(split),
