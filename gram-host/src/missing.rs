@@ -172,29 +172,34 @@ fn median_distance(modalities: &[(Matrix, Vec<bool>)], t: usize) -> f64 {
         .step_by(step)
         .filter_map(|&j| {
             let rows: Vec<&[f32]> = modalities.iter().map(|(m, _)| m.row(j)).collect();
-            let others: Vec<&[f32]> = rows
-                .iter()
-                .enumerate()
-                .filter(|(s, _)| *s != t)
-                .map(|(_, r)| *r)
-                .collect();
-            let all = gram_nostd::volume(&rows).ok()?;
-            let rest = if others.is_empty() {
-                1.0
-            } else {
-                gram_nostd::volume(&others).ok()?
-            };
-            (rest > 0.0).then(|| all / rest)
+            distance_added(&rows, t)
         })
         .collect();
-    if dist.is_empty() {
-        1.0
-    } else {
-        median(&mut dist)
-    }
+    median(&mut dist)
 }
 
-fn median(x: &mut [f64]) -> f64 {
+/// vol(tuple) / vol(tuple without vector `t`): the distance of `tuple[t]` from the span of the
+/// others (its norm when it is alone) — the factor it multiplies the volume by. `None` when the
+/// others are degenerate (volume 0) or a volume cannot be computed. Shared with training's
+/// `scaled` rule (gram-train), which measures it per batch.
+pub fn distance_added<T: gram_nostd::Element>(tuple: &[&[T]], t: usize) -> Option<f64> {
+    let others: Vec<&[T]> = tuple
+        .iter()
+        .enumerate()
+        .filter(|(s, _)| *s != t)
+        .map(|(_, r)| *r)
+        .collect();
+    let all = gram_nostd::volume(tuple).ok()?;
+    let rest = if others.is_empty() {
+        1.0
+    } else {
+        gram_nostd::volume(&others).ok()?
+    };
+    (rest > 0.0).then(|| all / rest)
+}
+
+/// The median of `x` (the mean of the middle two for an even count; 1 for none: no factor).
+pub fn median(x: &mut [f64]) -> f64 {
     if x.is_empty() {
         return 1.0;
     }

@@ -6,6 +6,7 @@
 
 use crate::config::MissingRule;
 use candle_core::{D, DType, Result, Tensor};
+use gram_host::missing::{distance_added, median};
 
 /// `emb` [n, D] per modality with the rows `missing[t]` marks (a 0/1 f32 mask [n]; `None`: none
 /// missing) replaced by `rule`:
@@ -82,7 +83,8 @@ fn present(e: &Tensor, mask: Option<&Tensor>, t: usize, k: usize, c: f64) -> Res
 }
 
 /// Per modality: c_t of [`MissingRule::Scaled`] from the batch's complete samples (1 for the
-/// anchor, and for every modality when no sample is complete). Volumes in f64 by gram-nostd.
+/// anchor, and for every modality when no sample is complete): gram-host's measure of the CLI's
+/// `scaled` rule, on this batch's embeddings in f64.
 fn median_distances(emb: &[Tensor], missing: &[Option<Tensor>], anchor: usize) -> Result<Vec<f64>> {
     let host = |t: &Tensor| t.to_dtype(DType::F64)?.to_vec2::<f64>();
     let rows: Vec<Vec<Vec<f64>>> = emb.iter().map(host).collect::<Result<_>>()?;
@@ -99,33 +101,19 @@ fn median_distances(emb: &[Tensor], missing: &[Option<Tensor>], anchor: usize) -
         .collect();
     let others: Vec<usize> = (0..emb.len()).filter(|&t| t != anchor).collect();
     Ok((0..emb.len())
-        .map(|t| {
-            if t == anchor || complete.is_empty() {
-                return 1.0;
+        .map(|t| match others.iter().position(|&s| s == t) {
+            Some(at) if !complete.is_empty() => {
+                let mut d: Vec<f64> = complete
+                    .iter()
+                    .filter_map(|&j| {
+                        let tuple: Vec<&[f64]> =
+                            others.iter().map(|&s| rows[s][j].as_slice()).collect();
+                        distance_added(&tuple, at)
+                    })
+                    .collect();
+                median(&mut d)
             }
-            let mut d: Vec<f64> = complete
-                .iter()
-                .filter_map(|&j| {
-                    let with: Vec<&[f64]> = others.iter().map(|&s| rows[s][j].as_slice()).collect();
-                    let without: Vec<&[f64]> = others
-                        .iter()
-                        .filter(|&&s| s != t)
-                        .map(|&s| rows[s][j].as_slice())
-                        .collect();
-                    let below = if without.is_empty() {
-                        1.0
-                    } else {
-                        gram_nostd::volume(&without).ok()?
-                    };
-                    (below > 0.0).then(|| gram_nostd::volume(&with).ok().map(|v| v / below))?
-                })
-                .collect();
-            d.sort_by(f64::total_cmp);
-            match d.len() {
-                0 => 1.0,
-                m if m % 2 == 1 => d[m / 2],
-                m => 0.5 * (d[m / 2 - 1] + d[m / 2]),
-            }
+            _ => 1.0,
         })
         .collect())
 }

@@ -11,6 +11,7 @@ use gram_host::cpu::Scorer;
 use gram_host::input::Matrix;
 use gram_host::metrics::{Retrieval, evaluate};
 use gram_host::missing::MissingRule;
+use std::borrow::Cow;
 
 /// Unit embeddings of every (good) sample of `source`, per modality, in chunks without
 /// autograd; and the sample indices they belong to. A sample lacking a modality gets a row of
@@ -75,11 +76,15 @@ pub fn retrieval(embeddings: &[Vec<f32>], anchor: usize, dim: usize) -> Result<R
         .map_err(Error::from)
 }
 
+/// Per modality, embeddings as given (borrowed) or completed (owned).
+pub type Widened<'a> = Cow<'a, [Vec<f32>]>;
+
 /// Embeddings whose rows of NaN (missing vectors) are completed by gram-host's `present` rule,
-/// and their width (D, or D + k − 1 when a row is missing).
-pub fn widened(emb: &[Vec<f32>], a: usize, d: usize) -> Result<(Vec<Vec<f32>>, usize), Error> {
+/// and their width (D, or D + k − 1 when a row is missing); without a missing row, `emb` itself
+/// (no copy).
+pub fn widened(emb: &[Vec<f32>], a: usize, d: usize) -> Result<(Widened<'_>, usize), Error> {
     if !emb.iter().flatten().any(|x| x.is_nan()) {
-        return Ok((emb.to_vec(), d));
+        return Ok((Cow::Borrowed(emb), d));
     }
     let n = emb[a].len() / d;
     let matrix = |t: usize| {
@@ -102,7 +107,7 @@ pub fn widened(emb: &[Vec<f32>], a: usize, d: usize) -> Result<(Vec<Vec<f32>>, u
         gram_host::missing::complete(&matrix(a)?, &others, MissingRule::Present)?;
     let mut out: Vec<Vec<f32>> = others.iter().map(|m| m.as_slice().to_vec()).collect();
     out.insert(a, anchor.as_slice().to_vec());
-    Ok((out, anchor.cols))
+    Ok((Cow::Owned(out), anchor.cols))
 }
 
 pub fn retrieval_json(r: &Retrieval) -> serde_json::Value {
