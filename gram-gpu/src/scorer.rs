@@ -15,6 +15,7 @@ use crate::kernel::Specialisation;
 use crate::prepare::{Anchors, Candidates, kernel_tolerance, padded_dim, padded_rows};
 pub use crate::prepare::{GPU_TOLERANCE, kernel_dot_rel_err};
 use gram_nostd::{GramError, MAX_K, candidate_at, max_abs_checked, score_pair, to_f32};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -25,7 +26,8 @@ struct VolumeParams {
     cap: u32,
     col0: u32,
     tol: f32,
-    pad: [u32; 2],
+    bounds: u32,
+    pad: u32,
 }
 
 #[repr(C)]
@@ -40,6 +42,12 @@ struct TopkParams {
 /// Largest k of [`GpuScorer::top_k`].
 pub const MAX_TOP_K: usize = 128;
 
+/// Candidates the device keeps per anchor beyond the k asked for. A pair whose bound failed is
+/// ranked there by a lower bound on its volume (within ~1e-5 of it, less where it is nearly
+/// collinear); the slack lets such pairs move down once recomputed without the selection having
+/// to be repeated. A row where more than this many move past the k-th is scored on the host.
+const TOP_K_SLACK: usize = 8;
+
 /// Candidates factored for the GPU.
 pub struct GpuScorer<'a> {
     ctx: &'a GpuContext,
@@ -53,6 +61,11 @@ pub struct GpuScorer<'a> {
     max_flagged: usize,
     /// Kernel variant forced by the caller (true: workgroup-staged), else the adapter's own.
     staged: Option<bool>,
+    /// Entries kept per anchor beyond k in top-k (default [`TOP_K_SLACK`]).
+    top_k_slack: usize,
+    /// Top-k rows the device's selection could not vouch for, scored on the host (a count for
+    /// benchmarks and tests).
+    host_rows: AtomicUsize,
 }
 
 /// One anchor block on the device: its padded rows and per-row constants.
@@ -117,6 +130,8 @@ impl<'a> GpuScorer<'a> {
             max_block: (usize::MAX, usize::MAX),
             max_flagged: usize::MAX,
             staged: None,
+            top_k_slack: TOP_K_SLACK,
+            host_rows: AtomicUsize::new(0),
         })
     }
 
@@ -132,6 +147,19 @@ impl<'a> GpuScorer<'a> {
     pub fn with_max_flagged(mut self, pairs: usize) -> Self {
         self.max_flagged = pairs;
         self
+    }
+
+    /// Keep `slack` candidates per anchor beyond k in [`GpuScorer::top_k`] (default 8), so
+    /// that the path taken when the device's selection cannot be trusted can be exercised.
+    pub fn with_top_k_slack(mut self, slack: usize) -> Self {
+        self.top_k_slack = slack;
+        self
+    }
+
+    /// How many top-k rows so far the device's selection could not vouch for, so that the
+    /// host scored them whole (see [`GpuScorer::top_k`]).
+    pub fn host_rows_scored(&self) -> usize {
+        self.host_rows.load(Ordering::Relaxed)
     }
 
     /// Run the workgroup-staged main loop (`true`, what GPUs get) or the direct one (`false`,
@@ -264,20 +292,28 @@ impl<'a> GpuScorer<'a> {
     }
 
     /// Record the fused kernel over one anchor block × candidate block; returns its output
-    /// (rows × cols volumes, −1 where flagged; or the cross dots for the reference GEMM).
-    #[allow(clippy::too_many_arguments)]
+    /// (rows × cols volumes; or the cross dots for the reference GEMM). With `list` = (buffer,
+    /// capacity), pairs whose bound fails are written as −1 and listed there; without, they
+    /// are written as their lower bound with the sign bit set (what top-k ranks by).
     fn dispatch_volume(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         spec: &Specialisation,
         a: &AnchorBlock,
         c: &CandBlock,
-        flagged: &wgpu::Buffer,
-        cap: usize,
+        list: Option<(&wgpu::Buffer, usize)>,
     ) -> wgpu::Buffer {
         let ctx = self.ctx;
         let width = if spec.raw { self.m() } else { 1 };
         let out = ctx.output("volumes", (a.rows * c.cols * width * 4) as u64);
+        let unused;
+        let (flagged, cap) = match list {
+            Some(l) => l,
+            None => {
+                unused = ctx.output("flagged", 12);
+                (&unused, 0)
+            }
+        };
         let params = ctx.uniform(&VolumeParams {
             d4: (padded_dim(self.dim) / 4) as u32,
             rows: a.rows as u32,
@@ -285,7 +321,8 @@ impl<'a> GpuScorer<'a> {
             cap: cap as u32,
             col0: c.c0 as u32,
             tol: kernel_tolerance(),
-            pad: [0; 2],
+            bounds: u32::from(list.is_none()),
+            pad: 0,
         });
         let bind = ctx.volume_bind(&[
             &params, &a.scaled, &c.basis, &a.info, &c.info, &out, flagged,
@@ -333,7 +370,7 @@ impl<'a> GpuScorer<'a> {
                 let cap = self.flag_capacity(a.rows * c.cols);
                 let flagged = self.ctx.output("flagged", (4 + 8 * cap) as u64);
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                let res = self.dispatch_volume(&mut encoder, &spec, a, &c, &flagged, cap);
+                let res = self.dispatch_volume(&mut encoder, &spec, a, &c, Some((&flagged, cap)));
                 self.ctx.queue.submit([encoder.finish()]);
                 let block: Vec<f32> = self.ctx.read(&res, a.rows * c.cols).await?;
                 for (i, row) in block.chunks_exact(c.cols).enumerate() {
@@ -385,9 +422,11 @@ impl<'a> GpuScorer<'a> {
 
     /// For every anchor, the `k` candidates of smallest volume (ties: smaller index first) as
     /// (index, volume), ascending. Candidates stream through the GPU block by block and the
-    /// selection runs there; only n1 × k results and the flagged pairs come back. Returned
-    /// volumes are recomputed on the host in f64 (gram-nostd's `score_pair`, exact where needed). Blocking; on the web use
-    /// [`GpuScorer::top_k_async`].
+    /// selection runs there (k + 8 per anchor, pairs whose bound failed ranked by a lower
+    /// bound); only those come back, the failed ones among them are recomputed on the host and
+    /// the selection is verified (a row it cannot vouch for is scored on the host). Returned
+    /// volumes are the host's (gram-nostd's `score_pair`, f64, exact where needed). Blocking;
+    /// on the web use [`GpuScorer::top_k_async`].
     pub fn top_k(&self, anchor: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
         pollster::block_on(self.top_k_async(anchor, k))
     }
@@ -409,99 +448,100 @@ impl<'a> GpuScorer<'a> {
             .step_by(cb)
             .map(|c0| self.cand_block(c0, cb.min(self.n2 - c0), &spec))
             .collect();
+        let m = (k + self.top_k_slack).min(self.n2);
         let mut result = Vec::with_capacity(n1);
         for a in self.anchor_blocks(&prepared, n1, rb, &spec) {
-            let keys = self
-                .top_k_block(&spec, &a, &c_blocks, k, anchor, &prepared)
-                .await?;
-            for (i, row) in keys.into_iter().enumerate() {
+            let (keys, idx) = self.select_block(&spec, &a, &c_blocks, m).await?;
+            for i in 0..a.rows {
                 let gi = a.r0 + i;
-                result.push(self.exact_volumes(anchor, prepared.norm_sq[gi], gi, row)?);
+                let (keys, idx) = (&keys[i * m..(i + 1) * m], &idx[i * m..(i + 1) * m]);
+                let norm_sq = prepared.norm_sq[gi];
+                result.push(self.resolve_row(anchor, norm_sq, gi, keys, idx, k)?);
             }
         }
         Ok(result)
     }
 
-    /// The top-k (candidate, key) of each anchor of block `a`, keys = volumes: selected on the
-    /// device among the pairs the kernel resolved, then merged with the flagged pairs
-    /// recomputed on the host (exact: a flagged pair competes with its true volume).
-    async fn top_k_block(
+    /// The device's top `m` of each anchor of block `a` over every candidate block, ranked by
+    /// key (the volume, or a failed pair's lower bound): keys as the kernel wrote them (sign
+    /// bit = failed) and candidate indices, [rows × m] each.
+    async fn select_block(
         &self,
         spec: &Specialisation,
         a: &AnchorBlock,
         c_blocks: &[CandBlock],
-        k: usize,
-        anchor: &[f32],
-        prepared: &Anchors,
-    ) -> Result<Vec<Vec<(f32, u32)>>, GpuError> {
+        m: usize,
+    ) -> Result<(Vec<f32>, Vec<u32>), GpuError> {
         let ctx = self.ctx;
         let r = a.rows;
-        let best_key = ctx.storage("best_key", &vec![f32::INFINITY; r * k], true);
-        let best_idx = ctx.storage("best_idx", &vec![u32::MAX; r * k], true);
-        let cap = self.flag_capacity(r * self.n2);
-        let flagged = ctx.output("flagged", (4 + 8 * cap) as u64);
+        let best_key = ctx.storage("best_key", &vec![f32::INFINITY; r * m], true);
+        let best_idx = ctx.storage("best_idx", &vec![u32::MAX; r * m], true);
         for c in c_blocks {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            let vols = self.dispatch_volume(&mut encoder, spec, a, c, &flagged, cap);
+            let vols = self.dispatch_volume(&mut encoder, spec, a, c, None);
             let params = ctx.uniform(&TopkParams {
                 rows: r as u32,
                 cols: c.cols as u32,
-                k: k as u32,
+                k: m as u32,
                 col_offset: c.c0 as u32,
             });
             let bind = ctx.bind(&ctx.topk, &[&params, &vols, &best_key, &best_idx]);
             ctx.dispatch(&mut encoder, &ctx.topk, &bind, (r.div_ceil(64) as u32, 1));
             ctx.queue.submit([encoder.finish()]);
         }
-        let count = ctx.read::<u32>(&flagged, 1).await?[0] as usize;
-        let keys: Vec<f32> = ctx.read(&best_key, r * k).await?;
-        let idx: Vec<u32> = ctx.read(&best_idx, r * k).await?;
-        let mut rows: Vec<Vec<(f32, u32)>> = (0..r)
-            .map(|i| {
-                (0..k)
-                    .filter(|&x| idx[i * k + x] != u32::MAX)
-                    .map(|x| (keys[i * k + x], idx[i * k + x]))
-                    .collect()
-            })
-            .collect();
-        if count > cap {
-            // More flagged pairs than the list holds (near-collinear data): score every pair of
-            // this block on the host instead.
-            for (i, row) in rows.iter_mut().enumerate() {
-                row.clear();
-                let gi = a.r0 + i;
-                for j in 0..self.n2 {
-                    let v = self.host_pair(anchor, prepared.norm_sq[gi], gi, j)?;
-                    row.push((v, j as u32));
-                }
-            }
-        } else if count > 0 {
-            let list: Vec<u32> = ctx.read(&flagged, 1 + 2 * count).await?;
-            for p in list[1..].chunks_exact(2) {
-                let (i, j) = (p[0] as usize, p[1] as usize);
-                let v = self.host_pair(anchor, prepared.norm_sq[a.r0 + i], a.r0 + i, j)?;
-                rows[i].push((v, j as u32));
-            }
-        }
-        for row in &mut rows {
-            row.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
-            row.truncate(k);
-        }
-        Ok(rows)
+        Ok((
+            ctx.read(&best_key, r * m).await?,
+            ctx.read(&best_idx, r * m).await?,
+        ))
     }
 
-    /// (candidate, volume) for one anchor's selected candidates, recomputed on the host as
-    /// the CPU backend scores a pair (f64 dots and the candidate's factor, the exact path where
-    /// its bound asks): the f32 rounding of the exact volume, whatever the device's arithmetic.
-    fn exact_volumes(
+    /// Anchor `i`'s top k from the device's top m (`keys` as the kernel wrote them, ranked by
+    /// magnitude; `idx` their candidates). Failed pairs are recomputed on the host, the rest
+    /// keep the device's volume for ranking. Exact when m covers every candidate or when the
+    /// k-th (volume, index) does not rank after the m-th (key, index): every pair left out has
+    /// a key — a lower bound on its volume — ranking after that. Otherwise the row is scored
+    /// on the host. Returned volumes are the host's.
+    fn resolve_row(
         &self,
         anchor: &[f32],
         norm_sq: f64,
         i: usize,
-        row: Vec<(f32, u32)>,
+        keys: &[f32],
+        idx: &[u32],
+        k: usize,
     ) -> Result<Vec<(u32, f32)>, GpuError> {
+        let rank =
+            |x: &(f32, u32, bool), y: &(f32, u32, bool)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
+        let mut row = Vec::with_capacity(keys.len());
+        for (&key, &j) in keys.iter().zip(idx) {
+            let failed = key.is_sign_negative();
+            let v = if failed {
+                self.host_pair(anchor, norm_sq, i, j as usize)?
+            } else {
+                key
+            };
+            // The third field: whether `v` is already the host's volume.
+            row.push((v, j, failed));
+        }
+        row.sort_by(rank);
+        let last = (keys[keys.len() - 1].abs(), idx[idx.len() - 1], false);
+        if keys.len() < self.n2 && rank(&row[k - 1], &last).is_gt() {
+            self.host_rows.fetch_add(1, Ordering::Relaxed);
+            row = (0..self.n2)
+                .map(|j| Ok((self.host_pair(anchor, norm_sq, i, j)?, j as u32, true)))
+                .collect::<Result<_, GpuError>>()?;
+            row.sort_by(rank);
+        }
+        row.truncate(k);
         row.into_iter()
-            .map(|(_, j)| Ok((j, self.host_pair(anchor, norm_sq, i, j as usize)?)))
+            .map(|(v, j, exact)| {
+                let v = if exact {
+                    v
+                } else {
+                    self.host_pair(anchor, norm_sq, i, j as usize)?
+                };
+                Ok((j, v))
+            })
             .collect()
     }
 
@@ -526,12 +566,11 @@ impl<'a> GpuScorer<'a> {
         } else {
             Vec::new()
         };
-        let flagged = self.ctx.output("flagged", 12);
         for c0 in (0..self.n2).step_by(cb) {
             let c = self.cand_block(c0, cb.min(self.n2 - c0), &spec);
             for a in &a_blocks {
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                let res = self.dispatch_volume(&mut encoder, &spec, a, &c, &flagged, 1);
+                let res = self.dispatch_volume(&mut encoder, &spec, a, &c, None);
                 self.ctx.queue.submit([encoder.finish()]);
                 let n = if read_back { a.rows * c.cols * m } else { 1 };
                 let block: Vec<f32> = self.ctx.read(&res, n).await?;

@@ -231,13 +231,71 @@ fn flagged_pairs_are_recomputed_also_when_the_list_overflows() {
     check_against_cpu(&full.volume_matrix(&a).unwrap(), &cpu, (n, n, d, 2));
     check_against_cpu(&tiny.volume_matrix(&a).unwrap(), &cpu, (n, n, d, 2));
     // The diagonal pairs are near-collinear: flagged, and every anchor's best.
-    for scorer in [&full, &tiny] {
+    let no_slack = GpuScorer::new(ctx, &refs, n, d)
+        .unwrap()
+        .with_top_k_slack(0);
+    for scorer in [&full, &tiny, &no_slack] {
         let top = scorer.top_k(&a, 3).unwrap();
         for (i, row) in top.iter().enumerate() {
             assert_eq!(row[0].0 as usize, i);
             assert!(
                 (row[0].1 as f64 - cpu[i * n + i] as f64).abs() <= 1e-6 * cpu[i * n + i] as f64
             );
+        }
+    }
+}
+
+/// The CPU's top k of every row of a volume matrix, ties by index.
+fn cpu_top_k(cpu: &[f32], n2: usize, k: usize) -> Vec<Vec<u32>> {
+    cpu.chunks_exact(n2)
+        .map(|row| {
+            let mut order: Vec<u32> = (0..n2 as u32).collect();
+            order.sort_by(|&x, &y| row[x as usize].total_cmp(&row[y as usize]).then(x.cmp(&y)));
+            order.truncate(k);
+            order
+        })
+        .collect()
+}
+
+#[test]
+fn top_k_stays_exact_when_every_pair_fails_its_bound() {
+    let Some(ctx) = context() else { return };
+    // Every candidate spans nearly the same plane and every anchor lies nearly in it: all
+    // pairs fail the kernel's bound and are ranked by lower bounds that may be far below their
+    // volumes. The selection must still give the CPU's top-k: by recomputing the failed
+    // pairs it kept, and by scoring whole rows where that cannot be vouched for.
+    let (n1, n2, d) = (12, 150, 32);
+    let (u, w) = (pseudo(d, 31), pseudo(d, 32));
+    let (x, y, z) = (pseudo(n2 * d, 33), pseudo(n2 * d, 34), pseudo(n1 * d, 35));
+    let spread = |j: usize| 1e-4 * (1 + (j * 37) % 101) as f32;
+    let m0: Vec<f32> = (0..n2 * d)
+        .map(|e| u[e % d] + spread(e / d) * x[e])
+        .collect();
+    let m1: Vec<f32> = (0..n2 * d)
+        .map(|e| w[e % d] + spread(e / d) * y[e])
+        .collect();
+    let a: Vec<f32> = (0..n1 * d)
+        .map(|e| (0.3 + 0.1 * (e / d) as f32) * u[e % d] - 0.7 * w[e % d] + 1e-4 * z[e])
+        .collect();
+    let refs = [m0.as_slice(), m1.as_slice()];
+    let cpu = cpu_matrix(&a, &refs, n2, d);
+    for slack in [0, 8] {
+        let scorer = GpuScorer::new(ctx, &refs, n2, d)
+            .unwrap()
+            .with_top_k_slack(slack)
+            .with_max_block(8, 64);
+        for k in [1, 5] {
+            let got = scorer.top_k(&a, k).unwrap();
+            for (i, want) in cpu_top_k(&cpu, n2, k).into_iter().enumerate() {
+                let have: Vec<u32> = got[i].iter().map(|p| p.0).collect();
+                assert_eq!(have, want, "anchor {i}, k {k}, slack {slack}");
+                for &(j, v) in &got[i] {
+                    assert_eq!(v, cpu[i * n2 + j as usize]);
+                }
+            }
+        }
+        if slack == 0 {
+            assert!(scorer.host_rows_scored() > 0, "the host path was not taken");
         }
     }
 }

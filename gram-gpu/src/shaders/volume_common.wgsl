@@ -21,8 +21,10 @@
 // and keeps the pair when ½E/r² ≤ tol (the host's tolerance less the roundings after r²).
 // A pair that fails (anchor nearly in span(Q_j): cancellation), or whose candidate has no fast
 // path (vol(M_j) = NaN), or whose volume leaves f32's normal range, is written as −1 and
-// appended to `flagged`; the host recomputes it in f64. Exact zeros: a degenerate candidate
-// (vol(M_j) = 0) or a zero anchor give 0.
+// appended to `flagged`; the host recomputes it in f64. For top-k (`bounds` = 1) a failing pair
+// is instead written as −lo, lo ≥ 0 a lower bound on its volume (sign bit set, −0 included) and
+// not listed: the selection ranks it by lo and the host recomputes only the few it keeps.
+// Exact zeros: a degenerate candidate (vol(M_j) = 0) or a zero anchor give 0.
 
 struct Params {
     d4: u32,    // vec4s per row: D padded with zeros to a multiple of 16 floats, / 4
@@ -31,7 +33,7 @@ struct Params {
     cap: u32,   // capacity of `flagged` in pairs
     col0: u32,  // global index of this block's first candidate (written into `flagged`)
     tol: f32,   // relative tolerance of the fast path
-    pad0: u32,
+    bounds: u32, // 1: write failing pairs as −(lower bound) instead of listing them (top-k)
     pad1: u32,
 }
 
@@ -48,12 +50,13 @@ const U: f32 = 0x1p-24f;           // 2^-24, f32's unit roundoff
 const F32_MIN_NORMAL: f32 = 0x1p-126f;
 const F32_MAX: f32 = 0x1.fffffep+127f;
 
-// The volume of one pair and whether the fast path's bound holds (y = 0: recompute).
-fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) -> vec2<f32> {
+// The volume of one pair, whether the fast path's bound holds (y = 0: recompute) and a lower
+// bound on the exact volume (z; 0 where nothing better is known).
+fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) -> vec3<f32> {
     let na2 = ai.x;
     let vol_m = ci.x;
     if (vol_m == 0.0 || na2 == 0.0) {
-        return vec2<f32>(0.0, 1.0);
+        return vec3<f32>(0.0, 1.0, 0.0);
     }
     let delta = ci.y * sqrt(na2);
     var cc = 0.0;
@@ -68,7 +71,12 @@ fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) -> vec2<f32> {
     let v = sqrt(max(r2, 0.0)) * vol_m * ai.y;
     // 1.01: the bound's own rounding. A NaN vol(M) makes every comparison false.
     let ok = r2 > 0.0 && 0.505 * e <= p.tol * r2 && abs(v) >= F32_MIN_NORMAL && abs(v) <= F32_MAX;
-    return vec2<f32>(v, select(0.0, 1.0, ok));
+    // The exact r² is at least r² − 1.01·E; the roundings after it (the square root, vol(M) to
+    // f32, two products) are under 1e-5 relative. Anything unusual (no fast path: vol(M) NaN;
+    // under- or overflow) gives 0, which is always a lower bound.
+    let lo = sqrt(max(r2 - 1.02 * e, 0.0)) * vol_m * ai.y * (1.0 - 1e-5);
+    let lo_ok = vol_m > 0.0 && lo >= F32_MIN_NORMAL && lo <= F32_MAX;
+    return vec3<f32>(v, select(0.0, 1.0, ok), select(0.0, lo, lo_ok));
 }
 
 // Write pair (i, j) of the block, if it lies inside: its volume, or −1 and a flagged-list
@@ -86,6 +94,9 @@ fn store_pair(i: u32, j: u32, dots: array<f32, M>) {
     let pv = pair_volume(anchor_info[i], cand_info[j], dots);
     if (pv.y != 0.0) {
         out[i * p.cols + j] = pv.x;
+    } else if (p.bounds != 0u) {
+        // The sign bit set by hand, not by negation: −0 must survive every compiler.
+        out[i * p.cols + j] = bitcast<f32>(bitcast<u32>(pv.z) | 0x80000000u);
     } else {
         // −1 marks it (volumes are never negative). Not NaN: a NaN constant is a shader-creation
         // error in WGSL (Chromium refuses the module; naga accepts it).
