@@ -2,7 +2,7 @@
 //! kernel's pipelines, compiled on first use for each k (see [`crate::kernel`]).
 
 use crate::error::GpuError;
-use crate::kernel::Specialisation;
+use crate::kernel::{KernelVariant, Specialisation};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -15,6 +15,8 @@ pub struct GpuContext {
     volume_layout: wgpu::BindGroupLayout,
     volume_pipelines: Mutex<HashMap<Specialisation, wgpu::ComputePipeline>>,
     info: wgpu::AdapterInfo,
+    /// The adapter's subgroup size where subgroups are enabled and of one fixed size, else 0.
+    subgroup: u32,
 }
 
 impl GpuContext {
@@ -36,9 +38,22 @@ impl GpuContext {
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Native only: naga takes subgroup builtins without WGSL's `enable subgroups;` (it
+        // refuses the directive), browsers require it. The page keeps the plain loops.
+        let features = if cfg!(target_arch = "wasm32") {
+            wgpu::Features::empty()
+        } else {
+            adapter.features() & wgpu::Features::SUBGROUP
+        };
+        let subgroup = if features.is_empty() || info.subgroup_min_size != info.subgroup_max_size {
+            0
+        } else {
+            info.subgroup_min_size
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("gram"),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -65,6 +80,7 @@ impl GpuContext {
             volume_layout,
             volume_pipelines: Mutex::default(),
             info,
+            subgroup,
         })
     }
 
@@ -76,16 +92,24 @@ impl GpuContext {
         )
     }
 
-    /// The fused kernel's variant for k − 1 = `m` on this adapter (or the one `staged` asks).
+    /// The fused kernel's variant for k − 1 = `m` on this adapter (or the one `forced` asks).
     pub(crate) fn specialisation(
         &self,
         m: usize,
         raw: bool,
-        staged: Option<bool>,
+        forced: Option<KernelVariant>,
     ) -> Specialisation {
+        let cpu_type = self.info.device_type == wgpu::DeviceType::Cpu;
+        let (cpu_type, subgroup) = match forced {
+            None => (cpu_type, self.subgroup),
+            Some(KernelVariant::Staged) => (false, 0),
+            Some(KernelVariant::Direct) => (true, 0),
+            Some(KernelVariant::DirectSubgroup) => (true, self.subgroup),
+        };
         Specialisation::for_adapter(
-            staged.map_or(self.info.device_type == wgpu::DeviceType::Cpu, |s| !s),
+            cpu_type,
             self.limits.max_compute_workgroup_storage_size,
+            subgroup,
             m,
             raw,
         )

@@ -17,6 +17,26 @@
 //! 16 × 16 it is. A register tile that large only stays out of lavapipe's slow indexed scratch memory as
 //! named scalars with constant indices, which WGSL cannot express with loops: hence generated
 //! text.
+//!
+//! Where the adapter has subgroups of one fixed size S (lavapipe: 8, its SIMD width), the lanes
+//! of a subgroup share their anchors: each lane loads TM/S of the TM anchor vec4s and the
+//! others arrive by `subgroupBroadcast` (a register shuffle there, not a load). With TM = 32 and
+//! TC·m = 8 a lane loads 4 + 8 vec4s per step for 256 dots (21 dots per load, against 8 for the
+//! 16 × 16 tile without subgroups) with the same 256 accumulators, so the compile time stays
+//! (lavapipe, 2048 × 4096 × 512: 3.9 → 8.8 GFLOP/s). Blocking the sums per 8 or 16 floats (a
+//! tighter error bound) was tried there: no faster, and 3–4× the compile time.
+
+/// A main loop a caller can ask for whatever the adapter (tests run each one on lavapipe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelVariant {
+    /// Operand tiles staged through workgroup memory (what GPUs get).
+    Staged,
+    /// Straight vec4 loads (CPU-type adapters without subgroups).
+    Direct,
+    /// Straight vec4 loads, anchors shared across a subgroup (CPU-type adapters with fixed-size
+    /// subgroups); [`KernelVariant::Direct`] where the adapter has none.
+    DirectSubgroup,
+}
 
 /// How the fused kernel is compiled for one k on one device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,6 +52,8 @@ pub struct Specialisation {
     pub wy: u32,
     /// Operand tiles through workgroup memory (GPUs) or straight vec4 loads (CPU adapters).
     pub staged: bool,
+    /// Direct loads with anchors shared across a subgroup of this many lanes (0: none).
+    pub subgroup: u32,
     /// The reference GEMM: write the cross dots instead of volumes.
     pub raw: bool,
 }
@@ -45,9 +67,29 @@ impl Specialisation {
     /// stage tiles in workgroup memory, 16 × 16 (16 × 8 beyond m = 8, to stay within 16 KiB)
     /// invocations each holding 4 anchors × ⌊8/m⌋ candidates. `workgroup_bytes` is the
     /// adapter's `max_compute_workgroup_storage_size`; a staged tile that would not fit falls
-    /// back to direct loads.
-    pub fn for_adapter(cpu_type: bool, workgroup_bytes: u32, m: usize, raw: bool) -> Self {
+    /// back to direct loads. `subgroup`: the adapter's fixed subgroup size where it has
+    /// subgroups of one size (a power of two up to 32), else 0; CPU-type adapters then share
+    /// anchors across a subgroup (S × 64/S invocations of 32 anchors × ⌊8/m⌋ candidates).
+    pub fn for_adapter(
+        cpu_type: bool,
+        workgroup_bytes: u32,
+        subgroup: u32,
+        m: usize,
+        raw: bool,
+    ) -> Self {
         let m = m as u32;
+        if cpu_type && subgroup.is_power_of_two() && subgroup <= 32 {
+            return Specialisation {
+                m,
+                tm: 32,
+                tc: (8 / m).max(1),
+                wx: subgroup,
+                wy: 64 / subgroup,
+                staged: false,
+                subgroup,
+                raw,
+            };
+        }
         let direct = Specialisation {
             m,
             tm: 16,
@@ -55,6 +97,7 @@ impl Specialisation {
             wx: 8,
             wy: 8,
             staged: false,
+            subgroup: 0,
             raw,
         };
         if cpu_type {
@@ -69,6 +112,7 @@ impl Specialisation {
             wx,
             wy: 16,
             staged: true,
+            subgroup: 0,
             raw,
         };
         if staged.workgroup_bytes() <= workgroup_bytes as usize {
@@ -115,12 +159,16 @@ impl Specialisation {
         )
     }
 
-    /// The direct main loop, unrolled over the register tile (see the module doc): invocation
-    /// (x, y) of workgroup (X, Y) holds anchors ia + WY·r and candidates jb + WX·c, ia = Y·TM·WY
-    /// + y, jb = X·TC·WX + x (consecutive invocations write consecutive columns).
+    /// The direct main loop, unrolled over the register tile (see the module doc). Without
+    /// subgroups invocation (x, y) of workgroup (X, Y) holds anchors ia + WY·r, ia = Y·TM·WY + y;
+    /// with them, a subgroup (a workgroup row: WX = S lanes) holds anchors ia + r, ia =
+    /// (Y·WY + y)·TM, each lane loading rows lane + S·u. Either way the candidates are jb + WX·c,
+    /// jb = X·TC·WX + x (consecutive invocations write consecutive columns). The subgroup form
+    /// assumes subgroups are whole workgroup rows of consecutive invocations, as Vulkan
+    /// implementations form them (tests/gpu.rs checks it against the CPU on lavapipe).
     fn direct_main(&self) -> String {
         use std::fmt::Write;
-        let (tm, tc, m, wx, wy) = (self.tm, self.tc, self.m, self.wx, self.wy);
+        let (tm, tc, m, wx, wy, sg) = (self.tm, self.tc, self.m, self.wx, self.wy, self.subgroup);
         let pairs = |f: &mut dyn FnMut(u32, u32)| {
             for r in 0..tm {
                 for q in 0..tc * m {
@@ -130,11 +178,26 @@ impl Specialisation {
         };
         let mut s = String::from(
             "// Generated by kernel.rs (`Specialisation::direct_main`): operands straight from\n\
-             // storage, the register tile unrolled into named scalars.\n\
-             @compute @workgroup_size(WX, WY)\n\
-             fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {\n",
+             // storage, the register tile unrolled into named scalars.\n",
         );
-        let _ = writeln!(s, "    let ia = wg.y * {}u + lid.y;", tm * wy);
+        let row_step = if sg > 0 {
+            // naga takes the subgroup builtins only with a one-dimensional workgroup.
+            s.push_str(
+                "@compute @workgroup_size(WX * WY)\n\
+                 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32, \
+                 @builtin(subgroup_invocation_id) lane: u32) {\n\
+                 \x20   let lid = vec2<u32>(li % WX, li / WX);\n",
+            );
+            let _ = writeln!(s, "    let ia = (wg.y * WY + lid.y) * {tm}u;");
+            1
+        } else {
+            s.push_str(
+                "@compute @workgroup_size(WX, WY)\n\
+                 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {\n",
+            );
+            let _ = writeln!(s, "    let ia = wg.y * {}u + lid.y;", tm * wy);
+            wy
+        };
         let _ = writeln!(s, "    let jb = wg.x * {}u + lid.x;", tc * wx);
         pairs(&mut |r, q| {
             let _ = writeln!(s, "    var acc_{r}_{q} = 0.0;");
@@ -143,12 +206,30 @@ impl Specialisation {
         // sums (a second set of TM·TC·m live values made lavapipe's LLVM spend minutes in its
         // coroutine pass); prepare.rs's error model is the unblocked one.
         s.push_str("    for (var x = 0u; x < p.d4; x++) {\n");
-        for r in 0..tm {
-            let _ = writeln!(
-                s,
-                "        let a_{r} = anchors[(ia + {}u) * p.d4 + x];",
-                wy * r
-            );
+        if sg > 0 {
+            for u in 0..tm / sg {
+                let _ = writeln!(
+                    s,
+                    "        let own_{u} = anchors[(ia + lane + {}u) * p.d4 + x];",
+                    sg * u
+                );
+            }
+            for r in 0..tm {
+                let _ = writeln!(
+                    s,
+                    "        let a_{r} = subgroupBroadcast(own_{}, {}u);",
+                    r / sg,
+                    r % sg
+                );
+            }
+        } else {
+            for r in 0..tm {
+                let _ = writeln!(
+                    s,
+                    "        let a_{r} = anchors[(ia + {}u) * p.d4 + x];",
+                    wy * r
+                );
+            }
         }
         for q in 0..tc * m {
             let (c, t) = (q / m, q % m);
@@ -168,18 +249,18 @@ impl Specialisation {
         pairs(&mut |r, q| {
             let _ = writeln!(s, "    res[{}u] = acc_{r}_{q};", r * tc * m + q);
         });
-        s.push_str(
-            "    for (var r = 0u; r < TM; r++) {\n\
-             \x20       for (var c = 0u; c < TC; c++) {\n\
+        let _ = write!(
+            s,
+            "    for (var r = 0u; r < TM; r++) {{\n\
+             \x20       for (var c = 0u; c < TC; c++) {{\n\
              \x20           var dots: array<f32, M>;\n\
-             \x20           for (var t = 0u; t < M; t++) {\n\
+             \x20           for (var t = 0u; t < M; t++) {{\n\
              \x20               dots[t] = res[(r * TC + c) * M + t];\n\
-             \x20           }\n\
-             \x20           store_pair(ia + WY * r, jb + WX * c, dots);\n\
-             \x20       }\n\
-             \x20   }\n",
+             \x20           }}\n\
+             \x20           store_pair(ia + {row_step}u * r, jb + WX * c, dots);\n\
+             \x20       }}\n\
+             \x20   }}\n}}\n",
         );
-        s.push_str("}\n");
         s
     }
 }
@@ -194,8 +275,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{s:?}: {}", e.emit_to_string(&s.source())));
         naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
+            naga::valid::Capabilities::SUBGROUP,
         )
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{s:?}: {e:?}"));
     }
@@ -204,7 +287,7 @@ mod tests {
     fn every_k_gets_a_valid_variant() {
         for m in 1..=15 {
             for cpu in [true, false] {
-                let s = Specialisation::for_adapter(cpu, 16384, m, false);
+                let s = Specialisation::for_adapter(cpu, 16384, 0, m, false);
                 // The unrolled direct sources are large and naga is slow in debug builds:
                 // a few register-tile shapes here, every k on a real adapter (tests/gpu.rs).
                 if cpu && ![1, 2, 5, 15].contains(&m) {
@@ -222,7 +305,12 @@ mod tests {
                 }
             }
         }
+        for m in [1, 2, 5, 15] {
+            let s = Specialisation::for_adapter(true, 16384, 8, m, false);
+            assert_eq!((s.subgroup, s.wx, s.tm % s.subgroup), (8, 8, 0));
+            validate(&s);
+        }
         // Too little workgroup memory for the staged tile: direct loads instead.
-        assert!(!Specialisation::for_adapter(false, 1024, 2, false).staged);
+        assert!(!Specialisation::for_adapter(false, 1024, 0, 2, false).staged);
     }
 }

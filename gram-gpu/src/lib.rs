@@ -8,10 +8,11 @@
 //! and oversized inputs are [`GpuError`]s, never panics.
 //!
 //! Shaders (`src/shaders/*.wgsl`): the fused volume kernel — `volume_common.wgsl` (bindings and
-//! the per-pair epilogue with its error bound) with one of two main loops, `volume_direct.wgsl`
-//! (vec4 loads straight from storage, for CPU-type adapters) or `volume_staged.wgsl` (tiles
-//! through workgroup memory, for GPUs), specialised per k by `kernel.rs` — and `topk.wgsl`
-//! (running per-anchor top-k over the kernel's output, on the device).
+//! the per-pair epilogue with its error bound) with one of two main loops: `volume_staged.wgsl`
+//! (tiles through workgroup memory, for GPUs) or the direct loop `kernel.rs` writes out unrolled
+//! (vec4 loads straight from storage, anchors shared across subgroups where there are any; for
+//! CPU-type adapters), specialised per k by `kernel.rs` — and `topk.wgsl` (running per-anchor
+//! top-m over the kernel's output, on the device).
 
 mod buffers;
 mod device;
@@ -22,4 +23,5 @@ mod scorer;
 
 pub use device::GpuContext;
 pub use error::GpuError;
+pub use kernel::KernelVariant;
 pub use scorer::{GPU_TOLERANCE, GpuScorer, MAX_TOP_K, kernel_dot_rel_err, top_k, volume_matrix};

@@ -11,7 +11,7 @@
 
 use crate::device::GpuContext;
 use crate::error::GpuError;
-use crate::kernel::Specialisation;
+use crate::kernel::{KernelVariant, Specialisation};
 use crate::prepare::{Anchors, Candidates, kernel_tolerance, padded_dim, padded_rows};
 pub use crate::prepare::{GPU_TOLERANCE, kernel_dot_rel_err};
 use gram_nostd::{GramError, MAX_K, candidate_at, max_abs_checked, score_pair, to_f32};
@@ -59,8 +59,8 @@ pub struct GpuScorer<'a> {
     max_block: (usize, usize),
     /// Optional cap on the flagged list (tests use it to force the overflow path).
     max_flagged: usize,
-    /// Kernel variant forced by the caller (true: workgroup-staged), else the adapter's own.
-    staged: Option<bool>,
+    /// Kernel variant forced by the caller, else the adapter's own.
+    variant: Option<KernelVariant>,
     /// Entries kept per anchor beyond k in top-k (default [`TOP_K_SLACK`]).
     top_k_slack: usize,
     /// Top-k rows the device's selection could not vouch for, scored on the host (a count for
@@ -129,7 +129,7 @@ impl<'a> GpuScorer<'a> {
             cands: Candidates::new(modalities, n2, dim, candidate)?,
             max_block: (usize::MAX, usize::MAX),
             max_flagged: usize::MAX,
-            staged: None,
+            variant: None,
             top_k_slack: TOP_K_SLACK,
             host_rows: AtomicUsize::new(0),
         })
@@ -162,11 +162,11 @@ impl<'a> GpuScorer<'a> {
         self.host_rows.load(Ordering::Relaxed)
     }
 
-    /// Run the workgroup-staged main loop (`true`, what GPUs get) or the direct one (`false`,
-    /// what CPU-type adapters get) whatever the adapter, so both can be tested anywhere.
-    /// The staged one still needs its tiles to fit the adapter's workgroup memory.
-    pub fn with_kernel_variant(mut self, staged: bool) -> Self {
-        self.staged = Some(staged);
+    /// Run the given main loop whatever the adapter, so that each can be tested anywhere. The
+    /// staged one still needs its tiles to fit the adapter's workgroup memory; the subgroup one
+    /// is the plain direct one where the adapter has no fixed-size subgroups.
+    pub fn with_kernel_variant(mut self, variant: KernelVariant) -> Self {
+        self.variant = Some(variant);
         self
     }
 
@@ -175,7 +175,7 @@ impl<'a> GpuScorer<'a> {
     }
 
     fn spec(&self, raw: bool) -> Specialisation {
-        self.ctx.specialisation(self.m(), raw, self.staged)
+        self.ctx.specialisation(self.m(), raw, self.variant)
     }
 
     /// Rows and columns per dispatch within the device limits, whole workgroup tiles.
@@ -610,9 +610,14 @@ impl<'a> GpuScorer<'a> {
         format!(
             "{} loads, {}×{} invocations of {} anchors × {} candidates",
             if s.staged {
-                "workgroup-staged"
+                "workgroup-staged".to_string()
+            } else if s.subgroup > 0 {
+                format!(
+                    "direct vec4 (anchors shared by {}-lane subgroups)",
+                    s.subgroup
+                )
             } else {
-                "direct vec4"
+                "direct vec4".to_string()
             },
             s.wx,
             s.wy,

@@ -3,7 +3,13 @@
 //! Vulkan in CI). Without one the tests print that they were skipped — unless
 //! GRAM_REQUIRE_GPU=1, then they fail.
 
-use gram_gpu::{GpuContext, GpuScorer};
+use gram_gpu::{GpuContext, GpuScorer, KernelVariant};
+
+const VARIANTS: [KernelVariant; 3] = [
+    KernelVariant::Direct,
+    KernelVariant::DirectSubgroup,
+    KernelVariant::Staged,
+];
 use gram_nostd::{candidate_at, score_row};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -113,7 +119,7 @@ fn awkward_shapes_and_forced_tiling_match_the_cpu() {
     }
 }
 
-/// The volume matrix from both kernel variants (blocks capped at `block`) against the CPU's.
+/// The volume matrix from every kernel variant (blocks capped at `block`) against the CPU's.
 fn both_variants_match_the_cpu(
     ctx: &GpuContext,
     a: &[f32],
@@ -123,11 +129,11 @@ fn both_variants_match_the_cpu(
 ) {
     let (_, n2, d, _) = shape;
     let cpu = cpu_matrix(a, refs, n2, d);
-    for staged in [false, true] {
+    for variant in VARIANTS {
         let gpu = GpuScorer::new(ctx, refs, n2, d)
             .unwrap()
             .with_max_block(block.0, block.1)
-            .with_kernel_variant(staged)
+            .with_kernel_variant(variant)
             .volume_matrix(a)
             .unwrap();
         check_against_cpu(&gpu, &cpu, shape);
@@ -179,11 +185,11 @@ fn reference_gemm_is_the_product_of_its_operands() {
     let a = pseudo(n1 * d, 11);
     let mods: Vec<Vec<f32>> = (0..m).map(|t| pseudo(n2 * d, 300 + t as u64)).collect();
     let refs: Vec<&[f32]> = mods.iter().map(|v| v.as_slice()).collect();
-    for staged in [false, true] {
+    for variant in VARIANTS {
         let scorer = GpuScorer::new(ctx, &refs, n2, d)
             .unwrap()
             .with_max_block(16, 24)
-            .with_kernel_variant(staged);
+            .with_kernel_variant(variant);
         let c = scorer.reference_gemm(&a, true).unwrap().unwrap();
         let (aa, q, d_pad) = scorer.reference_operands(&a);
         assert_eq!(c.len(), n1 * n2 * m);
