@@ -23,8 +23,10 @@
 //! others arrive by `subgroupBroadcast` (a register shuffle there, not a load). With TM = 32 and
 //! TC·m = 8 a lane loads 4 + 8 vec4s per step for 256 dots (21 dots per load, against 8 for the
 //! 16 × 16 tile without subgroups) with the same 256 accumulators, so the compile time stays
-//! (lavapipe, 2048 × 4096 × 512: 3.9 → 8.8 GFLOP/s). Blocking the sums per 8 or 16 floats (a
-//! tighter error bound) was tried there: no faster, and 3–4× the compile time.
+//! (lavapipe, 2048 × 4096 × 512: 3.9 → 8.8 GFLOP/s). Tried there and not kept: blocking the
+//! sums per 8 or 16 floats (a tighter error bound; no faster, 3–4× the compile time); 64 anchors
+//! × 8 (a 2048² volume matrix in 0.8 s instead of 1.1, but 21 s to compile per k, against ~1 s;
+//! 40 or 48 anchors: no faster, 9–13 s).
 
 /// A main loop a caller can ask for whatever the adapter (tests run each one on lavapipe).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,23 +206,25 @@ impl Specialisation {
         });
         // One vec4 of D per iteration, straight into the accumulators: no blocked partial
         // sums (a second set of TM·TC·m live values made lavapipe's LLVM spend minutes in its
-        // coroutine pass); prepare.rs's error model is the unblocked one.
+        // coroutine pass); prepare.rs's error model is this loop's.
         s.push_str("    for (var x = 0u; x < p.d4; x++) {\n");
-        if sg > 0 {
-            for u in 0..tm / sg {
+        if let Some(per_lane) = tm.checked_div(sg) {
+            for u in 0..per_lane {
                 let _ = writeln!(
                     s,
                     "        let own_{u} = anchors[(ia + lane + {}u) * p.d4 + x];",
                     sg * u
                 );
             }
-            for r in 0..tm {
-                let _ = writeln!(
-                    s,
-                    "        let a_{r} = subgroupBroadcast(own_{}, {}u);",
-                    r / sg,
-                    r % sg
-                );
+            // Anchor r was loaded by lane r mod S as its (r div S)-th.
+            for u in 0..per_lane {
+                for l in 0..sg {
+                    let _ = writeln!(
+                        s,
+                        "        let a_{} = subgroupBroadcast(own_{u}, {l}u);",
+                        u * sg + l
+                    );
+                }
             }
         } else {
             for r in 0..tm {
@@ -249,15 +253,23 @@ impl Specialisation {
         pairs(&mut |r, q| {
             let _ = writeln!(s, "    res[{}u] = acc_{r}_{q};", r * tc * m + q);
         });
+        // Each anchor's and candidate's constants loaded once (a load costs as much as the
+        // pair's arithmetic on lavapipe), not once per pair.
         let _ = write!(
             s,
-            "    for (var r = 0u; r < TM; r++) {{\n\
+            "    var cinfo: array<vec2<f32>, TC>;\n\
+             \x20   for (var c = 0u; c < TC; c++) {{\n\
+             \x20       cinfo[c] = cand_info[jb + WX * c];\n\
+             \x20   }}\n\
+             \x20   for (var r = 0u; r < TM; r++) {{\n\
+             \x20       let i = ia + {row_step}u * r;\n\
+             \x20       let ai = anchor_info[i];\n\
              \x20       for (var c = 0u; c < TC; c++) {{\n\
              \x20           var dots: array<f32, M>;\n\
              \x20           for (var t = 0u; t < M; t++) {{\n\
              \x20               dots[t] = res[(r * TC + c) * M + t];\n\
              \x20           }}\n\
-             \x20           store_pair(ia + {row_step}u * r, jb + WX * c, dots);\n\
+             \x20           store_pair_with(i, jb + WX * c, ai, cinfo[c], dots);\n\
              \x20       }}\n\
              \x20   }}\n}}\n",
         );

@@ -27,7 +27,7 @@ struct VolumeParams {
     col0: u32,
     tol: f32,
     bounds: u32,
-    pad: u32,
+    eta: f32,
 }
 
 #[repr(C)]
@@ -322,7 +322,8 @@ impl<'a> GpuScorer<'a> {
             col0: c.c0 as u32,
             tol: kernel_tolerance(),
             bounds: u32::from(list.is_none()),
-            pad: 0,
+            // Rounded up so the f32 bound is never below the f64 one.
+            eta: (kernel_dot_rel_err(padded_dim(self.dim), spec.staged) * (1.0 + 1e-6)) as f32,
         });
         let bind = ctx.volume_bind(&[
             &params, &a.scaled, &c.basis, &a.info, &c.info, &out, flagged,
@@ -346,6 +347,25 @@ impl<'a> GpuScorer<'a> {
         let cand = self.cands.candidate(j, d)?;
         let (v, _) = score_pair(&rows[..self.m() + 1], norm_sq, &cand)?;
         Ok(to_f32(v)?)
+    }
+
+    /// [`GpuScorer::host_pair`] for (row in the block starting at anchor `r0`, candidate)
+    /// pairs, on every core where there are threads.
+    fn host_pairs(
+        &self,
+        anchor: &[f32],
+        norm_sq: &[f64],
+        r0: usize,
+        pairs: &[(usize, usize)],
+    ) -> Result<Vec<f32>, GpuError> {
+        let one = |&(i, j): &(usize, usize)| self.host_pair(anchor, norm_sq[r0 + i], r0 + i, j);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use rayon::prelude::*;
+            pairs.par_iter().with_min_len(256).map(one).collect()
+        }
+        #[cfg(target_arch = "wasm32")]
+        pairs.iter().map(one).collect()
     }
 
     /// V[i, j] = vol(anchor_i, candidate_j), row-major [n1, n2], for a row-major [n1, dim]
@@ -377,12 +397,12 @@ impl<'a> GpuScorer<'a> {
                     let o = (a.r0 + i) * self.n2 + c0;
                     out[o..o + c.cols].copy_from_slice(row);
                 }
-                for (i, j) in self
+                let pairs = self
                     .flagged_pairs(&flagged, cap, &block, c.cols, c0)
-                    .await?
-                {
-                    let gi = a.r0 + i;
-                    out[gi * self.n2 + j] = self.host_pair(anchor, prepared.norm_sq[gi], gi, j)?;
+                    .await?;
+                let values = self.host_pairs(anchor, &prepared.norm_sq, a.r0, &pairs)?;
+                for ((i, j), v) in pairs.into_iter().zip(values) {
+                    out[(a.r0 + i) * self.n2 + j] = v;
                 }
             }
         }

@@ -12,12 +12,13 @@
 // What a pair computes. The host scales anchor i by a power of two (exact): a' = 2^e·a, and
 // gives ‖a'‖² (f64 rounded to f32) and 2^-e; candidate j is an orthonormal basis Q_j of its
 // k−1 vectors (f64 on the host, rounded to f32), vol(M_j) and η_j, the bound on the error of
-// a cross dot q_t·a' relative to ‖a'‖ (GEMM rounding, Q's rounding to f32, Q's own error).
+// a cross dot q_t·a' relative to ‖a'‖ that Q_j brings (its rounding to f32, its own error);
+// p.eta adds this main loop's summation error (prepare.rs, `kernel_dot_rel_err`).
 // The invocation accumulates c_t = q_t·a' for its TM × TC pairs (k − 1 dots each) as a
 // register-tiled GEMM, then per pair:
 //   r² = ‖a'‖² − Σ c_t²,   vol = vol(M_j) · sqrt(r²) · 2^-e,
 // with the a-posteriori bound of gram-nostd's `Candidate::pair_volume` on the error of r²:
-//   E = Σ_t (2|c_t| + δ)·δ + u·(‖a'‖² + (M+1)·Σc_t² + |r²|),   δ = η_j·‖a'‖,
+//   E = Σ_t (2|c_t| + δ)·δ + u·(‖a'‖² + (M+1)·Σc_t² + |r²|),   δ = (η + η_j)·‖a'‖,
 // and keeps the pair when ½E/r² ≤ tol (the host's tolerance less the roundings after r²).
 // A pair that fails (anchor nearly in span(Q_j): cancellation), or whose candidate has no fast
 // path (vol(M_j) = NaN), or whose volume leaves f32's normal range, is written as −1 and
@@ -34,7 +35,7 @@ struct Params {
     col0: u32,  // global index of this block's first candidate (written into `flagged`)
     tol: f32,   // relative tolerance of the fast path
     bounds: u32, // 1: write failing pairs as −(lower bound) instead of listing them (top-k)
-    pad1: u32,
+    eta: f32,    // the main loop's cross-dot error relative to ‖a'‖‖q‖
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -58,7 +59,7 @@ fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) -> vec3<f32> {
     if (vol_m == 0.0 || na2 == 0.0) {
         return vec3<f32>(0.0, 1.0, 0.0);
     }
-    let delta = ci.y * sqrt(na2);
+    let delta = (p.eta + ci.y) * sqrt(na2);
     var cc = 0.0;
     var err = 0.0;
     for (var t = 0u; t < M; t++) {
@@ -82,6 +83,12 @@ fn pair_volume(ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) -> vec3<f32> {
 // Write pair (i, j) of the block, if it lies inside: its volume, or −1 and a flagged-list
 // entry; or, for the reference GEMM, its k − 1 cross dots.
 fn store_pair(i: u32, j: u32, dots: array<f32, M>) {
+    store_pair_with(i, j, anchor_info[i], cand_info[j], dots);
+}
+
+// `store_pair` with the pair's anchor and candidate constants already loaded (every index of
+// a block, padding included, is in range: the direct loop loads them once per row and column).
+fn store_pair_with(i: u32, j: u32, ai: vec2<f32>, ci: vec2<f32>, dots: array<f32, M>) {
     if (i >= p.rows || j >= p.cols) {
         return;
     }
@@ -91,7 +98,7 @@ fn store_pair(i: u32, j: u32, dots: array<f32, M>) {
         }
         return;
     }
-    let pv = pair_volume(anchor_info[i], cand_info[j], dots);
+    let pv = pair_volume(ai, ci, dots);
     if (pv.y != 0.0) {
         out[i * p.cols + j] = pv.x;
     } else if (p.bounds != 0u) {
