@@ -18,6 +18,18 @@ pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -
     }
 }
 
+/// [`slice`] for writing: the elements of a contiguous f32 tensor in `s`, in place.
+pub(crate) fn slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, op: &str) -> Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((start, end))) => Ok(&mut v[start..end]),
+        (s, _) => candle_core::bail!(
+            "{op}: needs a contiguous F32 tensor to write, got {:?} {:?}",
+            s.dtype(),
+            l.shape()
+        ),
+    }
+}
+
 /// Where the fused LayerNorm and softmax run: f32 on the CPU (our loops) or on CUDA
 /// (candle-kernels' row kernels, the ones candle-nn's no-backward ops launch).
 pub(crate) fn fused_here(x: &Tensor) -> bool {

@@ -3,8 +3,10 @@
 //! so cannot be checkpointed and resumed exactly; the update is the one of Loshchilov & Hutter
 //! (and of `torch.optim.AdamW`).
 
+use crate::ops::cpu_op::{slice, slice_mut};
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Result, Tensor, Var};
+use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -28,8 +30,10 @@ struct Param {
 }
 
 impl Param {
-    /// The same update as the tensor-op path, in one pass over host memory (CPU, f32):
-    /// a dozen elementwise ops, each allocating a parameter-sized tensor, become one loop.
+    /// The same update as the tensor-op path, in one pass over the parameter, its moments and
+    /// its gradient where they lie (CPU, f32, contiguous): no copies, no allocation. Three
+    /// storages are written at once by nesting Candle's in-place ops (θ, then m, then v with g),
+    /// each lending its slice to the next; the innermost runs the loop.
     fn step_cpu(
         &mut self,
         g: &Tensor,
@@ -38,47 +42,167 @@ impl Param {
         grad_scale: f64,
         (bc1, bc2): (f64, f64),
     ) -> Result<()> {
-        use rayon::prelude::*;
-        let shape = self.var.shape().clone();
-        let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
-        let (mut theta, g, mut m, mut v) = (
-            host(self.var.as_tensor())?,
-            host(g)?,
-            host(&self.m)?,
-            host(&self.v)?,
-        );
         let lr = lr * self.lr_scale;
-        let decay = if self.decay {
-            (1.0 - lr * c.weight_decay) as f32
-        } else {
-            1.0
+        let k = Coefficients {
+            decay: if self.decay {
+                (1.0 - lr * c.weight_decay) as f32
+            } else {
+                1.0
+            },
+            b1: c.beta1 as f32,
+            b2: c.beta2 as f32,
+            eps: c.eps as f32,
+            scale: grad_scale as f32,
+            inv_bc1: (1.0 / bc1) as f32,
+            inv_bc2: (1.0 / bc2) as f32,
+            lr: lr as f32,
         };
-        let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
-        let (s, inv_bc1, inv_bc2, lr) = (
-            grad_scale as f32,
-            (1.0 / bc1) as f32,
-            (1.0 / bc2) as f32,
-            lr as f32,
-        );
+        let g = g.contiguous()?;
+        let outer = OnTheta {
+            m: &self.m,
+            v: &self.v,
+            g: &g,
+            k,
+        };
+        self.var.as_tensor().inplace_op1(&outer)
+    }
+}
+
+/// Σ g² in f64: read in place for a contiguous f32 tensor on the CPU (fixed chunks, so the
+/// sum is the same whatever the thread count), else by tensor ops.
+fn sum_of_squares(g: &Tensor) -> Result<f64> {
+    use rayon::prelude::*;
+    if g.device().is_cpu() && g.dtype() == candle_core::DType::F32 && g.is_contiguous() {
+        let (storage, layout) = g.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            let x = slice::<f32>(cpu, layout, "grad_norm")?;
+            let parts: Vec<f64> = x
+                .par_chunks(1 << 14)
+                .map(|c| c.iter().map(|&v| v as f64 * v as f64).sum())
+                .collect();
+            return Ok(parts.iter().sum());
+        }
+    }
+    g.sqr()?
+        .sum_all()?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()
+}
+
+/// One AdamW update's constants, in f32.
+#[derive(Clone, Copy)]
+struct Coefficients {
+    decay: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    scale: f32,
+    inv_bc1: f32,
+    inv_bc2: f32,
+    lr: f32,
+}
+
+impl Coefficients {
+    /// θ, m, v updated from g, element by element, on every core (fixed chunks: the same
+    /// result whatever the thread count, as each element is independent).
+    fn apply(&self, th: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
+        use rayon::prelude::*;
         const CHUNK: usize = 1 << 14;
-        theta
-            .par_chunks_mut(CHUNK)
+        let k = *self;
+        th.par_chunks_mut(CHUNK)
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((th, m), v), g)| {
                 for i in 0..th.len() {
-                    let gi = g[i] * s;
-                    m[i] = m[i] * b1 + gi * (1.0 - b1);
-                    v[i] = v[i] * b2 + gi * gi * (1.0 - b2);
-                    let update = (m[i] * inv_bc1) / ((v[i] * inv_bc2).sqrt() + eps);
-                    th[i] = th[i] * decay - update * lr;
+                    let gi = g[i] * k.scale;
+                    m[i] = m[i] * k.b1 + gi * (1.0 - k.b1);
+                    v[i] = v[i] * k.b2 + gi * gi * (1.0 - k.b2);
+                    let update = (m[i] * k.inv_bc1) / ((v[i] * k.inv_bc2).sqrt() + k.eps);
+                    th[i] = th[i] * k.decay - update * k.lr;
                 }
             });
-        let dev = self.var.device().clone();
-        self.var.set(&Tensor::from_vec(theta, &shape, &dev)?)?;
-        self.m = Tensor::from_vec(m, &shape, &dev)?;
-        self.v = Tensor::from_vec(v, &shape, &dev)?;
+    }
+}
+
+/// Writes θ: lends its slice to [`OnMoment`].
+struct OnTheta<'a> {
+    m: &'a Tensor,
+    v: &'a Tensor,
+    g: &'a Tensor,
+    k: Coefficients,
+}
+
+/// Writes m: lends it and θ to [`OnSecondMoment`].
+struct OnMoment<'a, 'b> {
+    theta: Mutex<&'b mut [f32]>,
+    v: &'a Tensor,
+    g: &'a Tensor,
+    k: Coefficients,
+}
+
+/// Writes v, reads g: runs the update.
+struct OnSecondMoment<'b> {
+    theta: Mutex<&'b mut [f32]>,
+    m: Mutex<&'b mut [f32]>,
+    k: Coefficients,
+}
+
+impl InplaceOp1 for OnTheta<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-theta"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+        let theta = slice_mut(s, l, self.name())?;
+        self.m.inplace_op1(&OnMoment {
+            theta: Mutex::new(theta),
+            v: self.v,
+            g: self.g,
+            k: self.k,
+        })
+    }
+}
+
+impl InplaceOp1 for OnMoment<'_, '_> {
+    fn name(&self) -> &'static str {
+        "adamw-m"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+        let m = slice_mut(s, l, self.name())?;
+        let mut theta = self.theta.lock().unwrap_or_else(|e| e.into_inner());
+        self.v.inplace_op2(
+            self.g,
+            &OnSecondMoment {
+                theta: Mutex::new(&mut theta),
+                m: Mutex::new(m),
+                k: self.k,
+            },
+        )
+    }
+}
+
+impl InplaceOp2 for OnSecondMoment<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-v"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<()> {
+        let v = slice_mut(s, l, self.name())?;
+        let g = slice::<f32>(gs, gl, self.name())?;
+        let mut theta = self.theta.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.m.lock().unwrap_or_else(|e| e.into_inner());
+        if [theta.len(), m.len(), v.len()] != [g.len(); 3] {
+            candle_core::bail!(
+                "adamw: parameter {}, moments {} and {}, gradient {} differ in size",
+                theta.len(),
+                m.len(),
+                v.len(),
+                g.len()
+            )
+        }
+        self.k.apply(&mut theta, &mut m, v, g);
         Ok(())
     }
 }
@@ -117,11 +241,7 @@ impl AdamW {
         let mut sq = 0.0f64;
         for p in &self.params {
             if let Some(g) = grads.get(p.var.as_tensor()) {
-                sq += g
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_scalar::<f64>()?;
+                sq += sum_of_squares(g)?;
             }
         }
         Ok(sq.sqrt())
@@ -257,6 +377,32 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         assert!(fused.iter().zip(&init).any(|(a, b)| (a - b).abs() > 1e-3));
+    }
+
+    #[test]
+    fn grad_norm_reads_f32_gradients_in_place_and_agrees_with_f64() {
+        let dev = Device::Cpu;
+        let vals: Vec<f32> = (0..40_000).map(|i| ((i * 37 % 101) as f32 - 50.0) * 1e-3).collect();
+        let want = vals.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        for dtype in [candle_core::DType::F32, candle_core::DType::F64] {
+            let w = Var::from_tensor(
+                &Tensor::from_vec(vals.clone(), vals.len(), &dev).unwrap().to_dtype(dtype).unwrap(),
+            )
+            .unwrap();
+            // d/dw of Σ w²/2 is w itself.
+            let loss = (w.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
+            let grads = loss.backward().unwrap();
+            let cfg = AdamWConfig {
+                lr: 0.1,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+            };
+            let opt = AdamW::new(vec![("w".into(), w, true, 1.0)], cfg).unwrap();
+            let got = opt.grad_norm(&grads).unwrap();
+            assert!((got - want).abs() <= 1e-12 * want, "{dtype:?}: {got} vs {want}");
+        }
     }
 
     #[test]
