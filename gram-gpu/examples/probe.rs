@@ -1,7 +1,19 @@
 use std::time::Instant;
 fn main() {
-    let n: usize = std::env::args().nth(1).unwrap().parse().unwrap(); let d = 512;
-    let rows = |seed: u64| -> Vec<f32> { let v: Vec<f32> = gram_nostd::uniform::Uniform::new(seed).take(n*d).map(|x| x as f32 - 0.5).collect(); v.chunks(d).flat_map(|r| { let s = r.iter().map(|x| x*x).sum::<f32>().sqrt(); r.iter().map(move |x| x / s) }).collect() };
+    let n: usize = std::env::args().nth(1).unwrap().parse().unwrap();
+    let d = 512;
+    let rows = |seed: u64| -> Vec<f32> {
+        let v: Vec<f32> = gram_nostd::uniform::Uniform::new(seed)
+            .take(n * d)
+            .map(|x| x as f32 - 0.5)
+            .collect();
+        v.chunks(d)
+            .flat_map(|r| {
+                let s = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+                r.iter().map(move |x| x / s)
+            })
+            .collect()
+    };
     let (a, m0, m1) = (rows(1), rows(2), rows(3));
     let t = Instant::now();
     let ctx = gram_gpu::GpuContext::new().unwrap();

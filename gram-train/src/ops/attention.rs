@@ -22,6 +22,7 @@ use crate::ops::cpu_op::slice;
 use crate::ops::fastmath;
 use crate::ops::precision::{Precision, current, matmul};
 use crate::ops::recompute::ternary_recomputed;
+use crate::ops::simd::vectorised;
 use crate::ops::softmax::softmax_last_dim;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -173,9 +174,11 @@ impl CustomOp3 for FlashAttention {
                     bias,
                     g,
                 };
-                for h in 0..g.heads {
-                    x.forward_head(h, out, &mut lse[h * g.t..(h + 1) * g.t]);
-                }
+                vectorised(|| {
+                    for h in 0..g.heads {
+                        x.forward_head(h, out, &mut lse[h * g.t..(h + 1) * g.t]);
+                    }
+                })
             });
         *self.lse.lock().expect("attention: poisoned lse") = lse;
         Ok((CpuStorage::F32(out), ql.shape().clone()))
@@ -242,14 +245,16 @@ fn backward(
                 g,
             };
             let lse = &lse[b * g.heads * g.t..(b + 1) * g.heads * g.t];
-            for h in 0..g.heads {
-                let grads = Grads {
-                    dq: &mut *dq,
-                    dk: &mut *dk,
-                    dv: &mut *dv,
-                };
-                x.backward_head(h, &out[r.clone()], &dout[r.clone()], &lse[h * g.t..], grads);
-            }
+            vectorised(|| {
+                for h in 0..g.heads {
+                    let grads = Grads {
+                        dq: &mut *dq,
+                        dk: &mut *dk,
+                        dv: &mut *dv,
+                    };
+                    x.backward_head(h, &out[r.clone()], &dout[r.clone()], &lse[h * g.t..], grads);
+                }
+            })
         });
     (dq, dk, dv)
 }
@@ -272,6 +277,7 @@ struct Grads<'a> {
 
 impl Batch<'_> {
     /// The [rows, cols] score tile s = scale·q[q0..]·k[k0..]ᵀ + bias of head `h`.
+    #[inline(always)]
     fn scores(
         &self,
         h: usize,
@@ -302,6 +308,7 @@ impl Batch<'_> {
 
     /// Head `h`'s output rows (into `out`, [T, d]) and log-sum-exps, by key tiles with the
     /// online softmax: running max m, running sum l, output rescaled by e^(m_old − m_new).
+    #[inline(always)]
     fn forward_head(&self, h: usize, out: &mut [f32], lse: &mut [f32]) {
         let g = self.g;
         let mut s = vec![0f32; BLOCK_Q * BLOCK_K];
@@ -348,6 +355,7 @@ impl Batch<'_> {
 
     /// Head `h`'s ∂q, ∂k, ∂v (FlashAttention-2's backward): per tile P = e^(s − lse),
     /// ∂v += Pᵀ·∂o, ∂P = ∂o·vᵀ, ∂s = P∘(∂P − rowsum(∂o∘o)), ∂q += scale·∂s·k, ∂k += scale·∂sᵀ·q.
+    #[inline(always)]
     fn backward_head(&self, h: usize, out: &[f32], dout: &[f32], lse: &[f32], gr: Grads) {
         let g = self.g;
         let col = h * g.hd;

@@ -5,7 +5,7 @@
 
 /// erf(x) as x·P(x²)/Q(x²) on x clamped to [−4, 4] (the rational approximation of Eigen and
 /// XLA for f32): absolute error ≤ 5e-7 over the reals (tested against libm's f64 `erf`).
-#[inline]
+#[inline(always)]
 pub fn erf(x: f32) -> f32 {
     const P: [f32; 7] = [
         -1.609_603_3e-2,
@@ -34,7 +34,7 @@ pub fn erf(x: f32) -> f32 {
 /// r = v − n·ln 2 (ln 2 in two parts, so r is exact to f32) and e^r by its degree-6 Taylor
 /// polynomial (|r| ≤ ln 2 / 2: truncation 1.3e-7). Relative error ≤ 3e-7 for v in [−87, 0];
 /// below −87 (and for NaN) it returns e^−87 < 1.7e-38; v > 0 is outside its contract.
-#[inline]
+#[inline(always)]
 pub fn exp_nonpositive(v: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;

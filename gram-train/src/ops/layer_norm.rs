@@ -8,9 +8,13 @@
 use crate::ops::cpu_op::{fused_here, slice};
 #[cfg(feature = "cuda")]
 use crate::ops::cuda_rows;
+use crate::ops::simd::vectorised;
 use candle_core::{CpuStorage, CustomOp3, D, Layout, Result, Shape, Tensor};
 use candle_nn::{VarBuilder, init::Init};
 use rayon::prelude::*;
+
+/// Rows per parallel task (each row is only D wide).
+const ROWS: usize = 64;
 
 /// LayerNorm over the last dimension: (x − mean)/sqrt(var + eps)·weight + bias.
 pub struct LayerNorm {
@@ -61,6 +65,7 @@ struct LayerNormOp {
 }
 
 /// Mean and 1/std of a row (two passes in f64: rows are short, accuracy is cheap).
+#[inline(always)]
 fn row_stats(row: &[f32], eps: f64) -> (f32, f32) {
     let n = row.len() as f64;
     let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -92,13 +97,17 @@ impl CustomOp3 for LayerNormOp {
             candle_core::bail!("layer norm: last dimension differs from the weight's {d}")
         }
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .for_each(|(yr, xr)| {
-                let (mean, r) = row_stats(xr, self.eps);
-                for i in 0..d {
-                    yr[i] = (xr[i] - mean) * r * w[i] + b[i];
-                }
+        y.par_chunks_mut(ROWS * d)
+            .zip(x.par_chunks(ROWS * d))
+            .for_each(|(yc, xc)| {
+                vectorised(|| {
+                    for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                        let (mean, r) = row_stats(xr, self.eps);
+                        for i in 0..d {
+                            yr[i] = (xr[i] - mean) * r * w[i] + b[i];
+                        }
+                    }
+                })
             });
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
@@ -139,30 +148,31 @@ impl CustomOp3 for LayerNormOp {
         let (xv, wv, gv) = (host(0)?, host(1)?, host(2)?);
         let d = wv.len();
         let mut dx = vec![0f32; xv.len()];
-        const ROWS: usize = 64;
         let (dw, db) = dx
             .par_chunks_mut(ROWS * d)
             .zip(xv.par_chunks(ROWS * d).zip(gv.par_chunks(ROWS * d)))
             .map(|(dxc, (xc, gc))| {
-                let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
-                let mut xhat = vec![0f32; d];
-                for ((dxr, xr), gr) in dxc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
-                    let (mean, r) = row_stats(xr, self.eps);
-                    let (mut sum_g, mut sum_gx) = (0f32, 0f32);
-                    for i in 0..d {
-                        xhat[i] = (xr[i] - mean) * r;
-                        let gh = gr[i] * wv[i];
-                        sum_g += gh;
-                        sum_gx += gh * xhat[i];
-                        dw[i] += gr[i] * xhat[i];
-                        db[i] += gr[i];
+                vectorised(|| {
+                    let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
+                    let mut xhat = vec![0f32; d];
+                    for ((dxr, xr), gr) in dxc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
+                        let (mean, r) = row_stats(xr, self.eps);
+                        let (mut sum_g, mut sum_gx) = (0f32, 0f32);
+                        for i in 0..d {
+                            xhat[i] = (xr[i] - mean) * r;
+                            let gh = gr[i] * wv[i];
+                            sum_g += gh;
+                            sum_gx += gh * xhat[i];
+                            dw[i] += gr[i] * xhat[i];
+                            db[i] += gr[i];
+                        }
+                        let (mg, mgx) = (sum_g / d as f32, sum_gx / d as f32);
+                        for i in 0..d {
+                            dxr[i] = r * (gr[i] * wv[i] - mg - xhat[i] * mgx);
+                        }
                     }
-                    let (mg, mgx) = (sum_g / d as f32, sum_gx / d as f32);
-                    for i in 0..d {
-                        dxr[i] = r * (gr[i] * wv[i] - mg - xhat[i] * mgx);
-                    }
-                }
-                (dw, db)
+                    (dw, db)
+                })
             })
             .reduce(
                 || (vec![0f32; d], vec![0f32; d]),

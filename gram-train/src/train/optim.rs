@@ -4,11 +4,12 @@
 //! (and of `torch.optim.AdamW`).
 
 use crate::ops::cpu_op::{slice, slice_mut};
+use crate::ops::simd::vectorised;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Result, Tensor, Var};
-use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AdamWConfig {
@@ -114,13 +115,15 @@ impl Coefficients {
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((th, m), v), g)| {
-                for i in 0..th.len() {
-                    let gi = g[i] * k.scale;
-                    m[i] = m[i] * k.b1 + gi * (1.0 - k.b1);
-                    v[i] = v[i] * k.b2 + gi * gi * (1.0 - k.b2);
-                    let update = (m[i] * k.inv_bc1) / ((v[i] * k.inv_bc2).sqrt() + k.eps);
-                    th[i] = th[i] * k.decay - update * k.lr;
-                }
+                vectorised(|| {
+                    for i in 0..th.len() {
+                        let gi = g[i] * k.scale;
+                        m[i] = m[i] * k.b1 + gi * (1.0 - k.b1);
+                        v[i] = v[i] * k.b2 + gi * gi * (1.0 - k.b2);
+                        let update = (m[i] * k.inv_bc1) / ((v[i] * k.inv_bc2).sqrt() + k.eps);
+                        th[i] = th[i] * k.decay - update * k.lr;
+                    }
+                })
             });
     }
 }
@@ -382,11 +385,20 @@ mod tests {
     #[test]
     fn grad_norm_reads_f32_gradients_in_place_and_agrees_with_f64() {
         let dev = Device::Cpu;
-        let vals: Vec<f32> = (0..40_000).map(|i| ((i * 37 % 101) as f32 - 50.0) * 1e-3).collect();
-        let want = vals.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        let vals: Vec<f32> = (0..40_000)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 1e-3)
+            .collect();
+        let want = vals
+            .iter()
+            .map(|&v| v as f64 * v as f64)
+            .sum::<f64>()
+            .sqrt();
         for dtype in [candle_core::DType::F32, candle_core::DType::F64] {
             let w = Var::from_tensor(
-                &Tensor::from_vec(vals.clone(), vals.len(), &dev).unwrap().to_dtype(dtype).unwrap(),
+                &Tensor::from_vec(vals.clone(), vals.len(), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
             )
             .unwrap();
             // d/dw of Σ w²/2 is w itself.
@@ -401,7 +413,10 @@ mod tests {
             };
             let opt = AdamW::new(vec![("w".into(), w, true, 1.0)], cfg).unwrap();
             let got = opt.grad_norm(&grads).unwrap();
-            assert!((got - want).abs() <= 1e-12 * want, "{dtype:?}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-12 * want,
+                "{dtype:?}: {got} vs {want}"
+            );
         }
     }
 
