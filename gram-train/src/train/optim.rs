@@ -326,6 +326,17 @@ pub fn learning_rate(step: u64, base: f64, warmup: u64, total: u64, final_frac: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tests' AdamW: lr 0.1, the usual betas and ε, weight decay `wd`.
+    fn config(wd: f64) -> AdamWConfig {
+        AdamWConfig {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: wd,
+        }
+    }
     use candle_core::Device;
 
     #[test]
@@ -404,13 +415,7 @@ mod tests {
             // d/dw of Σ w²/2 is w itself.
             let loss = (w.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
             let grads = loss.backward().unwrap();
-            let cfg = AdamWConfig {
-                lr: 0.1,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.0,
-            };
+            let cfg = config(0.0);
             let opt = AdamW::new(vec![("w".into(), w, true, 1.0)], cfg).unwrap();
             let got = opt.grad_norm(&grads).unwrap();
             assert!(
@@ -430,13 +435,7 @@ mod tests {
             + b.as_tensor().sum_all().unwrap())
         .unwrap();
         let grads = loss.backward().unwrap();
-        let cfg = AdamWConfig {
-            lr: 0.1,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.5,
-        };
+        let cfg = config(0.5);
         let mut opt = AdamW::new(
             vec![
                 ("w".into(), w.clone(), true, 1.0),
@@ -460,13 +459,7 @@ mod tests {
         let dev = Device::Cpu;
         let w = Var::from_vec(vec![1.0f64, -2.0, 0.5], 3, &dev).unwrap();
         let x = Tensor::from_vec(vec![0.3f64, 0.1, -0.7], 3, &dev).unwrap();
-        let cfg = AdamWConfig {
-            lr: 0.1,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.1,
-        };
+        let cfg = config(0.1);
         let mut opt = AdamW::new(vec![("w".into(), w.clone(), true, 1.0)], cfg).unwrap();
         for _ in 0..3 {
             let loss = (w.as_tensor() * &x)
