@@ -14,7 +14,10 @@ pub struct GpuContext {
     pub(crate) limits: wgpu::Limits,
     volume_layout: wgpu::BindGroupLayout,
     volume_pipelines: Mutex<HashMap<Specialisation, wgpu::ComputePipeline>>,
+    refine_pipelines: Mutex<HashMap<usize, wgpu::ComputePipeline>>,
     info: wgpu::AdapterInfo,
+    /// Whether shaders may use f64 (the refinement pass needs it).
+    f64: bool,
     /// The adapter's subgroup size where subgroups are enabled and of one fixed size, else 0.
     subgroup: u32,
 }
@@ -40,12 +43,16 @@ impl GpuContext {
         let limits = adapter.limits();
         // Native only: naga takes subgroup builtins without WGSL's `enable subgroups;` (it
         // refuses the directive), browsers require it. The page keeps the plain loops.
+        // f64 likewise (WebGPU has none): for the refinement pass.
         let features = if cfg!(target_arch = "wasm32") {
             wgpu::Features::empty()
         } else {
-            adapter.features() & wgpu::Features::SUBGROUP
+            adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F64)
         };
-        let subgroup = if features.is_empty() || info.subgroup_min_size != info.subgroup_max_size {
+        let f64 = features.contains(wgpu::Features::SHADER_F64);
+        let features_sg = features & wgpu::Features::SUBGROUP;
+        let subgroup = if features_sg.is_empty() || info.subgroup_min_size != info.subgroup_max_size
+        {
             0
         } else {
             info.subgroup_min_size
@@ -79,7 +86,9 @@ impl GpuContext {
             limits,
             volume_layout,
             volume_pipelines: Mutex::default(),
+            refine_pipelines: Mutex::default(),
             info,
+            f64,
             subgroup,
         })
     }
@@ -113,6 +122,46 @@ impl GpuContext {
             m,
             raw,
         )
+    }
+
+    /// Whether the adapter runs on the CPU (lavapipe, SwiftShader).
+    pub(crate) fn cpu_type(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether shaders may use f64 here (native adapters that have it; never in a browser):
+    /// what the refinement pass of failed pairs needs.
+    pub fn has_f64(&self) -> bool {
+        self.f64
+    }
+
+    /// The refinement pass for k − 1 = `m`, compiled on first use (with naga's checks).
+    /// Only on adapters with f64 ([`GpuContext::has_f64`]).
+    pub(crate) fn refine_pipeline(&self, m: usize) -> wgpu::ComputePipeline {
+        let mut cache = self
+            .refine_pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(m)
+            .or_insert_with(|| {
+                let module = self
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("refine"),
+                        source: wgpu::ShaderSource::Wgsl(crate::kernel::refine_source(m).into()),
+                    });
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some("refine"),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some("main"),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            })
+            .clone()
     }
 
     /// The pipeline of `spec`, compiled on first use.

@@ -156,7 +156,8 @@ impl Specialisation {
             self.direct_main()
         };
         format!(
-            "{header}\n{}\n{main}",
+            "{header}\n{}\n{}\n{main}",
+            include_str!("shaders/pair.wgsl"),
             include_str!("shaders/volume_common.wgsl")
         )
     }
@@ -277,6 +278,15 @@ impl Specialisation {
     }
 }
 
+/// The refinement pass's WGSL source for k − 1 = `m` (`shaders/refine.wgsl`; needs f64).
+pub fn refine_source(m: usize) -> String {
+    format!(
+        "const M: u32 = {m}u;\n{}\n{}",
+        include_str!("shaders/pair.wgsl"),
+        include_str!("shaders/refine.wgsl")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +326,17 @@ mod tests {
                     validate(&Specialisation { raw, ..s });
                 }
             }
+        }
+        for m in [1, 2, 15] {
+            let module = naga::front::wgsl::parse_str(&refine_source(m)).unwrap_or_else(|e| {
+                panic!("refine, m {m}: {}", e.emit_to_string(&refine_source(m)))
+            });
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::FLOAT64,
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("refine, m {m}: {e:?}"));
         }
         for m in [1, 2, 5, 15] {
             let s = Specialisation::for_adapter(true, 16384, 8, m, false);

@@ -35,6 +35,13 @@ pub fn kernel_dot_rel_err(d_pad: usize, staged: bool) -> f64 {
     (6.0 * (adds as f64).sqrt() + 2.0) * U32
 }
 
+/// Error of a refinement-pass cross dot (`shaders/refine.wgsl`: f64 sum, rounded to f32)
+/// relative to ‖a‖‖q‖: u for the rounding to f32 (|c| ≤ ‖a‖‖q‖) plus the f64 sum's worst case,
+/// (d_pad + 4)·2^-53, with a 1 % margin. 1.01·2^-24 at D = 512.
+pub fn refine_dot_rel_err(d_pad: usize) -> f64 {
+    (U32 + (d_pad + 4) as f64 * f64::EPSILON / 2.0) * 1.01
+}
+
 /// The kernel's relative tolerance: [`GPU_TOLERANCE`] less the roundings after r² (the square
 /// root, vol(M) to f32, two products, the f32 output).
 pub fn kernel_tolerance() -> f32 {
@@ -205,5 +212,6 @@ mod tests {
         assert!(kernel_dot_rel_err(512, false) < 0.55 * long);
         assert!(kernel_dot_rel_err(512, true) < 0.3 * long);
         assert!(kernel_dot_rel_err(16, false) < kernel_dot_rel_err(4096, false));
+        assert!(refine_dot_rel_err(512) < 1.02 * U32);
     }
 }

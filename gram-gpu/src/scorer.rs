@@ -12,7 +12,9 @@
 use crate::device::GpuContext;
 use crate::error::GpuError;
 use crate::kernel::{KernelVariant, Specialisation};
-use crate::prepare::{Anchors, Candidates, kernel_tolerance, padded_dim, padded_rows};
+use crate::prepare::{
+    Anchors, Candidates, kernel_tolerance, padded_dim, padded_rows, refine_dot_rel_err,
+};
 pub use crate::prepare::{GPU_TOLERANCE, kernel_dot_rel_err};
 use gram_nostd::{GramError, MAX_K, candidate_at, max_abs_checked, score_pair, to_f32};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +30,18 @@ struct VolumeParams {
     tol: f32,
     bounds: u32,
     eta: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RefineParams {
+    d4: u32,
+    rows: u32,
+    cols: u32,
+    bounds: u32,
+    tol: f32,
+    eta: f32,
+    pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -66,6 +80,11 @@ pub struct GpuScorer<'a> {
     /// Top-k rows the device's selection could not vouch for, scored on the host (a count for
     /// benchmarks and tests).
     host_rows: AtomicUsize,
+    /// Volume-matrix pairs recomputed on the host (a count for benchmarks and tests).
+    host_pairs: AtomicUsize,
+    /// Whether failed pairs go through the device's refinement pass first (default: on GPUs
+    /// with f64; not on CPU-type adapters, where the host's f64 is faster than the pass).
+    refine: Option<bool>,
 }
 
 /// One anchor block on the device: its padded rows and per-row constants.
@@ -132,6 +151,8 @@ impl<'a> GpuScorer<'a> {
             variant: None,
             top_k_slack: TOP_K_SLACK,
             host_rows: AtomicUsize::new(0),
+            host_pairs: AtomicUsize::new(0),
+            refine: None,
         })
     }
 
@@ -160,6 +181,56 @@ impl<'a> GpuScorer<'a> {
     /// host scored them whole (see [`GpuScorer::top_k`]).
     pub fn host_rows_scored(&self) -> usize {
         self.host_rows.load(Ordering::Relaxed)
+    }
+
+    /// Send failed pairs through the device's refinement pass first (`true`; only where the
+    /// adapter has f64) or straight to the host (`false`), whatever the adapter type, so that
+    /// both paths can be tested anywhere.
+    pub fn with_refinement(mut self, refine: bool) -> Self {
+        self.refine = Some(refine);
+        self
+    }
+
+    /// How many volume-matrix pairs so far were recomputed on the host.
+    pub fn host_pairs_scored(&self) -> usize {
+        self.host_pairs.load(Ordering::Relaxed)
+    }
+
+    /// Whether failed pairs are refined on the device: asked for (or the adapter is a GPU) and
+    /// the adapter has f64.
+    fn refines(&self) -> bool {
+        self.refine.unwrap_or(!self.ctx.cpu_type()) && self.ctx.has_f64()
+    }
+
+    /// Record the refinement pass over block `out` (a × c): pairs marked failed (sign bit) get
+    /// f64 dots and the bound again; those that pass get their volume, the rest stay marked
+    /// (with `bounds`, as their refined lower bound).
+    fn dispatch_refine(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        a: &AnchorBlock,
+        c: &CandBlock,
+        out: &wgpu::Buffer,
+        bounds: bool,
+    ) {
+        let ctx = self.ctx;
+        let d_pad = padded_dim(self.dim);
+        let params = ctx.uniform(&RefineParams {
+            d4: (d_pad / 4) as u32,
+            rows: a.rows as u32,
+            cols: c.cols as u32,
+            bounds: u32::from(bounds),
+            tol: kernel_tolerance(),
+            eta: (refine_dot_rel_err(d_pad) * (1.0 + 1e-6)) as f32,
+            pad: [0; 2],
+        });
+        let pipeline = ctx.refine_pipeline(self.m());
+        let bind = ctx.bind(
+            &pipeline,
+            &[&params, &a.scaled, &c.basis, &a.info, &c.info, out],
+        );
+        let groups = (c.cols.div_ceil(64) as u32, a.rows as u32);
+        ctx.dispatch(encoder, &pipeline, &bind, groups);
     }
 
     /// Run the given main loop whatever the adapter, so that each can be tested anywhere. The
@@ -383,6 +454,7 @@ impl<'a> GpuScorer<'a> {
         let spec = self.spec(false);
         let (rb, cb) = self.blocks(n1, &spec)?;
         let a_blocks = self.anchor_blocks(&prepared, n1, rb, &spec);
+        let refine = self.refines();
         let mut out = vec![0.0f32; n1 * self.n2];
         for c0 in (0..self.n2).step_by(cb) {
             let c = self.cand_block(c0, cb.min(self.n2 - c0), &spec);
@@ -391,15 +463,23 @@ impl<'a> GpuScorer<'a> {
                 let flagged = self.ctx.output("flagged", (4 + 8 * cap) as u64);
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 let res = self.dispatch_volume(&mut encoder, &spec, a, &c, Some((&flagged, cap)));
+                if refine {
+                    self.dispatch_refine(&mut encoder, a, &c, &res, false);
+                }
                 self.ctx.queue.submit([encoder.finish()]);
                 let block: Vec<f32> = self.ctx.read(&res, a.rows * c.cols).await?;
                 for (i, row) in block.chunks_exact(c.cols).enumerate() {
                     let o = (a.r0 + i) * self.n2 + c0;
                     out[o..o + c.cols].copy_from_slice(row);
                 }
-                let pairs = self
-                    .flagged_pairs(&flagged, cap, &block, c.cols, c0)
-                    .await?;
+                let pairs = if refine {
+                    // The list names the kernel's failures; the block, what is left of them.
+                    marked_pairs(&block, c.cols, c0)
+                } else {
+                    self.flagged_pairs(&flagged, cap, &block, c.cols, c0)
+                        .await?
+                };
+                self.host_pairs.fetch_add(pairs.len(), Ordering::Relaxed);
                 let values = self.host_pairs(anchor, &prepared.norm_sq, a.r0, &pairs)?;
                 for ((i, j), v) in pairs.into_iter().zip(values) {
                     out[(a.r0 + i) * self.n2 + j] = v;
@@ -432,12 +512,7 @@ impl<'a> GpuScorer<'a> {
                 .map(|p| (p[0] as usize, p[1] as usize))
                 .collect());
         }
-        Ok(block
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| **v < 0.0)
-            .map(|(x, _)| (x / cols, c0 + x % cols))
-            .collect())
+        Ok(marked_pairs(block, cols, c0))
     }
 
     /// For every anchor, the `k` candidates of smallest volume (ties: smaller index first) as
@@ -499,6 +574,9 @@ impl<'a> GpuScorer<'a> {
         for c in c_blocks {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             let vols = self.dispatch_volume(&mut encoder, spec, a, c, None);
+            if self.refines() {
+                self.dispatch_refine(&mut encoder, a, c, &vols, true);
+            }
             let params = ctx.uniform(&TopkParams {
                 rows: r as u32,
                 cols: c.cols as u32,
@@ -645,6 +723,16 @@ impl<'a> GpuScorer<'a> {
             s.tc
         )
     }
+}
+
+/// The pairs a block marks as failed (−1), as (row in the block, global candidate).
+fn marked_pairs(block: &[f32], cols: usize, c0: usize) -> Vec<(usize, usize)> {
+    block
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v < 0.0)
+        .map(|(x, _)| (x / cols, c0 + x % cols))
+        .collect()
 }
 
 /// One-shot [`GpuScorer::volume_matrix`] on the default adapter.
