@@ -203,8 +203,9 @@ impl<'a> GpuScorer<'a> {
     }
 
     /// Record the refinement pass over block `out` (a × c): pairs marked failed (sign bit) get
-    /// f64 dots and the bound again; those that pass get their volume, the rest stay marked
-    /// (with `bounds`, as their refined lower bound).
+    /// f64 dots and the bound again; those that pass get their volume, the rest are marked
+    /// −1 (with `bounds`: their refined lower bound, sign bit set). The kernel before it must
+    /// have run in its `bounds` mode (no list).
     fn dispatch_refine(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -459,10 +460,21 @@ impl<'a> GpuScorer<'a> {
         for c0 in (0..self.n2).step_by(cb) {
             let c = self.cand_block(c0, cb.min(self.n2 - c0), &spec);
             for a in &a_blocks {
-                let cap = self.flag_capacity(a.rows * c.cols);
-                let flagged = self.ctx.output("flagged", (4 + 8 * cap) as u64);
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                let res = self.dispatch_volume(&mut encoder, &spec, a, &c, Some((&flagged, cap)));
+                // Refining: the kernel marks failures by the sign bit only (no list, no atomic
+                // counter every failed pair contends for) and the pass leaves −1 on what still
+                // fails; the block itself then names what the host recomputes.
+                let list = (!refine).then(|| {
+                    let cap = self.flag_capacity(a.rows * c.cols);
+                    (self.ctx.output("flagged", (4 + 8 * cap) as u64), cap)
+                });
+                let res = self.dispatch_volume(
+                    &mut encoder,
+                    &spec,
+                    a,
+                    &c,
+                    list.as_ref().map(|(f, cap)| (f, *cap)),
+                );
                 if refine {
                     self.dispatch_refine(&mut encoder, a, &c, &res, false);
                 }
@@ -472,12 +484,12 @@ impl<'a> GpuScorer<'a> {
                     let o = (a.r0 + i) * self.n2 + c0;
                     out[o..o + c.cols].copy_from_slice(row);
                 }
-                let pairs = if refine {
-                    // The list names the kernel's failures; the block, what is left of them.
-                    marked_pairs(&block, c.cols, c0)
-                } else {
-                    self.flagged_pairs(&flagged, cap, &block, c.cols, c0)
-                        .await?
+                let pairs = match &list {
+                    Some((flagged, cap)) => {
+                        self.flagged_pairs(flagged, *cap, &block, c.cols, c0)
+                            .await?
+                    }
+                    None => marked_pairs(&block, c.cols, c0),
                 };
                 self.host_pairs.fetch_add(pairs.len(), Ordering::Relaxed);
                 let values = self.host_pairs(anchor, &prepared.norm_sq, a.r0, &pairs)?;

@@ -230,21 +230,11 @@ fn with_dam_every_rank_holds_the_same_averaged_gradient() {
 
 #[test]
 fn a_two_rank_fit_trains_the_same_weights_as_one_process() {
-    use gram_train::data::synth::{SynthConfig, generate};
+    use gram_train::data::synth::generate;
     use gram_train::train::fit::{FitOptions, fit, fit_with};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = SynthConfig {
-        dims: vec![16, 12, 8],
-        private: 4,
-        unique: 2,
-        noise: 0.1,
-        depth: 1,
-        train: 256,
-        val: 64,
-        test: 64,
-        ..SynthConfig::default()
-    };
+    let cfg = common::small_synth(&[16, 12, 8], 256);
     generate(&cfg, &data).unwrap();
     let train = TrainConfig {
         steps: 6,

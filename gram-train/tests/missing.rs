@@ -13,6 +13,8 @@ use gram_train::train::fit::{FitOptions, fit};
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 /// Deterministic values in (−0.5, 0.5).
 fn values(n: usize, seed: u64) -> Vec<f64> {
     gram_nostd::uniform::Uniform::new(seed).take(n).collect()
@@ -154,16 +156,8 @@ fn present_scores_the_volume_of_the_vectors_present() {
 
 fn synth(dir: &Path, missing: &[(&str, f64)]) {
     let cfg = SynthConfig {
-        dims: vec![24, 16, 12],
-        private: 4,
-        unique: 2,
-        noise: 0.1,
-        depth: 1,
-        train: 256,
-        val: 64,
-        test: 64,
         missing: missing.iter().map(|(m, f)| (m.to_string(), *f)).collect(),
-        ..SynthConfig::default()
+        ..common::small_synth(&[24, 16, 12], 256)
     };
     generate(&cfg, dir).unwrap();
 }

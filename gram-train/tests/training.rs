@@ -3,23 +3,15 @@
 
 use candle_core::Device;
 use gram_train::config::{LossKind, TrainConfig};
-use gram_train::data::synth::{SynthConfig, generate};
+use gram_train::data::synth::generate;
 use gram_train::train::fit::{FitOptions, fit};
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 fn tiny_dataset(dir: &Path) {
-    let cfg = SynthConfig {
-        dims: vec![32, 24, 16],
-        private: 4,
-        unique: 2,
-        noise: 0.1,
-        depth: 1,
-        train: 512,
-        val: 64,
-        test: 64,
-        ..SynthConfig::default()
-    };
+    let cfg = common::small_synth(&[32, 24, 16], 512);
     generate(&cfg, dir).unwrap();
 }
 

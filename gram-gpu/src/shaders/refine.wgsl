@@ -1,7 +1,7 @@
 // Refinement pass (adapters with f64 in shaders; what GPUs get): the pairs of one block whose
-// bound failed in the fused kernel — written there with the sign bit set (−1, or −lower bound
-// for top-k) — get their k − 1 cross dots again in f64, and the bound again with that
-// precision. Anchors nearly in the candidates' span still fail and stay marked for the host's
+// bound failed in the fused kernel — written there in its `bounds` mode, as −(lower bound) —
+// get their k − 1 cross dots again in f64, and the bound again with that precision. Anchors
+// nearly in the candidates' span still fail and stay marked (−1, or a lower bound) for the host's
 // exact path; the rest (the bulk where embeddings share a mean direction: at cosines ~0.3 every
 // pair fails the f32 bound) get their volume here instead of on the host.
 //
@@ -61,5 +61,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out[at] = pv.x;
     } else if (p.bounds != 0u) {
         out[at] = bitcast<f32>(bitcast<u32>(pv.z) | 0x80000000u);
+    } else {
+        out[at] = -1.0; // for the host (the kernel wrote −lower bound, which may be −0)
     }
 }

@@ -274,3 +274,19 @@ pub fn worst_vs_gram_nostd(
     }
     worst
 }
+
+/// The small synthetic dataset the training tests share: `dims` per modality, `train` samples
+/// (64 validation, 64 test), 4 private and 2 unique factors, noise 0.1, depth 1.
+pub fn small_synth(dims: &[usize], train: usize) -> gram_train::data::synth::SynthConfig {
+    gram_train::data::synth::SynthConfig {
+        dims: dims.to_vec(),
+        private: 4,
+        unique: 2,
+        noise: 0.1,
+        depth: 1,
+        train,
+        val: 64,
+        test: 64,
+        ..Default::default()
+    }
+}
