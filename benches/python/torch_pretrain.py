@@ -48,8 +48,12 @@ opt = torch.optim.AdamW([{"params": enc_params, "lr": 1e-5},
                         weight_decay=0.05)
 
 B = a.batch
-colours, shapes = ["red", "green", "blue", "yellow"], ["circle", "square", "triangle", "cross"]
-captions = [f"a {colours[i % 4]} {shapes[(i // 4) % 4]} moving left with a steady high tone" for i in range(B)]
+# Captions of the form gram-train's generated dataset uses (data/rawgen.rs), so both sides run
+# the text encoder on the same padded length (13 tokens once a "very high" one is in the batch).
+colours, shapes = ["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle", "cross"]
+motions, pitches = ["right", "left", "down", "up"], ["low", "middle", "high", "very high"]
+captions = [f"a {colours[i % 6]} {shapes[(i // 6) % 4]} moving {motions[(i // 2) % 4]} with a "
+            f"{['steady', 'pulsing'][i % 2]} {pitches[(i // 3) % 4]} tone" for i in range(B)]
 enc = tok(captions, padding=True, return_tensors="pt").to(dev)
 frames = torch.randn(B * 4, 3, vcfg.image_size, vcfg.image_size, device=dev)
 mels = torch.randn(B, 1, 64, 128, device=dev)
@@ -106,5 +110,5 @@ med = statistics.median(times)
 n_params = sum(p.numel() for p in enc_params) + sum(p.numel() for p in heads.parameters()) + sum(p.numel() for p in dam.parameters()) + 1
 peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
 print(f"vision = {a.vision}, bf16 = {a.bf16}, peak GPU memory {peak:.2f} GiB")
-print(f"PyTorch {torch.__version__} on {dev} ({torch.get_num_threads()} threads), B = {B}, {n_params} parameters: "
+print(f"PyTorch {torch.__version__} on {dev} ({torch.get_num_threads()} threads), B = {B}, {enc['input_ids'].shape[1]} text tokens, {n_params} parameters: "
       f"{B / med:.1f} samples/s, step {med:.3f} s (median of {len(times)})")

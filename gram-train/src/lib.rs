@@ -15,7 +15,6 @@
 //!   re-ranking.
 //! - [`demo`]: the end-to-end comparison behind `gram-train demo`.
 
-pub mod alloc;
 pub mod config;
 pub mod data;
 pub mod demo;
@@ -24,4 +23,5 @@ pub mod error;
 pub mod eval;
 pub mod model;
 pub mod ops;
+pub mod process;
 pub mod train;

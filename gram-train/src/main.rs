@@ -502,7 +502,7 @@ fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    gram_train::alloc::retain_freed_memory();
+    gram_train::process::configure();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -79,7 +79,7 @@ fn peak_rss_since_last() -> Option<u64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    gram_train::alloc::retain_freed_memory();
+    gram_train::process::configure();
     let args: Vec<String> = std::env::args().collect();
     let steps: u64 = arg(&args, "--steps").unwrap_or(6);
     let batch: usize = arg(&args, "--batch").unwrap_or(64);
@@ -158,11 +158,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut wait, mut compute, mut update, mut total) = (vec![], vec![], vec![], vec![]);
     let mut t_prev = Instant::now();
     let mut step = 0u64;
+    let mut text_len = 0; // tokens per caption after padding (the longest batch's)
     let mut peak_all = peak_rss_since_last().unwrap_or(0);
     let plans = (0..cfg.steps).map(|s| batch_indices(0, s, batch, n));
     prefetched(source.as_ref(), plans, 2, |prepared| {
         let t0 = Instant::now();
         let prepared = prepared.map_err(|e| e.to_string())?;
+        for input in &prepared.inputs {
+            if let gram_train::model::encoders::HostInput::Tokens(t) = input {
+                text_len = text_len.max(t.len);
+            }
+        }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step);
         let (loss, grads) = train_step(
             &loaded.model,
@@ -225,7 +231,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(&mut total),
     );
     println!(
-        "device: {dev:?}, precision {precision:?}, B = {batch}, text = {text_name}, video = {video_name}, audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median)",
+        "device: {dev:?}, precision {precision:?}, B = {batch}, text = {text_name} ({text_len} tokens), video = {video_name}, audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median)",
         count,
         total.len()
     );

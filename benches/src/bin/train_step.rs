@@ -37,7 +37,7 @@ fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 }
 
 fn main() -> candle_core::Result<()> {
-    gram_train::alloc::retain_freed_memory();
+    gram_train::process::configure();
     let args: Vec<String> = std::env::args().collect();
     let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let b: usize = flag(&args, "--batch", 256);

@@ -1,0 +1,46 @@
+//! Process-wide settings the training binaries make first thing in `main` ([`configure`]): how
+//! their allocator (mimalloc, declared in each binary) treats freed memory, and one pool of CPU
+//! threads instead of two.
+
+/// Both settings below; call once at the start of `main`, before any other thread exists.
+pub fn configure() {
+    retain_freed_memory();
+    one_cpu_thread_pool();
+}
+
+/// mimalloc's `mi_option_purge_delay` (15 in both the v2 and v3 headers of libmimalloc-sys
+/// 0.1.x; the Rust bindings do not name it).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed memory in mimalloc's arenas for reuse instead of returning it to the OS.
+///
+/// Why: a training step frees its activations and allocates the same sizes again in the
+/// next one. Returned to the OS (mimalloc's default, after 10 ms), every page comes back
+/// through a page fault that zeroes it: a quarter of a CPU pretraining step's time was the
+/// kernel's `clear_page` (perf, MiniLM + small ViT + AST, B = 64) and the optimizer, which
+/// writes fresh parameter and moment buffers, ran 4× slower. The process then holds its peak
+/// (which it reaches again every step anyway). Call once, early in `main`; a no-op for
+/// whatever other allocator a program declares.
+pub fn retain_freed_memory() {
+    // SAFETY: mi_option_set only stores an integer option; mimalloc reads it at its next purge.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) }
+}
+
+/// Leaves Candle's own element-wise ops (its adds, broadcasts, zero-fills) on the calling
+/// thread unless the user set `CANDLE_NUM_THREADS`.
+///
+/// Why: Candle 0.11 runs those ops on a barrier pool of its own (`candle-bp-N`, one thread per
+/// core less the caller) whose threads spin 25,000 `pause`s after every op before sleeping,
+/// while the GEMMs and our fused ops run on rayon's pool, also one thread per core. The two
+/// pools then share the cores: on the pretraining step (MiniLM + small ViT + AST, B = 64, 2
+/// threads) a tenth of all CPU time was `candle-bp-0` spinning, the GEMMs waiting for a
+/// descheduled half. With Candle's ops on the caller the step was 1.02–1.27× faster, median
+/// 1.14× over 6 alternating rounds (2-core VM, 2026-11-30). What Candle's pool sped up are
+/// memory-bound element-wise passes, which one thread streams at most of the bandwidth.
+pub fn one_cpu_thread_pool() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: set_var races only with other threads reading the environment; `configure`
+        // is documented to run first in `main`, before any thread is spawned.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") }
+    }
+}
