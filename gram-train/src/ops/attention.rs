@@ -20,6 +20,7 @@
 
 use crate::ops::cpu_op::slice;
 use crate::ops::fastmath;
+use crate::ops::gemm_cpu::{gemm_f32, into, view};
 use crate::ops::precision::{Precision, current, matmul};
 use crate::ops::recompute::ternary_recomputed;
 use crate::ops::simd::vectorised;
@@ -424,78 +425,6 @@ impl Batch<'_> {
                 );
             }
         }
-    }
-}
-
-/// A read-only strided matrix operand: element (i, j) at `data[i·rs + j·cs]`.
-#[derive(Clone, Copy)]
-struct Src<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-/// A row-major destination (column stride 1); `accumulate` adds to what is there.
-struct Dst<'a> {
-    data: &'a mut [f32],
-    rs: usize,
-    accumulate: bool,
-}
-
-/// `data` read as a matrix with row stride `rs` and column stride `cs`.
-fn view(data: &[f32], rs: usize, cs: usize) -> Src<'_> {
-    Src { data, rs, cs }
-}
-
-/// `data` written as a row-major matrix with row stride `rs`, added to if `accumulate`.
-fn into(data: &mut [f32], rs: usize, accumulate: bool) -> Dst<'_> {
-    Dst {
-        data,
-        rs,
-        accumulate,
-    }
-}
-
-/// dst (+)= alpha·a·b for a [m, k], b [k, n], dst [m, n], single-threaded (the callers run one
-/// per rayon task). Panics if a view reaches past its slice — a bug here, never input.
-fn gemm_f32((m, n, k): (usize, usize, usize), dst: Dst, a: Src, b: Src, alpha: f32) {
-    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
-        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
-    };
-    assert!(
-        m * n == 0
-            || (last(m, n, dst.rs, 1) < dst.data.len()
-                && last(m, k, a.rs, a.cs) < a.data.len()
-                && last(k, n, b.rs, b.cs) < b.data.len()),
-        "attention: a gemm view reaches past its buffer"
-    );
-    if m * n == 0 {
-        return;
-    }
-    // SAFETY: the assertion above keeps every element the three views address inside its
-    // slice; `dst` is borrowed mutably, so it does not alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.data.as_mut_ptr(),
-            1,
-            dst.rs as isize,
-            dst.accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            alpha,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
     }
 }
 

@@ -2,7 +2,7 @@
 //! stage) share: borrowing a contiguous tensor's data in place.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
+use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType};
 
 /// The elements of a contiguous tensor of dtype `T` in `s` (no copy); an error naming `op`
 /// for another dtype or a strided layout.
@@ -16,6 +16,28 @@ pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -
             l.shape()
         ),
     }
+}
+
+/// Runs `f` on the f32 elements of the CPU tensors `ts`, borrowed in place (a backward pass
+/// reading its op's inputs); an error naming `op` for a tensor elsewhere, of another dtype
+/// or strided.
+pub(crate) fn with_host<const N: usize, R>(
+    ts: [&Tensor; N],
+    op: &str,
+    f: impl FnOnce([&[f32]; N]) -> Result<R>,
+) -> Result<R> {
+    let guards = ts.map(|t| t.storage_and_layout());
+    let mut host: [&[f32]; N] = [&[]; N];
+    for (h, (storage, layout)) in host.iter_mut().zip(&guards) {
+        *h = match &**storage {
+            Storage::Cpu(s) => slice(s, layout, op)?,
+            other => candle_core::bail!(
+                "{op}: CPU tensors only, got {:?}",
+                other.device().location()
+            ),
+        };
+    }
+    f(host)
 }
 
 /// [`slice`] for writing: the elements of a contiguous f32 tensor in `s`, in place.

@@ -5,11 +5,13 @@
 //! step thrown away — and takes the bias gradient as a sum over the batch dimension, which its
 //! CPU backend runs as a strided reduction (0.4 ms for a 256×256 f32 gradient, 35× an
 //! element-wise add). Here the forward is one GEMM (the `gemm` crate, as Candle's CPU matmul,
-//! same threads) with the bias as its initial value; the backward is ∂W = ∂yᵀ·x, ∂b = 1ᵀ·∂y (a
-//! GEMM too) and ∂x = ∂y·W only where x takes part in the graph. Results equal the tensor-op
+//! each thread a block of rows: [`crate::ops::gemm_cpu`]) with the bias as its initial value;
+//! the backward is ∂W = ∂yᵀ·x and ∂x = ∂y·W (the latter only where x takes part in the graph),
+//! two more GEMMs, and ∂b = 1ᵀ·∂y as column sums. Results equal the tensor-op
 //! `Linear` to f32 GEMM rounding (tests/parity.rs).
 
-use crate::ops::cpu_op::slice;
+use crate::ops::cpu_op::{slice, with_host};
+use crate::ops::gemm_cpu::{gemm_rows, view};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// x [N, in] · wᵀ ([out, in]) (+ b [out]) in f32 on the CPU; differentiable in all of them.
@@ -42,66 +44,56 @@ fn forward(
         )
     }
     let mut y = vec![0f32; n * out];
-    if let Some(b) = b {
-        for row in y.chunks_mut(out) {
-            row.copy_from_slice(b);
-        }
-    }
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: y is n×out row-major (strides out, 1), x is n×inp (inp, 1), and wᵀ is w read
-    // with strides (1, inp), inp×out; all three slices have exactly those lengths (checked
-    // above and by the contiguous layouts), and y does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            n,
-            out,
-            inp,
-            y.as_mut_ptr(),
-            1,
-            out as isize,
-            b.is_some(),
-            x.as_ptr(),
-            1,
-            inp as isize,
-            w.as_ptr(),
-            inp as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    // y = x·wᵀ: x [n, inp] row-major, wᵀ is w read with strides (1, inp) as [inp, out].
+    gemm_rows((n, out, inp), &mut y, b, view(x, inp, 1), view(w, 1, inp));
     Ok((CpuStorage::F32(y), Shape::from((n, out))))
 }
 
-/// (∂x where x is tracked, ∂w, ∂b) for ∂y [N, out].
+/// (∂x where x is tracked, ∂w, ∂b) for ∂y [N, out]: ∂x = ∂y·w, ∂w = ∂yᵀ·x, ∂b = 1ᵀ·∂y.
 ///
-/// x and w are detached first: Candle keeps a parameter's accumulated gradient as it comes
-/// (it detaches only the gradients of intermediate nodes), so ∂w = ∂yᵀ·x computed from the
-/// tracked x would carry a graph node holding ∂y and x alive until the optimizer step — every
-/// layer's output gradient retained through the whole backward (0.9 GB on a ViT-B/16 at
-/// batch 16).
+/// New tensors made from host buffers, so no gradient carries a graph node: Candle keeps a
+/// parameter's accumulated gradient as it comes (it detaches only the gradients of
+/// intermediate nodes), and ∂w computed by tensor ops from the tracked x would hold ∂y and x
+/// alive until the optimizer step — every layer's output gradient retained through the whole
+/// backward (0.9 GB on a ViT-B/16 at batch 16).
 fn backward(x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Tensor, Tensor)> {
     let tracked = x.track_op();
-    let (x, w) = (x.detach(), w.detach());
-    let grad = grad.to_dtype(DType::F32)?.detach();
-    let dx = if tracked {
-        Some(grad.matmul(&w)?)
-    } else {
-        None
-    };
-    let dw = grad.t()?.matmul(&x)?;
-    let ones = Tensor::ones((1, grad.dim(0)?), DType::F32, grad.device())?;
-    let db = ones.matmul(&grad)?.squeeze(0)?;
-    Ok((dx, dw, db))
+    let grad = grad.to_dtype(DType::F32)?.contiguous()?;
+    let ((n, inp), out) = (x.dims2()?, w.dim(0)?);
+    let (dx, dw, db) = with_host([x, w, &grad], "linear backward", |[x, w, g]| {
+        let dx = tracked.then(|| {
+            let mut dx = vec![0f32; n * inp];
+            gemm_rows(
+                (n, inp, out),
+                &mut dx,
+                None,
+                view(g, out, 1),
+                view(w, inp, 1),
+            );
+            dx
+        });
+        let mut dw = vec![0f32; out * inp];
+        // ∂yᵀ [out, n] is ∂y read with strides (1, out).
+        gemm_rows(
+            (out, inp, n),
+            &mut dw,
+            None,
+            view(g, 1, out),
+            view(x, inp, 1),
+        );
+        let mut db = vec![0f32; out];
+        for row in g.chunks_exact(out) {
+            db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+        }
+        Ok((dx, dw, db))
+    })?;
+    let dev = x.device();
+    Ok((
+        dx.map(|dx| Tensor::from_vec(dx, (n, inp), dev))
+            .transpose()?,
+        Tensor::from_vec(dw, (out, inp), dev)?,
+        Tensor::from_vec(db, out, dev)?,
+    ))
 }
 
 impl CustomOp2 for LinearOp {

@@ -11,6 +11,7 @@ pub(crate) mod cpu_op;
 mod cuda_rows;
 pub mod fastmath;
 pub mod gelu;
+pub(crate) mod gemm_cpu;
 pub mod layer_norm;
 pub mod linear_cpu;
 pub mod precision;
