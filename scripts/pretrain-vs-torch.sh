@@ -29,7 +29,12 @@ table() {
   echo "|---|---|"
   echo "| gram-train | $mg ($(range "${g[@]}")) |"
   echo "| PyTorch $torch_version | $mt ($(range "${t[@]}")) |"
-  awk -v g="$mg" -v t="$mt" 'BEGIN{printf "gram / PyTorch: %.2f×\n\n", g/t}'
+  awk -v g="$mg" -v t="$mt" 'BEGIN{printf "gram / PyTorch: %.2f× (medians)", g/t}'
+  # Each round's own ratio: the two sides ran back to back, so drift of the machine cancels.
+  local r=() i
+  for i in "${!g[@]}"; do r+=("$(awk -v g="${g[$i]}" -v t="${t[$i]}" 'BEGIN{printf "%.3f", g/t}')"); done
+  echo "; per round $(range "${r[@]}"), median $(median "${r[@]}")×"
+  echo
 }
 
 if [ "$part" = all ] || [ "$part" = speed ]; then

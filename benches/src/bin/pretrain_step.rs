@@ -12,9 +12,6 @@
 //!       `--features cuda`). `--vision vit-b16`: a ViT-B/16-size tower (hidden 768, 12 layers,
 //!       12 heads, MLP 3072) at 224×224 with random weights, over the same 4 frames (resized).
 //!       `--dam-weight W` (default 0.1), `--freeze text,video,audio`: for memory diagnostics.
-//!       `--preloaded`: decode every batch before the first step instead of on background
-//!       threads beside it (the loader then takes no CPU from the step; for comparisons with
-//!       benches/python/torch_pretrain.py, whose inputs are tensors in memory).
 
 use candle_core::{DType, Device, Var};
 use gram_train::config::TrainConfig;
@@ -102,7 +99,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("bf16") => gram_train::ops::precision::Precision::Bf16,
         Some(other) => return Err(format!("--precision: expected f32 or bf16, got {other}").into()),
     };
-    let preloaded = args.iter().any(|a| a == "--preloaded");
     let vision: String = arg(&args, "--vision").unwrap_or_else(|| "small".into());
     let mut video = EncoderSpec::of(Kind::Clip);
     let video_name = match vision.as_str() {
@@ -165,7 +161,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut text_len = 0; // tokens per caption after padding (the longest batch's)
     let mut peak_all = peak_rss_since_last().unwrap_or(0);
     let plans = (0..cfg.steps).map(|s| batch_indices(0, s, batch, n));
-    let mut run_step = |prepared: gram_train::data::source::Batch| {
+    prefetched(source.as_ref(), plans, 2, |prepared| {
         let t0 = Instant::now();
         let prepared = prepared.map_err(|e| e.to_string())?;
         for input in &prepared.inputs {
@@ -219,16 +215,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t_prev = t2;
         step += 1;
         Ok::<(), String>(())
-    };
-    if preloaded {
-        // Every batch decoded before the first step, as torch_pretrain.py holds its inputs.
-        let batches: Vec<_> = plans.map(|p| source.batch(&p)).collect();
-        for b in batches {
-            run_step(b)?;
-        }
-    } else {
-        prefetched(source.as_ref(), plans, 2, &mut run_step)?;
-    }
+    })?;
     if let Some(last) = peak_rss_since_last() {
         // The whole run's peak (the resets above split it into phases; this is their maximum).
         println!("peak RSS {} MiB", peak_all.max(last));
@@ -244,14 +231,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(&mut total),
     );
     println!(
-        "device: {dev:?}, precision {precision:?}, B = {batch}, text = {text_name} ({text_len} tokens), video = {video_name}, audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median){}",
+        "device: {dev:?}, precision {precision:?}, B = {batch}, text = {text_name} ({text_len} tokens), video = {video_name}, audio = small AST (64×128 mel), GRAM + DAM, {} trainable parameters, {} timed steps (median)",
         count,
-        total.len(),
-        if preloaded {
-            ", batches decoded before the first step"
-        } else {
-            ", batches decoded on background threads"
-        }
+        total.len()
     );
     println!("| samples/s | step (s) | loader wait (s) | forward + backward (s) | optimizer (s) |");
     println!("|---|---|---|---|---|");

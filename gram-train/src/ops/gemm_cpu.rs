@@ -14,6 +14,7 @@
 //! bound beyond the usual k·2⁻²⁴·Σ|aᵢbᵢ|); the split does not change any element's sum.
 
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// A read-only strided matrix operand: element (i, j) at `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -47,31 +48,67 @@ pub(crate) fn into(data: &mut [f32], rs: usize, accumulate: bool) -> Dst<'_> {
 /// dst (+)= alpha·a·b for a [m, k], b [k, n], dst [m, n], on the calling thread. Panics if a
 /// view reaches past its slice — a bug in the caller, never input.
 pub(crate) fn gemm_f32((m, n, k): (usize, usize, usize), dst: Dst, a: Src, b: Src, alpha: f32) {
+    assert_fits((m, n, k), dst.data.len(), dst.rs, a, b);
+    // SAFETY: `assert_fits` keeps every element the three views address inside its slice;
+    // `dst` is borrowed mutably, so it does not alias `a` or `b`.
+    unsafe {
+        gemm_raw(
+            (m, n, k),
+            dst.data.as_mut_ptr(),
+            dst.rs,
+            dst.accumulate,
+            a,
+            b,
+            alpha,
+        )
+    }
+}
+
+/// Panics unless a [m, k] and b [k, n] lie inside their slices and a row-major [m, n] with
+/// row stride `rs` inside `dst_len` elements.
+fn assert_fits((m, n, k): (usize, usize, usize), dst_len: usize, rs: usize, a: Src, b: Src) {
     let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
         (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
     };
     assert!(
         m * n == 0
-            || (last(m, n, dst.rs, 1) < dst.data.len()
+            || (last(m, n, rs, 1) < dst_len
                 && (k == 0
                     || (last(m, k, a.rs, a.cs) < a.data.len()
                         && last(k, n, b.rs, b.cs) < b.data.len()))),
         "gemm: a view reaches past its buffer"
     );
+}
+
+/// The crate's call. Without `accumulate` the crate never reads dst (it sets its own scale of
+/// dst to zero, writes zeros when k = 0, and its kernels store without loading when that
+/// scale is zero), so dst may be uninitialised memory.
+///
+/// # Safety
+/// The views and a row-major [m, n] at `dst` with row stride `dst_rs` must lie inside their
+/// allocations ([`assert_fits`]), and dst must not overlap a or b.
+unsafe fn gemm_raw(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: Src,
+    b: Src,
+    alpha: f32,
+) {
     if m * n == 0 {
         return;
     }
-    // SAFETY: the assertion above keeps every element the three views address inside its
-    // slice; `dst` is borrowed mutably, so it does not alias `a` or `b`.
+    // SAFETY: the caller's contract.
     unsafe {
         ::gemm::gemm(
             m,
             n,
             k,
-            dst.data.as_mut_ptr(),
+            dst,
             1,
-            dst.rs as isize,
-            dst.accumulate,
+            dst_rs as isize,
+            accumulate,
             a.data.as_ptr(),
             a.cs as isize,
             a.rs as isize,
@@ -96,50 +133,72 @@ fn rows_per_task(m: usize) -> usize {
         .max(16)
 }
 
-/// dst = a·b (+ `init` in every row, when given) for a [m, k], b [k, n] and a contiguous
-/// row-major dst [m, n], its rows split across rayon's threads.
+/// a·b (+ `init` added to every row, when given) for a [m, k], b [k, n], as a new row-major
+/// [m, n], its rows split across rayon's threads. The buffer is never zero-filled: each
+/// task's rows are written once, by the bias copy or the crate (a memset on the calling
+/// thread was a twentieth of the pretraining step's time, the other threads idle).
 pub(crate) fn gemm_rows(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
     init: Option<&[f32]>,
     a: Src,
     b: Src,
-) {
-    assert!(dst.len() == m * n && init.is_none_or(|r| r.len() == n));
-    if m * n == 0 {
-        return;
+) -> Vec<f32> {
+    assert!(init.is_none_or(|r| r.len() == n));
+    let mut dst: Vec<MaybeUninit<f32>> = Vec::with_capacity(m * n);
+    // SAFETY: MaybeUninit<f32> needs no initialisation; the capacity is m·n.
+    unsafe { dst.set_len(m * n) };
+    if m * n > 0 {
+        let rows = rows_per_task(m);
+        dst.par_chunks_mut(rows * n)
+            .enumerate()
+            .for_each(|(t, block)| {
+                let r0 = t * rows;
+                let a = view(&a.data[(r0 * a.rs).min(a.data.len())..], a.rs, a.cs);
+                if let Some(row) = init {
+                    for r in block.chunks_mut(n) {
+                        r.iter_mut().zip(row).for_each(|(d, &v)| {
+                            d.write(v);
+                        });
+                    }
+                }
+                let dims = (block.len() / n, n, k);
+                assert_fits(dims, block.len(), n, a, b);
+                // SAFETY: checked by `assert_fits`; the block is this task's own, written
+                // (not read) by the crate unless the bias rows above initialised it.
+                unsafe {
+                    gemm_raw(
+                        dims,
+                        block.as_mut_ptr().cast(),
+                        n,
+                        init.is_some(),
+                        a,
+                        b,
+                        1.0,
+                    )
+                }
+            });
     }
-    let rows = rows_per_task(m);
-    dst.par_chunks_mut(rows * n)
-        .enumerate()
-        .for_each(|(t, block)| {
-            if let Some(row) = init {
-                block.chunks_mut(n).for_each(|r| r.copy_from_slice(row));
-            }
-            let r0 = t * rows;
-            let a = view(&a.data[(r0 * a.rs).min(a.data.len())..], a.rs, a.cs);
-            let accumulate = init.is_some();
-            gemm_f32(
-                (block.len() / n, n, k),
-                into(block, n, accumulate),
-                a,
-                b,
-                1.0,
-            );
-        });
+    // SAFETY: every element was written above (MaybeUninit<f32> and f32 share layout); the
+    // ManuallyDrop hands the allocation over to the new Vec exactly once.
+    let mut dst = std::mem::ManuallyDrop::new(dst);
+    unsafe { Vec::from_raw_parts(dst.as_mut_ptr().cast::<f32>(), dst.len(), dst.capacity()) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every layout the callers use (plain, either operand transposed), ragged and empty
-    /// sizes, with and without a row added — against an f64 triple loop.
+    /// Every layout the callers use (plain, either operand transposed), ragged, one-row and
+    /// one-column blocks and empty sizes, with and without a row added — against an f64
+    /// triple loop. A NaN-filled buffer of the same size is freed just before each call, so
+    /// the allocator most likely hands its memory over: an element the crate read instead of
+    /// writing would come out NaN.
     #[test]
     fn rows_split_equals_the_f64_product() {
         for (m, n, k) in [
             (1, 1, 1),
             (5, 3, 7),
+            (17, 1, 9),
             (40, 33, 17),
             (130, 65, 200),
             (3, 4, 0),
@@ -155,8 +214,9 @@ mod tests {
             let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
             for (av, a_t) in [(view(&a, k, 1), false), (view(&at, 1, m), true)] {
                 for init in [None, Some(&bias[..])] {
-                    let mut dst = vec![f32::NAN; m * n];
-                    gemm_rows((m, n, k), &mut dst, init, av, view(&b, n, 1));
+                    drop(std::hint::black_box(vec![f32::NAN; m * n]));
+                    let dst = gemm_rows((m, n, k), init, av, view(&b, n, 1));
+                    assert_eq!(dst.len(), m * n);
                     for i in 0..m {
                         for j in 0..n {
                             let exact: f64 = (0..k)

@@ -43,9 +43,8 @@ fn forward(
             b.map(<[f32]>::len)
         )
     }
-    let mut y = vec![0f32; n * out];
     // y = x·wᵀ: x [n, inp] row-major, wᵀ is w read with strides (1, inp) as [inp, out].
-    gemm_rows((n, out, inp), &mut y, b, view(x, inp, 1), view(w, 1, inp));
+    let y = gemm_rows((n, out, inp), b, view(x, inp, 1), view(w, 1, inp));
     Ok((CpuStorage::F32(y), Shape::from((n, out))))
 }
 
@@ -61,26 +60,9 @@ fn backward(x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Te
     let grad = grad.to_dtype(DType::F32)?.contiguous()?;
     let ((n, inp), out) = (x.dims2()?, w.dim(0)?);
     let (dx, dw, db) = with_host([x, w, &grad], "linear backward", |[x, w, g]| {
-        let dx = tracked.then(|| {
-            let mut dx = vec![0f32; n * inp];
-            gemm_rows(
-                (n, inp, out),
-                &mut dx,
-                None,
-                view(g, out, 1),
-                view(w, inp, 1),
-            );
-            dx
-        });
-        let mut dw = vec![0f32; out * inp];
+        let dx = tracked.then(|| gemm_rows((n, inp, out), None, view(g, out, 1), view(w, inp, 1)));
         // ∂yᵀ [out, n] is ∂y read with strides (1, out).
-        gemm_rows(
-            (out, inp, n),
-            &mut dw,
-            None,
-            view(g, 1, out),
-            view(x, inp, 1),
-        );
+        let dw = gemm_rows((out, inp, n), None, view(g, 1, out), view(x, inp, 1));
         let mut db = vec![0f32; out];
         for row in g.chunks_exact(out) {
             db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
