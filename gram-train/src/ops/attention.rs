@@ -18,14 +18,14 @@
 //! [`fastmath::exp_nonpositive`] (relative error ≤ 3e-7); equal to the tensor-op form within
 //! f32 rounding of the same sums (tested in both directions, and against f64).
 
-use crate::ops::cpu_op::slice;
+use crate::ops::cpu_op::{slice, with_host};
 use crate::ops::fastmath;
 use crate::ops::gemm_cpu::{gemm_f32, into, view};
 use crate::ops::precision::{Precision, current, matmul};
 use crate::ops::recompute::ternary_recomputed;
 use crate::ops::simd::vectorised;
 use crate::ops::softmax::softmax_last_dim;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -195,25 +195,10 @@ impl CustomOp3 for FlashAttention {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let lse = self.lse.lock().expect("attention: poisoned lse");
-        let (dq, dk, dv) = {
-            let guards = [q, k, v, out, &grad].map(|t| t.storage_and_layout());
-            let host = |i: usize| -> Result<&[f32]> {
-                match &*guards[i].0 {
-                    Storage::Cpu(s) => slice(s, guards[i].1, "attention backward"),
-                    other => candle_core::bail!(
-                        "attention backward: CPU tensors only, got {:?}",
-                        other.device().location()
-                    ),
-                }
-            };
-            let g = Geometry::of(q.shape(), self.heads)?;
-            backward(
-                [host(0)?, host(1)?, host(2)?, host(3)?, host(4)?],
-                &lse,
-                self.bias.as_deref(),
-                g,
-            )
-        };
+        let g = Geometry::of(q.shape(), self.heads)?;
+        let (dq, dk, dv) = with_host([q, k, v, out, &grad], "attention backward", |x| {
+            Ok(backward(x, &lse, self.bias.as_deref(), g))
+        })?;
         let back = |x: Vec<f32>| Tensor::from_vec(x, q.shape(), q.device());
         Ok((Some(back(dq)?), Some(back(dk)?), Some(back(dv)?)))
     }

@@ -5,7 +5,7 @@
 //! its input is contiguous (huggingface/candle#2977, #3011), so every parameter below it silently
 //! gets no gradient.
 
-use crate::ops::cpu_op::{fused_here, slice};
+use crate::ops::cpu_op::{fused_here, slice, with_host};
 #[cfg(feature = "cuda")]
 use crate::ops::cuda_rows;
 use crate::ops::simd::vectorised;
@@ -137,53 +137,50 @@ impl CustomOp3 for LayerNormOp {
             return layer_norm_bwd_ops(x, w, grad, self.eps);
         }
         let grad = grad.contiguous()?;
-        let guards = [x, w, &grad].map(|t| t.storage_and_layout());
-        let host = |i: usize| -> Result<&[f32]> {
-            match &*guards[i].0 {
-                candle_core::Storage::Cpu(s) => slice(s, guards[i].1, "layer norm backward"),
-                _ => candle_core::bail!("layer norm backward: CPU tensors only"),
-            }
-        };
         // Read in place: the inputs are contiguous (the forward made x so; w is a parameter).
-        let (xv, wv, gv) = (host(0)?, host(1)?, host(2)?);
-        let d = wv.len();
-        let mut dx = vec![0f32; xv.len()];
-        let (dw, db) = dx
-            .par_chunks_mut(ROWS * d)
-            .zip(xv.par_chunks(ROWS * d).zip(gv.par_chunks(ROWS * d)))
-            .map(|(dxc, (xc, gc))| {
-                vectorised(|| {
-                    let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
-                    let mut xhat = vec![0f32; d];
-                    for ((dxr, xr), gr) in dxc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
-                        let (mean, r) = row_stats(xr, self.eps);
-                        let (mut sum_g, mut sum_gx) = (0f32, 0f32);
-                        for i in 0..d {
-                            xhat[i] = (xr[i] - mean) * r;
-                            let gh = gr[i] * wv[i];
-                            sum_g += gh;
-                            sum_gx += gh * xhat[i];
-                            dw[i] += gr[i] * xhat[i];
-                            db[i] += gr[i];
+        let (dx, dw, db) = with_host([x, w, &grad], "layer norm backward", |[xv, wv, gv]| {
+            let d = wv.len();
+            let mut dx = vec![0f32; xv.len()];
+            let (dw, db) = dx
+                .par_chunks_mut(ROWS * d)
+                .zip(xv.par_chunks(ROWS * d).zip(gv.par_chunks(ROWS * d)))
+                .map(|(dxc, (xc, gc))| {
+                    vectorised(|| {
+                        let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
+                        let mut xhat = vec![0f32; d];
+                        for ((dxr, xr), gr) in dxc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d))
+                        {
+                            let (mean, r) = row_stats(xr, self.eps);
+                            let (mut sum_g, mut sum_gx) = (0f32, 0f32);
+                            for i in 0..d {
+                                xhat[i] = (xr[i] - mean) * r;
+                                let gh = gr[i] * wv[i];
+                                sum_g += gh;
+                                sum_gx += gh * xhat[i];
+                                dw[i] += gr[i] * xhat[i];
+                                db[i] += gr[i];
+                            }
+                            let (mg, mgx) = (sum_g / d as f32, sum_gx / d as f32);
+                            for i in 0..d {
+                                dxr[i] = r * (gr[i] * wv[i] - mg - xhat[i] * mgx);
+                            }
                         }
-                        let (mg, mgx) = (sum_g / d as f32, sum_gx / d as f32);
-                        for i in 0..d {
-                            dxr[i] = r * (gr[i] * wv[i] - mg - xhat[i] * mgx);
-                        }
-                    }
-                    (dw, db)
+                        (dw, db)
+                    })
                 })
-            })
-            .reduce(
-                || (vec![0f32; d], vec![0f32; d]),
-                |(mut a, mut b), (c, e)| {
-                    for i in 0..d {
-                        a[i] += c[i];
-                        b[i] += e[i];
-                    }
-                    (a, b)
-                },
-            );
+                .reduce(
+                    || (vec![0f32; d], vec![0f32; d]),
+                    |(mut a, mut b), (c, e)| {
+                        for i in 0..d {
+                            a[i] += c[i];
+                            b[i] += e[i];
+                        }
+                        (a, b)
+                    },
+                );
+            Ok((dx, dw, db))
+        })?;
+        let d = dw.len();
         let dev = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), dev)?),
