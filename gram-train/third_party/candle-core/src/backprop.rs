@@ -727,7 +727,7 @@ impl GradStore {
     /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
     /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     /// Adds `grad` to the gradient of `tensor`, storing it (contiguous) on first use instead of
-    /// adding it to a zero tensor (gram's patch: third_party/candle-core/PATCHED.md).
+    /// adding it to a zero tensor (gram's patch: gram-train/third_party/candle-core/PATCHED.md).
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut entry) => {
