@@ -12,11 +12,11 @@
 //! ([`crate::ops::fastmath::erf`], 5e-7 absolute, where Candle calls libm's `erff`); ∂x within
 //! 1e-6 absolute of the exact derivative (Candle's backward rounds 1/√(2π) to 0.398942).
 
-use crate::ops::cpu_op::slice;
+use crate::ops::cpu_op::{slice, with_host};
 use crate::ops::fastmath::{erf, exp_nonpositive};
 use crate::ops::recompute::unary_recomputed;
 use crate::ops::simd::vectorised;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Elements per parallel task.
@@ -125,26 +125,23 @@ impl CustomOp1 for GeluOp {
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (gs, gl) = grad.storage_and_layout();
-        let (Storage::Cpu(xs), Storage::Cpu(gs)) = (&*xs, &*gs) else {
-            candle_core::bail!("gelu: CPU tensors only")
-        };
-        let (x_host, g) = (slice::<f32>(xs, xl, "gelu")?, slice::<f32>(gs, gl, "gelu")?);
-        let mut dx = vec![0f32; x_host.len()];
-        dx.par_chunks_mut(CHUNK)
-            .zip(x_host.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(dx, (x, g))| {
-                let mut run = |form: Form| {
-                    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                        *dx = g * form.slope(x);
-                    }
-                };
-                vectorised(|| match self.0 {
-                    Form::Erf => run(Form::Erf),
-                    Form::Quick => run(Form::Quick),
-                })
-            });
+        let dx = with_host([x, &grad], "gelu backward", |[x_host, g]| {
+            let mut dx = vec![0f32; x_host.len()];
+            dx.par_chunks_mut(CHUNK)
+                .zip(x_host.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+                .for_each(|(dx, (x, g))| {
+                    let mut run = |form: Form| {
+                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                            *dx = g * form.slope(x);
+                        }
+                    };
+                    vectorised(|| match self.0 {
+                        Form::Erf => run(Form::Erf),
+                        Form::Quick => run(Form::Quick),
+                    })
+                });
+            Ok(dx)
+        })?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }

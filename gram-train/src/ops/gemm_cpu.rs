@@ -137,8 +137,8 @@ fn rows_per_task(m: usize) -> usize {
 /// [m, n], its rows split across rayon's threads. The buffer is never zero-filled: each
 /// task's rows are written once, by the bias copy or the crate. (Zero-filling ran on the
 /// calling thread while the others waited; memsets there were ~3 % of the pretraining step's
-/// samples in `perf`, not all of them these. The step's time did not move beyond the VM's
-/// ±5 % noise in 4 alternating rounds.)
+/// samples in `perf`, not all of them these; the gain in the whole step was not measured
+/// beyond the VM's ±5 % noise.)
 pub(crate) fn gemm_rows(
     (m, n, k): (usize, usize, usize),
     init: Option<&[f32]>,

@@ -191,6 +191,9 @@ pub enum Op {
 
 pub trait UnaryOpT {
     const NAME: &'static str;
+    /// Defined on floating-point values only: the CPU backend refuses integer tensors with an
+    /// error before it would call the integer functions (gram's patch: PATCHED.md).
+    const FLOAT_ONLY: bool = false;
     const KERNEL: &'static str;
     const V: Self;
     fn bf16(v1: bf16) -> bf16;
@@ -467,6 +470,7 @@ macro_rules! unary_op {
             const NAME: &'static str = $name;
             const KERNEL: &'static str = concat!("u", $name);
             const V: Self = $op;
+            const FLOAT_ONLY: bool = true;
             #[inline(always)]
             fn bf16($a: bf16) -> bf16 {
                 $e
@@ -485,23 +489,23 @@ macro_rules! unary_op {
             }
             #[inline(always)]
             fn u8(_: u8) -> u8 {
-                todo!("no unary function for u8")
+                unreachable!("{} on u8: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn u32(_: u32) -> u32 {
-                todo!("no unary function for u32")
+                unreachable!("{} on u32: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn i16(_: i16) -> i16 {
-                todo!("no unary function for i16")
+                unreachable!("{} on i16: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn i32(_: i32) -> i32 {
-                todo!("no unary function for i32")
+                unreachable!("{} on i32: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn i64(_: i64) -> i64 {
-                todo!("no unary function for i64")
+                unreachable!("{} on i64: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn f8e4m3($a: f8e4m3) -> f8e4m3 {
@@ -515,6 +519,7 @@ macro_rules! unary_op {
             const NAME: &'static str = $name;
             const KERNEL: &'static str = concat!("u", $name);
             const V: Self = $op;
+            const FLOAT_ONLY: bool = true;
             #[inline(always)]
             fn bf16($a: bf16) -> bf16 {
                 $e
@@ -533,23 +538,23 @@ macro_rules! unary_op {
             }
             #[inline(always)]
             fn u8(_: u8) -> u8 {
-                todo!("no unary function for u8")
+                unreachable!("{} on u8: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn u32(_: u32) -> u32 {
-                todo!("no unary function for u32")
+                unreachable!("{} on u32: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn i16(_: i16) -> i16 {
-                todo!("no unary function for i16")
+                unreachable!("{} on i16: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn i32(_: i32) -> i32 {
-                todo!("no unary function for i32")
+                unreachable!("{} on i32: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn i64(_: i64) -> i64 {
-                todo!("no unary function for i64")
+                unreachable!("{} on i64: refused by the CPU backend (gram's patch)", Self::NAME)
             }
             #[inline(always)]
             fn f8e4m3($a: f8e4m3) -> f8e4m3 {

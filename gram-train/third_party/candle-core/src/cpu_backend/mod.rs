@@ -2540,6 +2540,11 @@ impl BackendStorage for CpuStorage {
     }
 
     fn unary_impl<B: UnaryOpT>(&self, layout: &Layout) -> Result<Self> {
+        let dtype = self.dtype();
+        if B::FLOAT_ONLY && !dtype.is_float() {
+            // gram's patch (PATCHED.md): upstream panicked inside the integer map.
+            return Err(Error::UnsupportedDTypeForOp(dtype, B::NAME).bt());
+        }
         match self {
             Self::BF16(storage) => {
                 let data = unary_map_vec_par(storage, layout, B::bf16, B::bf16_vec);

@@ -1,10 +1,14 @@
-//! The vendored candle-core's gradient accumulation (third_party/candle-core/PATCHED.md): a
-//! gradient is stored on its first contribution instead of being added to a zero tensor. It
-//! must still be the sum over every path, and come out contiguous when that first
-//! contribution was a strided view (a transpose, a broadcast), as the sum upstream always was —
-//! a matmul downstream refuses some strides.
+//! What the vendored candle-core changes (third_party/candle-core/PATCHED.md).
+//!
+//! Gradient accumulation: a gradient is stored on its first contribution instead of being
+//! added to a zero tensor. It must still be the sum over every path, and come out contiguous
+//! when that first contribution was a strided view (a transpose, a broadcast), as the sum
+//! upstream always was — a matmul downstream refuses some strides.
+//!
+//! Float-only unary ops on integer tensors: an error naming the op and dtype, where upstream
+//! panicked (`todo!`).
 
-use candle_core::{Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor, Var};
 
 fn matrix(rows: usize, cols: usize, seed: usize) -> Result<Tensor> {
     let v: Vec<f64> = (0..rows * cols)
@@ -42,5 +46,21 @@ fn gradients_over_several_paths_and_strided_views_add_up() -> Result<()> {
     assert!(g.is_contiguous(), "∂y strided");
     assert_close(g, &b.t()?, "∂y")?;
     assert_close(&g.matmul(&b)?, &b.t()?.contiguous()?.matmul(&b)?, "∂y·b")?;
+    Ok(())
+}
+
+#[test]
+fn float_only_ops_on_integer_tensors_are_errors() -> Result<()> {
+    let x = Tensor::new(&[1u32, 4, 9], &Device::Cpu)?;
+    for (name, r) in [("exp", x.exp()), ("sqrt", x.sqrt()), ("neg", x.neg())] {
+        let e = r.expect_err(name).to_string();
+        assert!(e.contains(name) && e.contains("U32"), "{name}: {e}");
+    }
+    // What integer tensors do support is unchanged.
+    assert_eq!((&x + &x)?.to_vec1::<u32>()?, [2, 8, 18]);
+    assert_eq!(
+        x.to_dtype(DType::F32)?.sqrt()?.to_vec1::<f32>()?,
+        [1.0, 2.0, 3.0]
+    );
     Ok(())
 }
