@@ -6,7 +6,7 @@
 //! upstream always was — a matmul downstream refuses some strides.
 //!
 //! Float-only unary ops on integer tensors: an error naming the op and dtype, where upstream
-//! panicked (`todo!`).
+//! panicked.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 
