@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full-model pretraining step (issue 19) against PyTorch on this machine's CPU, both sides
+# The full-model pretraining step against PyTorch on this machine's CPU (named first), both sides
 # alternating ROUNDS times in one run:
 #   speed:  `pretrain_step` vs benches/python/torch_pretrain.py — MiniLM-L6 + small CLIP ViT
 #           (4 frames of 32²) + small AST, GRAM + DAM, AdamW, B = 64, THREADS threads: samples/s
@@ -21,6 +21,7 @@ bin="$target/release/pretrain_step"
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 range() { printf '%s–%s' "$(printf '%s\n' "$@" | sort -g | head -1)" "$(printf '%s\n' "$@" | sort -g | tail -1)"; }
 torch_version=$("$py" -c 'import torch; print(torch.__version__)')
+bash scripts/cpu-name.sh
 # table TITLE "GRAM VALUES" "TORCH VALUES": the two sides' medians (range) and their ratio.
 table() {
   local g=($2) t=($3)

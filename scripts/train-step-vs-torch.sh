@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The matched CPU training-step comparison of issue 11: gram-train's GRAM step (`train_step`)
+# The matched CPU training-step comparison (CPU named beside the table): gram-train's GRAM step (`train_step`)
 # against the published PyTorch recipe (`benches/python/torch_train_step.py`), same model and
 # sizes (hidden 256, embedding 64, B = 256, AdamW at constant lr, no DAM), alternating the two
 # sides ROUNDS times on this machine and printing every run and the medians.
@@ -21,6 +21,7 @@ for r in $(seq "$rounds"); do
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 mg=$(median "${gram[@]}"); mt=$(median "${torch[@]}")
+bash scripts/cpu-name.sh
 echo "| side ($loss loss) | samples/s, median of $rounds (range) |"
 echo "|---|---|"
 echo "| gram-train | $mg ($(printf '%s\n' "${gram[@]}" | sort -g | head -1)–$(printf '%s\n' "${gram[@]}" | sort -g | tail -1)) |"

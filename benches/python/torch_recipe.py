@@ -7,6 +7,8 @@ cross-entropy on -V/tau with label smoothing 0.1, backward, AdamW. Timings are m
 torch.cuda.synchronize(); accuracy on gram's reference cases when numpy is available.
 
 Usage: python3 benches/python/torch_recipe.py [N,N,...]
+       python3 benches/python/torch_recipe.py score A.npy M1.npy [M2.npy ...] --out V.npy
+           [--device cpu|cuda] [--threads N]   (the recipe as a command, like `gram score`)
 """
 import os
 import sys
@@ -126,7 +128,28 @@ def bench_train_step(b=256, d_in=768, d_out=512, steps=20):
     print(f"| {b / total:.0f} | {total * 1e3:.1f} | {med(fwd) * 1e3:.1f} | {med(bwd) * 1e3:.1f} | {med(optim) * 1e3:.1f} |")
 
 
-if __name__ == "__main__":
+def score_files(argv):
+    """`score A.npy M1.npy [M2.npy …] --out V.npy [--device cpu|cuda] [--threads N]`: what
+    `gram score` does, by the recipe: read the inputs, the volume matrix in float32, write it."""
+    import argparse
+    import numpy as np
+    p = argparse.ArgumentParser(prog="torch_recipe.py score")
+    p.add_argument("anchor")
+    p.add_argument("modality", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    load = lambda f: torch.from_numpy(np.load(f)).to(a.device, torch.float32)
+    v = volume_matrix(load(a.anchor), [load(m) for m in a.modality])
+    np.save(a.out, v.cpu().numpy())
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["score"]:
+    score_files(sys.argv[2:])
+elif __name__ == "__main__":
     ns = [int(x) for x in (sys.argv[1] if len(sys.argv) > 1 else "8192,16384,32768").split(",")]
     bench_matrix(ns)
     reference_accuracy(os.path.join(os.path.dirname(__file__), "..", "..", "testdata", "reference"))

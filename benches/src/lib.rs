@@ -26,3 +26,39 @@ pub fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
 }
+
+/// Median, minimum and maximum of `xs` (not empty).
+pub fn median_range(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// The CPU a figure was measured on: model name (Linux's /proc/cpuinfo), logical CPUs, and the
+/// SIMD levels that decide which kernels run (for example "Intel(R) Xeon(R) Processor, 2
+/// logical CPUs, AVX-512 (F/BW/DQ/VL), AVX2+FMA").
+pub fn cpu_description() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut simd = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+            simd.push("AVX-512 (F/BW/DQ/VL)");
+        }
+        if has!("avx2") && has!("fma") {
+            simd.push("AVX2+FMA");
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    simd.push("NEON");
+    format!("{model}, {threads} logical CPUs, {}", simd.join(", "))
+}

@@ -1,7 +1,7 @@
 //! # gram-train — GRAM training on Candle
 //!
 //! The crate's rooms, from the bottom floor up; each imports only from the ones listed before it
-//! (and [`error`], [`config`], [`device`], which every floor may use):
+//! (and [`error`], [`config`], [`device`], [`fp_mode`], which every floor may use):
 //!
 //! - [`ops`]: fused CPU ops with their own backward passes (Linear, GELU, LayerNorm, softmax,
 //!   FlashAttention, label-smoothed cross-entropy), recomputation for other devices, precision.
@@ -21,6 +21,7 @@ pub mod demo;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod fp_mode;
 pub mod model;
 pub mod ops;
 pub mod process;

@@ -1,11 +1,35 @@
 //! Process-wide settings the training binaries make first thing in `main` ([`configure`]): how
-//! their allocator (mimalloc, declared in each binary) treats freed memory, and one pool of CPU
-//! threads instead of two.
+//! their allocator (mimalloc, declared in each binary) treats freed memory, one pool of CPU
+//! threads instead of two, and subnormals flushed to zero on every thread that computes.
 
-/// Both settings below; call once at the start of `main`, before any other thread exists.
+/// The three settings below; call once at the start of `main`, before any other thread
+/// exists.
 pub fn configure() {
     retain_freed_memory();
     one_cpu_thread_pool();
+    flush_subnormals_everywhere();
+}
+
+/// Flush-to-zero and denormals-are-zero ([`crate::fp_mode`]) on the calling thread and on
+/// every thread of rayon's global pool, which this builds (a `start_handler` sets the mode as
+/// each worker starts; `RAYON_NUM_THREADS` is honoured as rayon's default would). The other
+/// threads that compute inherit the mode of the thread that starts them: the batch loader
+/// ([`crate::data::source::prefetched`]) and Candle's barrier pool (patched in
+/// `third_party/candle-core`, `PATCHED.md`), both started later from this thread.
+///
+/// Call before anything uses rayon. If the global pool already exists (a library caller built
+/// it) its threads keep their mode: a warning says so on stderr and only this thread flushes.
+pub fn flush_subnormals_everywhere() {
+    crate::fp_mode::flush_subnormals();
+    let built = rayon::ThreadPoolBuilder::new()
+        .start_handler(|_| crate::fp_mode::flush_subnormals())
+        .build_global();
+    if built.is_err() {
+        eprintln!(
+            "warning: rayon's thread pool was started before gram-train set flush-to-zero; its \
+             threads keep their floating-point mode (slow on CPUs that trap subnormals)"
+        );
+    }
 }
 
 /// mimalloc's `mi_option_purge_delay` (15 in both the v2 and v3 headers of libmimalloc-sys

@@ -12,17 +12,22 @@
 //!       `--features cuda`). `--vision vit-b16`: a ViT-B/16-size tower (hidden 768, 12 layers,
 //!       12 heads, MLP 3072) at 224×224 with random weights, over the same 4 frames (resized).
 //!       `--dam-weight W` (default 0.1), `--freeze text,video,audio`: for memory diagnostics.
+//!       `--keep-subnormals`: without flush-to-zero (`gram_train::fp_mode`); `--count-subnormals`:
+//!       subnormal values in every CPU GEMM's operands and result (per call site) and in the
+//!       parameter gradients, per step on stderr and summed in a table at the end.
 
 use candle_core::{DType, Device, Var};
 use gram_train::config::TrainConfig;
 use gram_train::data::source::prefetched;
 use gram_train::data::source::{batch_indices, open_source};
 use gram_train::model::encoders::{EncoderSpec, Kind};
+use gram_train::ops::subnormals::{self, SiteCounts};
 use gram_train::train::build::{build_model, model_config_for};
 use gram_train::train::distributed::SingleProcess;
 use gram_train::train::optim::{AdamW, AdamWConfig};
 use gram_train::train::step::{optimizer_params, train_step};
 use rand::SeedableRng;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -78,9 +83,70 @@ fn peak_rss_since_last() -> Option<u64> {
     Some(kib >> 10)
 }
 
+/// The subnormal probe's counts since the last call, per GEMM call site, on stderr; adds them
+/// to `sum`.
+fn report_subnormals(step: u64, sum: &mut BTreeMap<String, SiteCounts>) {
+    for (site, c) in gram_train::ops::subnormals::take() {
+        if c.total() > 0 {
+            eprintln!(
+                "  step {step}: {site}: {} calls, subnormals in lhs {}, rhs {}, result {}",
+                c.calls, c.lhs, c.rhs, c.out
+            );
+        }
+        let s = sum.entry(site).or_default();
+        s.calls += c.calls;
+        s.lhs += c.lhs;
+        s.rhs += c.rhs;
+        s.out += c.out;
+    }
+}
+
+/// Subnormal f32 elements among the gradients, on stderr (with `--count-subnormals`).
+fn report_gradient_subnormals(
+    step: u64,
+    names: &[String],
+    vars: &[Var],
+    grads: &candle_core::backprop::GradStore,
+) -> Result<(), String> {
+    let (mut tensors, mut values) = (0, 0u64);
+    let mut worst = (0u64, "");
+    for (name, v) in names.iter().zip(vars) {
+        let Some(g) = grads.get(v.as_tensor()) else {
+            continue;
+        };
+        let g = g
+            .flatten_all()
+            .and_then(|g| g.to_dtype(DType::F32))
+            .and_then(|g| g.to_vec1::<f32>())
+            .map_err(|e| e.to_string())?;
+        let n = g.iter().filter(|&&x| subnormals::is_subnormal(x)).count() as u64;
+        tensors += (n > 0) as usize;
+        values += n;
+        if n > worst.0 {
+            worst = (n, name);
+        }
+    }
+    eprintln!(
+        "  step {step}: parameter gradients: {values} subnormal values in {tensors} tensors (most: {} in {})",
+        worst.0, worst.1
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    gram_train::process::configure();
     let args: Vec<String> = std::env::args().collect();
+    // --keep-subnormals: the process settings without flush-to-zero (to measure what it does).
+    let keep_subnormals = args.iter().any(|a| a == "--keep-subnormals");
+    if keep_subnormals {
+        gram_train::process::retain_freed_memory();
+        gram_train::process::one_cpu_thread_pool();
+    } else {
+        gram_train::process::configure();
+    }
+    // --count-subnormals: count them in every GEMM's operands and result, and in the gradients.
+    let count_subnormals = args.iter().any(|a| a == "--count-subnormals");
+    gram_train::ops::subnormals::enable(count_subnormals);
+    let mut subnormal_sum = BTreeMap::new();
     let steps: u64 = arg(&args, "--steps").unwrap_or(6);
     let batch: usize = arg(&args, "--batch").unwrap_or(64);
     let device: String = arg(&args, "--device").unwrap_or_else(|| "cpu".into());
@@ -143,6 +209,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let params = optimizer_params(&loaded, &cfg);
     let count: usize = params.iter().map(|p| p.1.elem_count()).sum();
     let vars: Vec<Var> = params.iter().map(|p| p.1.clone()).collect();
+    let names: Vec<String> = params.iter().map(|p| p.0.clone()).collect();
     let mut opt = AdamW::new(
         params,
         AdamWConfig {
@@ -180,6 +247,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &dev,
         )
         .map_err(|e| e.to_string())?;
+        if count_subnormals {
+            report_subnormals(step, &mut subnormal_sum);
+            report_gradient_subnormals(step, &names, &vars, &grads)?;
+        }
         let norm = opt.grad_norm(&grads).map_err(|e| e.to_string())?;
         let t1 = Instant::now();
         let peak_step = peak_rss_since_last();
@@ -216,6 +287,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         step += 1;
         Ok::<(), String>(())
     })?;
+    if count_subnormals {
+        println!(
+            "subnormals reaching the GEMMs over all steps (flush-to-zero {}):",
+            if keep_subnormals { "off" } else { "on" }
+        );
+        println!("| call site | GEMM calls | lhs | rhs | result |");
+        println!("|---|---|---|---|---|");
+        for (site, c) in &subnormal_sum {
+            println!(
+                "| {site} | {} | {} | {} | {} |",
+                c.calls, c.lhs, c.rhs, c.out
+            );
+        }
+    }
     if let Some(last) = peak_rss_since_last() {
         // The whole run's peak (the resets above split it into phases; this is their maximum).
         println!("peak RSS {} MiB", peak_all.max(last));

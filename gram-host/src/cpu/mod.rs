@@ -1,17 +1,19 @@
 //! The CPU backend: volume matrices at close to the speed of the cross-dot GEMMs.
 //!
 //! For each tile of anchors × candidates, one f32 GEMM per modality gives the cross dot
-//! products a·m_t (matrixmultiply: runtime AVX/FMA dispatch, no threads of its own; rayon
-//! parallelises over anchor tiles). Each pair's volume then comes from the candidate's
+//! products a·m_t ([`gemm`]: the fastest kernel for the CPU, chosen at run time, no threads of
+//! its own; rayon parallelises over anchor tiles). Each pair's volume then comes from the candidate's
 //! precomputed factor ([`gram_nostd::Candidate`]), with an a-posteriori error bound. Pairs whose
 //! bound exceeds [`GEMM_PATH_TOLERANCE`] — anchors lying nearly in the candidate's span, i.e.
 //! well-aligned positives — go to [`gram_nostd::score_pair`] (f64 dots, then the exact path).
 //! Memory: the output plus, per thread, one tile of dot products per modality.
 
 mod factors;
+pub mod gemm;
 pub mod topk;
 
 pub use factors::Factors;
+pub use gemm::{GemmKernel, sgemm_abt};
 use gram_nostd::{GramError, MAX_K, dot::dot_f64, score_pair};
 use rayon::prelude::*;
 
@@ -492,36 +494,6 @@ impl TileWork {
             scratch: vec![0.0f64; (m + 2) * r],
             vols: vec![0.0f64; r],
         }
-    }
-}
-
-/// `c = a · bᵀ` for row-major a [r, d], b [s, d], c [r, s], in f32.
-pub fn sgemm_abt(a: &[f32], b: &[f32], d: usize, c: &mut [f32]) {
-    let (r, s) = (a.len() / d, b.len() / d);
-    assert!(
-        a.len() == r * d && b.len() == s * d && c.len() == r * s,
-        "sgemm_abt shapes"
-    );
-    // SAFETY: the pointers come from slices whose lengths were just checked against the
-    // shapes and strides passed: a is r×d with strides (d, 1), bᵀ is d×s read through b with
-    // strides (1, d), c is r×s with strides (s, 1). c does not alias a or b (&mut).
-    unsafe {
-        matrixmultiply::sgemm(
-            r,
-            d,
-            s,
-            1.0,
-            a.as_ptr(),
-            d as isize,
-            1,
-            b.as_ptr(),
-            1,
-            d as isize,
-            0.0,
-            c.as_mut_ptr(),
-            s as isize,
-            1,
-        );
     }
 }
 

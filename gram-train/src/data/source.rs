@@ -142,9 +142,12 @@ pub fn prefetched<R>(
         }
         return Ok(());
     }
+    // The loader computes (decoding, resampling, log-mels) in the caller's floating-point mode.
+    let mode = crate::fp_mode::current();
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<Batch>(depth);
         s.spawn(move || {
+            crate::fp_mode::set(mode);
             for p in plans {
                 if tx.send(source.batch(&p)).is_err() {
                     break;

@@ -32,8 +32,16 @@ pub fn erf(x: f32) -> f32 {
 
 /// e^v for v ≤ 0 (what softmax and the Gaussian need): 2^n·e^r with n = round(v·log₂e),
 /// r = v − n·ln 2 (ln 2 in two parts, so r is exact to f32) and e^r by its degree-6 Taylor
-/// polynomial (|r| ≤ ln 2 / 2: truncation 1.3e-7). Relative error ≤ 3e-7 for v in [−87, 0];
-/// below −87 (and for NaN) it returns e^−87 < 1.7e-38; v > 0 is outside its contract.
+/// polynomial (|r| ≤ ln 2 / 2: truncation 1.3e-7). Relative error ≤ 3e-7 for v in
+/// [[`EXP_FLUSH_BELOW`], 0]; below it (and for NaN) exactly 0, an absolute error < 1.7e-28;
+/// v > 0 is outside its contract. The result is never subnormal.
+///
+/// Why 0 below −64 rather than e^v: every caller adds the result to terms ≥ 1 (a softmax row
+/// holds e^0 at its maximum; the Gaussian's and the sigmoid's terms sit beside Φ(x) or 1), so
+/// e^−64 ≈ 1.6e-28 is far below their f32 resolution, while its products with the GEMMs'
+/// other operands (a masked key's probability times a value, times an output gradient) land
+/// in the subnormal range, where an Intel core takes a microcode assist per multiply
+/// ([`crate::ops::subnormals`]); a masked key's score is −10⁹.
 #[inline(always)]
 pub fn exp_nonpositive(v: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
@@ -48,8 +56,13 @@ pub fn exp_nonpositive(v: f32) -> f32 {
     // n as an integer is in the low bits of `shifted` (no float-to-int conversion, which
     // would not vectorise), and 2^n for n in [−126, 0] is its exponent field alone.
     let n_int = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    p * f32::from_bits((n_int.wrapping_add(127) as u32) << 23)
+    let e = p * f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
+    // A select, not a branch: the loops stay vectorised. NaN fails the comparison too.
+    if v >= EXP_FLUSH_BELOW { e } else { 0.0 }
 }
+
+/// [`exp_nonpositive`] is exactly 0 below this.
+pub const EXP_FLUSH_BELOW: f32 = -64.0;
 
 /// e^r's Taylor coefficients, highest degree first.
 const TAYLOR: [f32; 7] = [
@@ -116,14 +129,17 @@ mod tests {
         for i in 0..=400_000 {
             let v = -100.0 * i as f32 / 400_000.0;
             let (got, want) = (exp_nonpositive(v) as f64, (v as f64).exp());
-            let ok = if v < -87.0 {
-                got < 1.7e-38
+            let ok = if v < EXP_FLUSH_BELOW {
+                got == 0.0
             } else {
                 (got - want).abs() <= 3e-7 * want
             };
             assert!(ok, "exp({v}) = {got} vs {want}");
         }
-        assert!(exp_nonpositive(f32::NAN) < 1.7e-38);
+        assert_eq!(exp_nonpositive(f32::NAN), 0.0);
+        assert_eq!(exp_nonpositive(-1e9), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert!(exp_nonpositive(EXP_FLUSH_BELOW) >= 1.6e-28);
         assert_eq!(exp_nonpositive(0.0), 1.0);
     }
 

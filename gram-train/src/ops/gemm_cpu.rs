@@ -13,8 +13,10 @@
 //! Accuracy: what the crate gives — each element a sum of f32 products in f32, blocked (no
 //! bound beyond the usual k·2⁻²⁴·Σ|aᵢbᵢ|); the split does not change any element's sum.
 
+use super::subnormals;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+use std::panic::Location;
 
 /// A read-only strided matrix operand: element (i, j) at `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -47,6 +49,7 @@ pub(crate) fn into(data: &mut [f32], rs: usize, accumulate: bool) -> Dst<'_> {
 
 /// dst (+)= alpha·a·b for a [m, k], b [k, n], dst [m, n], on the calling thread. Panics if a
 /// view reaches past its slice — a bug in the caller, never input.
+#[track_caller]
 pub(crate) fn gemm_f32((m, n, k): (usize, usize, usize), dst: Dst, a: Src, b: Src, alpha: f32) {
     assert_fits((m, n, k), dst.data.len(), dst.rs, a, b);
     // SAFETY: `assert_fits` keeps every element the three views address inside its slice;
@@ -60,6 +63,7 @@ pub(crate) fn gemm_f32((m, n, k): (usize, usize, usize), dst: Dst, a: Src, b: Sr
             a,
             b,
             alpha,
+            Location::caller(),
         )
     }
 }
@@ -84,9 +88,12 @@ fn assert_fits((m, n, k): (usize, usize, usize), dst_len: usize, rs: usize, a: S
 /// dst to zero, writes zeros when k = 0, and its kernels store without loading when that
 /// scale is zero), so dst may be uninitialised memory.
 ///
+/// `site` is the caller's location, for the [`subnormals`] probe when it is on.
+///
 /// # Safety
 /// The views and a row-major [m, n] at `dst` with row stride `dst_rs` must lie inside their
 /// allocations ([`assert_fits`]), and dst must not overlap a or b.
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_raw(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
@@ -95,10 +102,20 @@ unsafe fn gemm_raw(
     a: Src,
     b: Src,
     alpha: f32,
+    site: &Location<'_>,
 ) {
     if m * n == 0 {
         return;
     }
+    let probe = subnormals::enabled();
+    // SAFETY (both counts): the caller's contract keeps every addressed element in bounds;
+    // dst is read only after the crate wrote it.
+    let operands = probe.then(|| unsafe {
+        (
+            subnormals::count(a.data.as_ptr(), (m, k), a.rs, a.cs),
+            subnormals::count(b.data.as_ptr(), (k, n), b.rs, b.cs),
+        )
+    });
     // SAFETY: the caller's contract.
     unsafe {
         ::gemm::gemm(
@@ -123,14 +140,20 @@ unsafe fn gemm_raw(
             ::gemm::Parallelism::None,
         )
     }
+    if let Some((lhs, rhs)) = operands {
+        // SAFETY: dst's [m, n] lies in its allocation (the caller's contract), written above.
+        let out = unsafe { subnormals::count(dst, (m, n), dst_rs, 1) };
+        subnormals::record(site, lhs, rhs, out);
+    }
 }
 
-/// Rows per task: one block per rayon thread, a multiple of the crate's 16-row microkernel
-/// (f32, AVX2) so that only the last block has a ragged edge.
+/// Rows per task: one block per rayon thread, a multiple of 32 — which the crate's f32
+/// microkernel heights divide (16 rows with AVX2, 32 with AVX-512) — so that only the last
+/// block has a ragged edge.
 fn rows_per_task(m: usize) -> usize {
     m.div_ceil(rayon::current_num_threads().max(1))
-        .next_multiple_of(16)
-        .max(16)
+        .next_multiple_of(32)
+        .max(32)
 }
 
 /// a·b (+ `init` added to every row, when given) for a [m, k], b [k, n], as a new row-major
@@ -139,6 +162,7 @@ fn rows_per_task(m: usize) -> usize {
 /// calling thread while the others waited; memsets there were ~3 % of the pretraining step's
 /// samples in `perf`, not all of them these; the gain in the whole step was not measured
 /// beyond the VM's ±5 % noise.)
+#[track_caller]
 pub(crate) fn gemm_rows(
     (m, n, k): (usize, usize, usize),
     init: Option<&[f32]>,
@@ -146,6 +170,7 @@ pub(crate) fn gemm_rows(
     b: Src,
 ) -> Vec<f32> {
     assert!(init.is_none_or(|r| r.len() == n));
+    let site = Location::caller();
     let mut dst: Vec<MaybeUninit<f32>> = Vec::with_capacity(m * n);
     // SAFETY: MaybeUninit<f32> needs no initialisation; the capacity is m·n.
     unsafe { dst.set_len(m * n) };
@@ -176,6 +201,7 @@ pub(crate) fn gemm_rows(
                         a,
                         b,
                         1.0,
+                        site,
                     )
                 }
             });

@@ -16,6 +16,7 @@ pub mod layer_norm;
 pub mod linear_cpu;
 pub mod precision;
 pub mod recompute;
-pub(crate) mod simd;
+pub mod simd;
 pub mod smoothed_ce;
 pub mod softmax;
+pub mod subnormals;

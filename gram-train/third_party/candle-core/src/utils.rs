@@ -134,6 +134,9 @@ impl BarrierPool {
         let cluster_size = get_cluster_size();
         let (children, root_workers) = compute_tree(n_workers, cluster_size);
         let spin_limit = barrier_pool_spin_limit();
+        // gram: workers compute in the creating thread's floating-point mode (flush-to-zero
+        // and denormals-are-zero when the training binary set them; see PATCHED.md).
+        let fp_mode = fp_mode::current();
 
         let threads: Vec<_> = (0..n_workers)
             .map(|tid| {
@@ -141,6 +144,7 @@ impl BarrierPool {
                 std::thread::Builder::new()
                     .name(format!("candle-bp-{tid}"))
                     .spawn(move || {
+                        fp_mode::set(fp_mode);
                         IN_BARRIER_POOL.with(|f| f.set(true));
                         set_thread_affinity();
                         let inner = unsafe { &*(inner_ptr as *const BarrierPoolInner) };
@@ -634,4 +638,29 @@ mod tests {
         assert_eq!(linux_parse_cpu_list("9-5"), None);
         assert_eq!(linux_parse_cpu_list("5,a"), None);
     }
+}
+
+/// gram: the calling thread's SSE control register (x86-64) to hand on to the pool's workers.
+mod fp_mode {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)] // the intrinsics still work; std suggests inline assembly instead
+    pub(super) fn current() -> u32 {
+        // SAFETY: reads MXCSR, which every x86-64 CPU has.
+        unsafe { std::arch::x86_64::_mm_getcsr() }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    pub(super) fn set(csr: u32) {
+        // SAFETY: a value read from MXCSR by `current` on this machine.
+        unsafe { std::arch::x86_64::_mm_setcsr(csr) }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn current() -> u32 {
+        0
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn set(_: u32) {}
 }
