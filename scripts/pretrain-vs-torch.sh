@@ -18,8 +18,7 @@ bash scripts/fetch-minilm.sh "$minilm" >&2
 cargo build -q --release -p gram-benches --bin pretrain_step
 export RAYON_NUM_THREADS=$threads
 bin="$target/release/pretrain_step"
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-range() { printf '%s–%s' "$(printf '%s\n' "$@" | sort -g | head -1)" "$(printf '%s\n' "$@" | sort -g | tail -1)"; }
+source scripts/stats.sh
 torch_version=$("$py" -c 'import torch; print(torch.__version__)')
 bash scripts/cpu-name.sh
 # table TITLE "GRAM VALUES" "TORCH VALUES": the two sides' medians (range) and their ratio.

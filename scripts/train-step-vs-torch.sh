@@ -19,7 +19,7 @@ for r in $(seq "$rounds"); do
   echo "round $r: gram $g samples/s, PyTorch $t samples/s" >&2
   gram+=("$g"); torch+=("$t")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+source scripts/stats.sh
 mg=$(median "${gram[@]}"); mt=$(median "${torch[@]}")
 bash scripts/cpu-name.sh
 echo "| side ($loss loss) | samples/s, median of $rounds (range) |"

@@ -17,7 +17,8 @@
 //! training code does not own. The mode is per thread: [`set`] on a thread we spawn hands the
 //! caller's mode on ([`current`] then [`set`]).
 
-/// A thread's floating-point control state, as read by [`current`].
+/// A thread's floating-point control state (rounding, masks, flush bits; not the status
+/// flags), as read by [`current`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FpMode(u64);
 
@@ -37,7 +38,8 @@ pub fn current() -> FpMode {
         unsafe {
             std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags))
         };
-        FpMode(csr as u64)
+        // Bits 0–5 are sticky exception flags (status, not mode): left out.
+        FpMode((csr & !0x3f) as u64)
     }
     #[cfg(target_arch = "aarch64")]
     {

@@ -5,7 +5,9 @@
 //!     the CPU has it) — what `gram_host::cpu::GemmKernel::for_this_cpu` chooses between;
 //!   - gram-train's fused element-wise ops (GELU forward + backward over 8192 × 1536, LayerNorm
 //!     forward + backward over 8192 × 384, softmax over 6144 rows of 128) at each SIMD level
-//!     the CPU has (`gram_train::ops::simd`), on rayon's threads.
+//!     the CPU has (`gram_train::ops::simd`), on rayon's threads;
+//!   - gram-train's Linear forward at the pretraining step's shapes (GFLOP/s, no comparison:
+//!     PyTorch's side is `torch.matmul` at the same shapes and threads).
 //!
 //! Run: `cargo run --release -p gram-benches --bin cpu_kernels -- [ROUNDS]` (default 7).
 
@@ -16,6 +18,15 @@ use gram_host::cpu::gemm::sgemm_abt_with;
 use gram_train::ops::simd::{self, Level};
 use std::time::Instant;
 
+// As the training binaries run (fresh buffers per op come from retained memory, not page faults).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A variant of a comparison: its name and one timed run.
+type Variant<'a> = (String, Box<dyn FnMut() -> f64 + 'a>);
+/// An op on a tensor (forward; its backward through Candle's autograd).
+type TensorOp<'a> = &'a dyn Fn(&Tensor) -> candle_core::Result<Tensor>;
+
 fn seconds(f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
@@ -23,12 +34,7 @@ fn seconds(f: impl FnOnce()) -> f64 {
 }
 
 /// One alternating comparison: `variants` run in turn, `rounds` times; prints a table row each.
-fn compare(
-    title: &str,
-    unit: &str,
-    rounds: usize,
-    variants: &mut [(String, Box<dyn FnMut() -> f64 + '_>)],
-) {
+fn compare(title: &str, unit: &str, rounds: usize, variants: &mut [Variant<'_>]) {
     let mut times = vec![Vec::new(); variants.len()];
     for _ in 0..rounds {
         for (t, (_, run)) in times.iter_mut().zip(variants.iter_mut()) {
@@ -55,7 +61,7 @@ fn gemm_part(rounds: usize) {
         let b = unit_rows(s, d, 2);
         let mut c = vec![0.0f32; r * s];
         let flops = 2.0 * (r * s * d) as f64;
-        let reps = (4e9 / flops).ceil() as usize;
+        let reps = (2e10 / flops).ceil() as usize; // ≈ 0.2 s a variant a round
         let mut run = |kernel: GemmKernel| {
             let c = &mut c;
             let secs = seconds(|| {
@@ -87,13 +93,18 @@ fn gemm_part(rounds: usize) {
     }
 }
 
-/// Forward + backward of `f` on `x`, in ms.
-fn fwd_bwd(x: &Var, f: &dyn Fn(&Tensor) -> candle_core::Result<Tensor>) -> f64 {
-    seconds(|| {
-        let y = f(x.as_tensor()).unwrap();
-        let g = y.sum_all().unwrap().backward().unwrap();
-        assert!(g.get(x.as_tensor()).is_some());
-    }) * 1e3
+/// Forward + backward of `f` on `x`, in ms: the median of 5 calls.
+fn fwd_bwd(x: &Var, f: TensorOp) -> f64 {
+    let t: Vec<f64> = (0..5)
+        .map(|_| {
+            seconds(|| {
+                let y = f(x.as_tensor()).unwrap();
+                let g = y.sum_all().unwrap().backward().unwrap();
+                assert!(g.get(x.as_tensor()).is_some());
+            }) * 1e3
+        })
+        .collect();
+    median_range(&t).0
 }
 
 fn fused_part(rounds: usize) {
@@ -122,7 +133,7 @@ fn fused_part(rounds: usize) {
     )
     .unwrap();
     let sm_x = rand(6144, 128, 5);
-    let ops: [(&str, &Var, &dyn Fn(&Tensor) -> candle_core::Result<Tensor>); 3] = [
+    let ops: [(&str, &Var, TensorOp); 3] = [
         (
             "GELU (erf) forward + backward, 8192 × 1536",
             &gelu_x,
@@ -142,7 +153,7 @@ fn fused_part(rounds: usize) {
             simd::set_level(l);
             fwd_bwd(x, f); // warm-up
         }
-        let mut variants: Vec<(String, Box<dyn FnMut() -> f64>)> = levels
+        let mut variants: Vec<Variant> = levels
             .iter()
             .map(|&l| {
                 let run: Box<dyn FnMut() -> f64> = Box::new(move || {
@@ -159,7 +170,53 @@ fn fused_part(rounds: usize) {
             &mut variants,
         );
     }
-    simd::set_level(Level::detect());
+    simd::set_level(Level::Avx2);
+}
+
+/// gram-train's Linear forward (`ops::linear_cpu`: the `gemm` crate, rows split over rayon's
+/// threads) at the pretraining step's shapes: y [m, n] = x [m, k]·Wᵀ, in GFLOP/s.
+fn linear_part(rounds: usize) {
+    let dev = Device::Cpu;
+    println!(
+        "\nLinear forward y = x·Wᵀ, {} threads",
+        rayon::current_num_threads()
+    );
+    println!("| m × n × k | forward GFLOP/s, median of {rounds} (range) | forward + backward |");
+    println!("|---|---|---|");
+    for (m, n, k) in [
+        (832, 1536, 384),
+        (832, 384, 1536),
+        (4352, 768, 192),
+        (4352, 192, 768),
+    ] {
+        let x =
+            Var::from_tensor(&Tensor::from_vec(unit_rows(m, k, 8), (m, k), &dev).unwrap()).unwrap();
+        let w =
+            Var::from_tensor(&Tensor::from_vec(unit_rows(n, k, 9), (n, k), &dev).unwrap()).unwrap();
+        let reps = (2e10 / (2.0 * (m * n * k) as f64)).ceil() as usize;
+        let (mut fwd, mut both) = (Vec::new(), Vec::new());
+        for r in 0..=rounds {
+            let f = seconds(|| {
+                for _ in 0..reps {
+                    gram_train::ops::linear_cpu::linear(&x, &w, None).unwrap();
+                }
+            });
+            // Forward and backward: ∂x = ∂y·W and ∂W = ∂yᵀ·x besides y (3 GEMMs).
+            let fb = seconds(|| {
+                for _ in 0..reps {
+                    let y = gram_train::ops::linear_cpu::linear(&x, &w, None).unwrap();
+                    y.sum_all().unwrap().backward().unwrap();
+                }
+            });
+            if r > 0 {
+                fwd.push(2.0 * (m * n * k * reps) as f64 / f / 1e9);
+                both.push(6.0 * (m * n * k * reps) as f64 / fb / 1e9);
+            }
+        }
+        let (fm, fl, fh) = median_range(&fwd);
+        let (bm, bl, bh) = median_range(&both);
+        println!("| {m} × {n} × {k} | {fm:.0} ({fl:.0}–{fh:.0}) | {bm:.0} ({bl:.0}–{bh:.0}) |");
+    }
 }
 
 fn main() {
@@ -170,5 +227,6 @@ fn main() {
         .unwrap_or(7);
     println!("CPU: {}", cpu_description());
     gemm_part(rounds);
+    linear_part(rounds);
     fused_part(rounds);
 }

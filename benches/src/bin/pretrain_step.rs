@@ -95,6 +95,7 @@ fn report_subnormals(step: u64, sum: &mut BTreeMap<String, SiteCounts>) {
         }
         let s = sum.entry(site).or_default();
         s.calls += c.calls;
+        s.flops += c.flops;
         s.lhs += c.lhs;
         s.rhs += c.rhs;
         s.out += c.out;
@@ -292,12 +293,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "subnormals reaching the GEMMs over all steps (flush-to-zero {}):",
             if keep_subnormals { "off" } else { "on" }
         );
-        println!("| call site | GEMM calls | lhs | rhs | result |");
-        println!("|---|---|---|---|---|");
+        println!("| call site | GEMM calls | GFLOP | lhs | rhs | result |");
+        println!("|---|---|---|---|---|---|");
         for (site, c) in &subnormal_sum {
             println!(
-                "| {site} | {} | {} | {} | {} |",
-                c.calls, c.lhs, c.rhs, c.out
+                "| {site} | {} | {:.1} | {} | {} | {} |",
+                c.calls,
+                c.flops as f64 / 1e9,
+                c.lhs,
+                c.rhs,
+                c.out
             );
         }
     }

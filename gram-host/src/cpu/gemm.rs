@@ -2,10 +2,12 @@
 //! faster one for this CPU chosen at run time.
 //!
 //! - [`GemmKernel::MatrixMultiply`] (`matrixmultiply`): AVX2/FMA kernels at most. Kept where
-//!   the CPU has no AVX-512: it was the faster there when the backend was tuned (AMD EPYC).
+//!   the CPU has no AVX-512: the backend was tuned with it on an AMD EPYC (AVX2), where `gemm`
+//!   has not been measured against it.
 //! - [`GemmKernel::Gemm`] (`gemm`, with its `x86-v4` kernels): AVX-512 where the CPU has it,
 //!   dispatched by the crate itself. On an Intel Xeon with AVX-512 it ran the backend's tile
-//!   shape at about twice matrixmultiply's speed (BENCHMARKS.md, `cpu_kernels`).
+//!   shape 1.2–1.3× faster than matrixmultiply, one thread (README, Performance; `cargo run
+//!   --release -p gram-benches --bin cpu_kernels`).
 //!
 //! Accuracy: either way each element is a sum of d f32 products in f32, in some blocked order;
 //! the backend's error model (Higham–Mary, [`super::gemm_dot_rel_err`]) holds for any order.

@@ -143,7 +143,7 @@ unsafe fn gemm_raw(
     if let Some((lhs, rhs)) = operands {
         // SAFETY: dst's [m, n] lies in its allocation (the caller's contract), written above.
         let out = unsafe { subnormals::count(dst, (m, n), dst_rs, 1) };
-        subnormals::record(site, lhs, rhs, out);
+        subnormals::record(site, 2 * (m * n * k) as u64, lhs, rhs, out);
     }
 }
 

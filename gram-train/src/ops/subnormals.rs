@@ -9,8 +9,25 @@
 //! machine (or any other) when subnormals reach the GEMMs again. Values are read by their
 //! bits, so the count is right also on a thread that reads subnormals as zero (DAZ).
 //!
-//! Where they came from (this probe on the pretraining step, MiniLM + small ViT + AST, B = 64,
-//! without flush-to-zero): see the table in `gram-train/README.md`'s "Subnormals" section.
+//! Where they came from — this probe on the pretraining step (MiniLM + small ViT + AST, B = 64,
+//! 5 steps, `pretrain_step --keep-subnormals --count-subnormals`), 2026-12-02, with
+//! [`super::fastmath::exp_nonpositive`] still returning e^−87 ≈ 1.65e-38 below −87:
+//!
+//! | GEMM | subnormal operands | subnormal results |
+//! |---|---|---|
+//! | attention ∂v += Pᵀ·∂o, ∂P = ∂o·vᵀ | 741,254 | 573,890 |
+//! | attention ∂q += ∂s·k, ∂k += ∂sᵀ·q | 393,646 | 546,879 |
+//! | Linear ∂x = ∂y·W, ∂W = ∂yᵀ·x | 5,063,346 | 3,153,024 |
+//! | attention forward, Linear forward | 0 | 0 |
+//!
+//! A padded key's score is −10⁹, so its probability came out as e^−87/l, subnormal once
+//! divided by the row sum l; through ∂s = P∘(∂P − δ) the padded keys got subnormal gradients,
+//! and the key projections' backward carried them into every Linear layer below (the [PAD]
+//! token's embedding gradient was subnormal in all 384 entries). With the exponential exactly 0
+//! below −64 the same run shows no subnormal operand at all; 49 subnormal results remain in
+//! the first step (∂W of a projection head: a tiny gradient times a tiny activation), which
+//! flush-to-zero ([`crate::fp_mode`]) removes. On an Intel Xeon (AVX-512) the step went from
+//! 28 to 71 samples/s with the source fixed, flush-to-zero off.
 
 use std::collections::BTreeMap;
 use std::panic::Location;
@@ -23,8 +40,9 @@ static COUNTS: Mutex<BTreeMap<String, SiteCounts>> = Mutex::new(BTreeMap::new())
 /// Subnormal values seen at one GEMM call site since the last [`take`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SiteCounts {
-    /// GEMM calls made from the site.
+    /// GEMM calls made from the site, and their floating-point operations (2·m·n·k).
     pub calls: u64,
+    pub flops: u64,
     /// Subnormal elements of the left operand, the right operand and the result.
     pub lhs: u64,
     pub rhs: u64,
@@ -82,11 +100,12 @@ pub(crate) unsafe fn count(
 }
 
 /// Adds one GEMM call's counts to `site`.
-pub(crate) fn record(site: &Location<'_>, lhs: u64, rhs: u64, out: u64) {
+pub(crate) fn record(site: &Location<'_>, flops: u64, lhs: u64, rhs: u64, out: u64) {
     let key = format!("{}:{}", site.file(), site.line());
     let mut all = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
     let c = all.entry(key).or_default();
     c.calls += 1;
+    c.flops += flops;
     c.lhs += lhs;
     c.rhs += rhs;
     c.out += out;
