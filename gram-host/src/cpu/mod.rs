@@ -1,8 +1,8 @@
 //! The CPU backend: volume matrices at close to the speed of the cross-dot GEMMs.
 //!
 //! For each tile of anchors × candidates, one f32 GEMM per modality gives the cross dot
-//! products a·m_t ([`gemm`]: the fastest kernel for the CPU, chosen at run time, no threads of
-//! its own; rayon parallelises over anchor tiles). Each pair's volume then comes from the candidate's
+//! products a·m_t ([`gemm`]: the faster of two crates for this CPU, no threads of its own; rayon
+//! parallelises over anchor tiles). Each pair's volume then comes from the candidate's
 //! precomputed factor ([`gram_nostd::Candidate`]), with an a-posteriori error bound. Pairs whose
 //! bound exceeds [`GEMM_PATH_TOLERANCE`] — anchors lying nearly in the candidate's span, i.e.
 //! well-aligned positives — go to [`gram_nostd::score_pair`] (f64 dots, then the exact path).
