@@ -13,7 +13,9 @@
 //! the (vast majority of) well-conditioned pairs and send the rest to [`crate::volume`].
 
 use crate::dd::Dd;
-use crate::ldl::{Scaled, Square, ldl_pivoted, sqrt_det};
+use crate::element::pow2_scale;
+use crate::ldl::{Field, Ldl, Scaled, Square, ldl_pivoted, sqrt_det};
+use crate::single::{Arithmetic, IN_RANGE, U32, dot2_32, dot2_rel_err, sqrt32};
 use crate::volume::{dd_zero_tol, scaled_gram};
 use crate::{Element, GramError, MAX_K};
 
@@ -40,6 +42,23 @@ pub struct Candidate {
     degenerate: bool,
     /// W not representable in f64 (only for f64 inputs of extreme magnitude): no fast path.
     fast_path: bool,
+    /// ε_G: see [`Candidate::gram_rel_err`]. 0 for the `Double` factorisation.
+    gram_err: f64,
+    /// ½·ε_G·Σwn²: a bound on vol(M)'s relative error from ε_G.
+    vol_err: f64,
+    /// Every vector's largest magnitude lies in [`crate::single::IN_RANGE`]: the single-precision
+    /// dot products' bounds hold for pairs with this candidate.
+    in_range32: bool,
+    /// The f32 factor below is usable (in range, finite, vol(M) a normal f32).
+    single: bool,
+    /// W rounded to f32 (packed like `w`), `wn` rounded up, vol(M) rounded to f32.
+    w32: [f32; TRI],
+    wn32: [f32; M_MAX],
+    vol32: f32,
+    /// Bound on the relative error of `vol32` (its rounding and vol(M)'s own error).
+    vol_err32: f32,
+    /// `gram_err` rounded up to f32.
+    gram_err32: f32,
 }
 
 /// A pair volume from the fast path and a bound on its relative error.
@@ -54,12 +73,29 @@ pub struct PairVolume {
 }
 
 impl Candidate {
-    /// Factor the candidate tuple `vectors` (k − 1 of them, each of length n). `anchor_dim` is
-    /// n; it is checked here so that k > n gives a degenerate (all-zero) candidate.
+    /// Factor the candidate tuple `vectors` (k − 1 of them, each of length n), in the target's
+    /// [`Arithmetic::NATIVE`] arithmetic (see [`Candidate::new_with`]). `anchor_dim` is n; it
+    /// is checked here so that k > n gives a degenerate (all-zero) candidate.
     ///
     /// Errors: `TooManyVectors` (more than 15), `DimensionMismatch`, `EmptyInput` (n = 0),
     /// `NonFinite`.
     pub fn new<T: Element>(vectors: &[&[T]], anchor_dim: usize) -> Result<Candidate, GramError> {
+        Self::new_with(Arithmetic::NATIVE, vectors, anchor_dim)
+    }
+
+    /// [`Candidate::new`] in a chosen arithmetic.
+    /// - `Double`: the Gram matrix in double-double (as if formed in 106-bit arithmetic) and its
+    ///   pivoted LDLᵀ in double-double: W is exact to f64 rounding whatever the conditioning.
+    /// - `Single` (f32 inputs in [`crate::single::IN_RANGE`]): the Gram matrix from compensated
+    ///   f32 dot products ([`crate::single::dot2_32`], error ε_G ≈ 1e-10 relative for n = 512)
+    ///   and the LDLᵀ in f64 — ~100× fewer instructions without f64 hardware. Every pair bound
+    ///   then carries ε_G (see [`Candidate::gram_rel_err`]), so the scoring contracts are
+    ///   unchanged; a tuple too close to dependent for ε_G to resolve is factored as `Double`.
+    pub fn new_with<T: Element>(
+        arithmetic: Arithmetic,
+        vectors: &[&[T]],
+        anchor_dim: usize,
+    ) -> Result<Candidate, GramError> {
         if vectors.len() > M_MAX {
             return Err(GramError::TooManyVectors {
                 k: vectors.len() + 1,
@@ -67,21 +103,6 @@ impl Candidate {
         }
         if anchor_dim == 0 {
             return Err(GramError::EmptyInput);
-        }
-        let mut c = Candidate {
-            m: vectors.len() as u8,
-            dim: anchor_dim,
-            perm: [0; M_MAX],
-            w: [0.0; TRI],
-            wn: [0.0; M_MAX],
-            volume: Scaled::ONE,
-            volume_f64: 1.0,
-            degenerate: false,
-            fast_path: true,
-        };
-        let m = vectors.len();
-        if m == 0 {
-            return Ok(c);
         }
         for v in vectors {
             if v.len() != anchor_dim {
@@ -91,42 +112,155 @@ impl Candidate {
                 });
             }
         }
+        let mut c = Candidate::unfactored(vectors.len(), anchor_dim);
+        if vectors.is_empty() {
+            return Ok(c);
+        }
+        if arithmetic == Arithmetic::Single {
+            let mut v32: [&[f32]; M_MAX] = [&[]; M_MAX];
+            let mut all = true;
+            for (d, v) in v32.iter_mut().zip(vectors) {
+                match T::as_f32_slice(v) {
+                    Some(x) => *d = x,
+                    None => all = false,
+                }
+            }
+            if all && c.factor_single(&v32[..vectors.len()])? {
+                return Ok(c);
+            }
+        }
+        c.factor_double(vectors)?;
+        Ok(c)
+    }
+
+    /// A candidate of `m` vectors of length `dim` with nothing factored yet (volume 1, W = 0).
+    fn unfactored(m: usize, dim: usize) -> Candidate {
+        Candidate {
+            m: m as u8,
+            dim,
+            perm: [0; M_MAX],
+            w: [0.0; TRI],
+            wn: [0.0; M_MAX],
+            volume: Scaled::ONE,
+            volume_f64: 1.0,
+            degenerate: false,
+            fast_path: true,
+            in_range32: true,
+            gram_err: 0.0,
+            vol_err: 0.0,
+            single: false,
+            w32: [0.0; TRI],
+            wn32: [0.0; M_MAX],
+            vol32: 1.0,
+            vol_err32: 0.0,
+            gram_err32: 0.0,
+        }
+    }
+
+    /// Mark the candidate as spanning nothing: every pair volume is exactly 0.
+    fn set_degenerate(&mut self) {
+        self.degenerate = true;
+        self.volume = Scaled::ZERO;
+        self.volume_f64 = 0.0;
+    }
+
+    /// The `Double` factorisation: double-double Gram matrix and LDLᵀ.
+    fn factor_double<T: Element>(&mut self, vectors: &[&[T]]) -> Result<(), GramError> {
+        let (m, n) = (vectors.len(), self.dim);
         let mut gram: Square<Dd> = [[Dd::ZERO; MAX_K]; MAX_K];
         let sg = scaled_gram(vectors, &mut gram)?;
-        if sg.trivially_zero || m + 1 > anchor_dim {
-            c.degenerate = true;
-            c.volume = Scaled::ZERO;
-            return Ok(c);
+        if sg.trivially_zero || m + 1 > n {
+            self.set_degenerate();
+            return Ok(());
         }
         // Norms before the factorisation overwrites the diagonal: ‖m_j‖ = sqrt(Ĝ_jj)·2^e_j.
         let mut norms = [0.0f64; M_MAX];
         for (j, nj) in norms.iter_mut().enumerate().take(m) {
             *nj = libm::scalbn(libm::sqrt(gram[j][j].to_f64()), sg.exps[j]);
         }
-        let f = ldl_pivoted(&mut gram, m, dd_zero_tol(anchor_dim, m));
+        // max|m_j| ∈ [2^e_j, 2^(e_j+1)): the single-precision range is [2^-40, 2^40).
+        self.in_range32 = sg.exps[..m].iter().all(|e| (-40..40).contains(e));
+        let f = ldl_pivoted(&mut gram, m, dd_zero_tol(n, m));
         if f.rank < m {
-            c.volume = Scaled::ZERO;
-            c.volume_f64 = 0.0;
+            self.volume = Scaled::ZERO;
+            self.volume_f64 = 0.0;
             if gram[f.rank][f.rank].to_f64() <= 0.0 {
                 // A pivot exactly zero: the vectors are dependent; every pair volume is 0.
-                c.degenerate = true;
+                self.degenerate = true;
             } else {
                 // A pivot below the tolerance but not zero: singular to working precision
                 // on its own, yet with an anchor the tuple's own factorisation may resolve it
                 // (its threshold is relative to its largest diagonal). Every pair then takes
                 // the exact path, so scores agree with `volume` (found by the volume fuzzer).
-                c.fast_path = false;
+                self.fast_path = false;
             }
-            return Ok(c);
+            return Ok(());
         }
-        let e: i64 = sg.exps[..m].iter().map(|&e| e as i64).sum();
-        c.volume = sqrt_det(&gram, &f).shift(e);
-        let v = c.volume.to_f64();
-        c.volume_f64 = if v.is_normal() { v } else { 0.0 };
+        self.finish(&mut gram, &f, &sg.exps, &norms);
+        self.derive_error_terms();
+        Ok(())
+    }
 
-        // X = L⁻¹ by forward substitution in double-double, written into the (mirrored, no
-        // longer needed) strict upper triangle: X[i][a] lives at g[a][i] for a < i.
-        let g = &mut gram;
+    /// The `Single` factorisation: compensated f32 Gram matrix, f64 LDLᵀ. Returns `false`
+    /// (nothing changed) where it cannot decide as well as `Double` would: a zero or
+    /// non-finite vector, a norm outside the single-precision range, or a pivot within the
+    /// Gram matrix's error of zero.
+    fn factor_single(&mut self, vectors: &[&[f32]]) -> Result<bool, GramError> {
+        let (m, n) = (vectors.len(), self.dim);
+        let mut exps = [0i32; MAX_K];
+        let mut norms = [0.0f64; M_MAX];
+        let mut gram: Square<f64> = [[0.0; MAX_K]; MAX_K];
+        let range = IN_RANGE.start as f64..IN_RANGE.end as f64;
+        for j in 0..m {
+            // The diagonal decides the rest: a non-finite element makes it non-finite, a zero
+            // vector (or one whose squares underflow) makes it 0, and either way — or with a
+            // norm outside the single-precision range — the `Double` factorisation decides
+            // (and reports `NonFinite` where it must).
+            let d = dot2_32(vectors[j], vectors[j]);
+            norms[j] = libm::sqrt(d);
+            if !range.contains(&norms[j]) {
+                return Ok(false);
+            }
+            exps[j] = pow2_scale(norms[j]).1;
+            gram[j][j] = libm::scalbn(d, -2 * exps[j]);
+        }
+        if m + 1 > n {
+            self.set_degenerate();
+            return Ok(true);
+        }
+        for i in 0..m {
+            for j in 0..i {
+                gram[i][j] = libm::scalbn(dot2_32(vectors[i], vectors[j]), -(exps[i] + exps[j]));
+            }
+        }
+        let eps = single_gram_rel_err(n, m);
+        let f = ldl_pivoted(&mut gram, m, 16.0 * eps);
+        if f.rank < m {
+            return Ok(false);
+        }
+        self.finish(&mut gram, &f, &exps, &norms);
+        self.gram_err = eps;
+        self.derive_error_terms();
+        // The bounds are first order in ε_G·Σwn²: keep them far inside their validity.
+        Ok(self.vol_err <= 1e-6 || self.restore_unfactored())
+    }
+
+    /// Undo a factorisation (for `factor_single` to hand over to `factor_double`); `false`.
+    fn restore_unfactored(&mut self) -> bool {
+        *self = Candidate::unfactored(self.m as usize, self.dim);
+        false
+    }
+
+    /// W, its row norms and vol(M) from the pivoted LDLᵀ of the equilibrated Gram matrix (in
+    /// double-double or f64), then the derived f32 factor.
+    fn finish<F: Field>(&mut self, g: &mut Square<F>, f: &Ldl, exps: &[i32], norms: &[f64]) {
+        let m = self.m as usize;
+        let e: i64 = exps[..m].iter().map(|&e| e as i64).sum();
+        self.volume = sqrt_det(g, f).shift(e);
+        let v = self.volume.to_f64();
+        self.volume_f64 = if v.is_normal() { v } else { 0.0 };
+        // X = L⁻¹ by forward substitution, written into the (mirrored, no longer needed)
+        // strict upper triangle: X[i][a] lives at g[a][i] for a < i.
         for i in 0..m {
             for a in 0..i {
                 // X[i][a] = −(L[i][a] + Σ_{t=a+1}^{i−1} L[i][t]·X[t][a])
@@ -134,11 +268,11 @@ impl Candidate {
                 for t in a + 1..i {
                     s = s + g[i][t] * g[a][t];
                 }
-                g[a][i] = -s;
+                g[a][i] = F::ZERO - s;
             }
         }
         for i in 0..m {
-            c.perm[i] = f.perm[i] as u8;
+            self.perm[i] = f.perm[i] as u8;
             let inv_sqrt_d = 1.0 / libm::sqrt(f.pivot(g, i).to_f64());
             let row = i * (i + 1) / 2;
             let mut wn = 0.0;
@@ -146,14 +280,57 @@ impl Candidate {
                 let j = f.perm[a];
                 let x = if a == i { 1.0 } else { g[a][i].to_f64() };
                 // Undo the power-of-two equilibration of vector j: d̂_j = 2^-e_j · d_j.
-                let w = libm::scalbn(x * inv_sqrt_d, -sg.exps[j]);
-                c.w[row + a] = w;
+                let w = libm::scalbn(x * inv_sqrt_d, -exps[j]);
+                self.w[row + a] = w;
                 wn += libm::fabs(w) * norms[j];
             }
-            c.wn[i] = wn;
-            c.fast_path &= wn.is_finite();
+            self.wn[i] = wn;
+            self.fast_path &= wn.is_finite();
         }
-        Ok(c)
+    }
+
+    /// How far the factor's Gram matrix may be from the exact one, relative to ‖m_i‖‖m_j‖
+    /// entrywise: 0 for the `Double` factorisation (its 2^-104 is below every bound's
+    /// resolution), ε_G for `Single` (the compensated dot products and the f64 LDLᵀ). Pair
+    /// bounds add ε_G·(Σᵢ|cᵢ|·wnᵢ)² to the residual's error and ½·ε_G·Σᵢwnᵢ² to vol(M)'s.
+    pub fn gram_rel_err(&self) -> f64 {
+        self.gram_err
+    }
+
+    /// `vol_err` from `gram_err` and `wn` (first-order perturbation of log det).
+    fn derive_error_terms(&mut self) {
+        let m = self.m as usize;
+        let sum_sq: f64 = self.wn[..m].iter().map(|w| w * w).sum();
+        self.vol_err = if self.gram_err == 0.0 {
+            0.0
+        } else {
+            0.5 * self.gram_err * sum_sq * 1.01
+        };
+        self.fill_single();
+    }
+
+    /// Round the factor to f32 for [`Candidate::pair_volume32`]; leaves `single` false when a
+    /// value does not fit (then pairs take the f64 paths).
+    fn fill_single(&mut self) {
+        let m = self.m as usize;
+        self.single = false;
+        if self.degenerate || !self.fast_path || !self.in_range32 {
+            return;
+        }
+        let mut finite = true;
+        for (w32, &w) in self.w32.iter_mut().zip(&self.w[..m * (m + 1) / 2]) {
+            *w32 = w as f32;
+            finite &= w32.is_finite();
+        }
+        for (wn32, &wn) in self.wn32.iter_mut().zip(&self.wn[..m]) {
+            // Rounded up: the rounding to nearest loses at most 2^-24 relative.
+            *wn32 = (wn * (1.0 + libm::scalbn(1.0, -20))) as f32;
+            finite &= wn32.is_finite();
+        }
+        self.vol32 = self.volume_f64 as f32;
+        self.vol_err32 = (U32 as f64 + (2 * m + 4) as f64 * U + self.vol_err) as f32 * 1.01;
+        self.gram_err32 = (self.gram_err * 1.01) as f32;
+        self.single = finite && self.vol32.is_normal();
     }
 
     /// Number of vectors in the tuple (k − 1).
@@ -264,7 +441,7 @@ impl Candidate {
             },
             Residual::Value { r2, err } => PairVolume {
                 volume: self.scaled_volume(r2),
-                rel_err_bound: 0.5 * err / r2 + (2 * self.m as usize + 4) as f64 * U,
+                rel_err_bound: 0.5 * err / r2 + (2 * self.m as usize + 4) as f64 * U + self.vol_err,
             },
         }
     }
@@ -285,10 +462,65 @@ impl Candidate {
             Residual::Zero => Some(0.0),
             Residual::Unreliable(_) => None,
             Residual::Value { r2, err } => {
-                let slack = tolerance - (2 * self.m as usize + 4) as f64 * U;
+                let slack = tolerance - (2 * self.m as usize + 4) as f64 * U - self.vol_err;
                 (0.5 * err <= slack * r2).then(|| self.scaled_volume(r2))
             }
         }
+    }
+
+    /// The single-precision fast path: vol(a, M) from f32 quantities, if a certified bound on
+    /// its relative error (rounding of the output included) is ≤ `tolerance`, else `None`
+    /// (the caller refines). `nsq` is ‖a‖² with relative error ≤ 2^-24, `norm` ≥ ‖a‖, and
+    /// `dots[j]` = a·m_j with `|error| ≤ dot_rel_err·‖a‖·‖m_j‖` (e.g. [`crate::single::dot32_rel_err`]).
+    /// Exactly 0 for a degenerate candidate or a zero anchor; never NaN.
+    ///
+    /// The bound is the f64 path's (see [`Candidate::pair_volume`]) with f32's unit roundoff, W
+    /// rounded to f32, and the bound's own evaluation in f32 covered by a 2^-12 relative margin.
+    #[inline]
+    pub fn pair_volume32(
+        &self,
+        nsq: f32,
+        norm: f32,
+        dots: &[f32],
+        dot_rel_err: f32,
+        tolerance: f32,
+    ) -> Option<f32> {
+        if self.degenerate || nsq == 0.0 {
+            return Some(0.0);
+        }
+        if !self.single {
+            return None;
+        }
+        let m = self.m as usize;
+        let dscale = (dot_rel_err + (m as f32 + 2.0) * U32) * norm;
+        let (mut cc, mut err, mut cw) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..m {
+            let row = &self.w32[i * (i + 1) / 2..][..=i];
+            let mut ci = 0.0f32;
+            for (w, &j) in row.iter().zip(&self.perm[..=i]) {
+                ci += w * dots[j as usize];
+            }
+            let dci = dscale * self.wn32[i];
+            cc += ci * ci;
+            err += (2.0 * ci.abs() + dci) * dci;
+            cw += ci.abs() * self.wn32[i];
+        }
+        let r2 = nsq - cc;
+        let err = (err + self.gram_err32 * cw * cw + (m as f32 + 3.0) * U32 * (nsq + cc))
+            * (1.0 + 1.0 / 4096.0);
+        let slack = tolerance - self.vol_err32 - 2.0 * U32;
+        // `!(r2 > err)` also catches NaN from non-finite inputs.
+        if !(r2 > err) || 0.5 * err > slack * r2 {
+            return None;
+        }
+        let v = self.vol32 * sqrt32(r2);
+        v.is_normal().then_some(v)
+    }
+
+    /// True when pairs with this candidate may use the single-precision dot products (every
+    /// vector's largest magnitude in [`crate::single::IN_RANGE`]).
+    pub fn in_single_range(&self) -> bool {
+        self.in_range32
     }
 
     /// [`Candidate::pair_volume_within`] for many anchors at once, written so the compiler
@@ -315,7 +547,9 @@ impl Candidate {
             out.fill(0.0);
             return;
         }
+        // A factor with a Gram error (prepared in single precision) is not batched here.
         if !self.fast_path
+            || self.gram_err != 0.0
             || scratch.len() < (m + 2) * r
             || dots.len() < m
             || norm_sq.len() < r
@@ -384,7 +618,9 @@ impl Candidate {
     /// candidates factored once can be stored (a search index) and read back with
     /// [`Candidate::from_record`] bit for bit: `[vol(M) as f64, vol(M) mantissa, vol(M)
     /// exponent, flags, perm[..m], wn[..m], W packed by rows]`. Every value is an f64 that
-    /// represents its field exactly (the exponent and the permutation are small integers).
+    /// represents its field exactly (the exponent and the permutation are small integers; flags:
+    /// 1 degenerate, 2 fast path, 4 in the single-precision range, 8 factored in single
+    /// precision — its ε_G follows from m and n).
     pub fn record(&self, out: &mut [f64]) -> Result<(), GramError> {
         let m = self.m as usize;
         let tri = m * (m + 1) / 2;
@@ -397,7 +633,10 @@ impl Candidate {
         out[0] = self.volume_f64;
         out[1] = self.volume.mant;
         out[2] = self.volume.exp2 as f64;
-        out[3] = (self.degenerate as u8 | (self.fast_path as u8) << 1) as f64;
+        out[3] = (self.degenerate as u8
+            | (self.fast_path as u8) << 1
+            | (self.in_range32 as u8) << 2
+            | ((self.gram_err != 0.0) as u8) << 3) as f64;
         for i in 0..m {
             out[4 + i] = self.perm[i] as f64;
             out[4 + m + i] = self.wn[i];
@@ -424,7 +663,7 @@ impl Candidate {
         let integral = |x: f64, lo: f64, hi: f64| x == libm::trunc(x) && (lo..=hi).contains(&x);
         let (vol, mant, exp2, flags) = (rec[0], rec[1], rec[2], rec[3]);
         let mant_ok = mant == 0.0 || (0.5..=1.0).contains(&mant);
-        if vol < 0.0 || !mant_ok || !integral(exp2, -1e15, 1e15) || !integral(flags, 0.0, 3.0) {
+        if vol < 0.0 || !mant_ok || !integral(exp2, -1e15, 1e15) || !integral(flags, 0.0, 15.0) {
             return Err(GramError::InvalidParameter);
         }
         let mut c = Candidate {
@@ -440,6 +679,19 @@ impl Candidate {
             },
             degenerate: flags as u8 & 1 != 0,
             fast_path: flags as u8 & 2 != 0,
+            in_range32: flags as u8 & 4 != 0,
+            gram_err: if flags as u8 & 8 != 0 {
+                single_gram_rel_err(dim, m)
+            } else {
+                0.0
+            },
+            vol_err: 0.0,
+            single: false,
+            w32: [0.0; TRI],
+            wn32: [0.0; M_MAX],
+            vol32: 1.0,
+            vol_err32: 0.0,
+            gram_err32: 0.0,
         };
         // Degenerate and slow-path candidates are stored unpivoted (all zeros).
         let permuted = c.fast_path && !c.degenerate;
@@ -454,6 +706,7 @@ impl Candidate {
             c.wn[i] = rec[4 + m + i];
         }
         c.w[..m * (m + 1) / 2].copy_from_slice(&rec[4 + 2 * m..]);
+        c.derive_error_terms();
         Ok(c)
     }
 
@@ -487,6 +740,7 @@ impl Candidate {
         let dc_scale = (dot_rel_err + (m as f64 + 1.0) * U) * anchor_norm;
         let mut cc = 0.0f64;
         let mut err = 0.0f64;
+        let mut cw = 0.0f64;
         for i in 0..m {
             let row = &self.w[i * (i + 1) / 2..][..=i];
             let mut ci = 0.0;
@@ -496,7 +750,10 @@ impl Candidate {
             let dci = dc_scale * self.wn[i];
             cc += ci * ci;
             err += (2.0 * libm::fabs(ci) + dci) * dci;
+            cw += libm::fabs(ci) * self.wn[i];
         }
+        // The factor's own Gram error (0 for the double-double factorisation).
+        let err = err + self.gram_err * cw * cw;
         let (r2, err) = residual_and_bound(anchor_norm_sq, cc, err, norm_rel_err);
         // `!(r2 > err)` also catches NaN from non-finite inputs.
         if !(r2 > err) || !self.fast_path || !err.is_finite() {
@@ -505,6 +762,13 @@ impl Candidate {
             Residual::Value { r2, err }
         }
     }
+}
+
+/// ε_G of the `Single` factorisation of m vectors of length n: the compensated dot products'
+/// bound and the f64 LDLᵀ's backward error (γ_{m+1}, entrywise relative to ‖m_i‖‖m_j‖ by
+/// Cauchy–Schwarz over the pivots), with 1 % to spare.
+fn single_gram_rel_err(n: usize, m: usize) -> f64 {
+    (dot2_rel_err(n) + 2.0 * (m + 1) as f64 * U) * 1.01
 }
 
 /// √x, correctly rounded (IEEE 754 square root: the same bits as `libm::sqrt`). On x86-64
@@ -616,7 +880,7 @@ mod tests {
                 assert!(Candidate::from_record(vectors.len(), 5, &bad).is_err());
             }
             let mut bad = rec.to_vec();
-            bad[3] = 4.0;
+            bad[3] = 16.0;
             assert!(Candidate::from_record(vectors.len(), 5, &bad).is_err());
             assert!(Candidate::from_record(vectors.len(), 5, &rec[1..]).is_err());
         }

@@ -6,6 +6,9 @@ pub trait Element: Copy + Send + Sync + 'static {
     /// (24 + 24 mantissa bits fit in 53). Lets the exact path skip `two_prod`.
     const EXACT_F64_PRODUCT: bool;
     fn to_f64(self) -> f64;
+    /// The slice itself when the elements are f32 (the single-precision path takes only
+    /// those), else `None`.
+    fn as_f32_slice(v: &[Self]) -> Option<&[f32]>;
 }
 
 impl Element for f32 {
@@ -14,6 +17,10 @@ impl Element for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn as_f32_slice(v: &[f32]) -> Option<&[f32]> {
+        Some(v)
+    }
 }
 
 impl Element for f64 {
@@ -21,6 +28,10 @@ impl Element for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn as_f32_slice(_: &[f64]) -> Option<&[f32]> {
+        None
     }
 }
 

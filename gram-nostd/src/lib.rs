@@ -20,7 +20,8 @@
 //! work lives in fixed 16×16 arrays (a [`Candidate`] is ~1.1 KiB). Every fallible function
 //! returns [`GramError`]; none panics on any input.
 #![cfg_attr(not(test), no_std)]
-// No unsafe code but one audited SSE2 intrinsic call (candidate.rs, `sqrt_vectorisable`).
+// No unsafe code but one audited SSE2 intrinsic call (candidate.rs, `sqrt_vectorisable`) and
+// the f32 FPU instructions of `fpu.rs` (Cortex-M, RISC-V).
 #![deny(unsafe_code)]
 
 mod candidate;
@@ -28,12 +29,15 @@ pub mod dd;
 pub mod dot;
 mod element;
 mod error;
+#[cfg(any(gram_arm_vfp4, gram_riscv_f))]
+mod fpu;
 mod gram;
 mod ldl;
 mod loss;
 pub mod naive;
 mod rank;
 mod score;
+pub mod single;
 pub mod uniform;
 mod volume;
 
@@ -44,8 +48,10 @@ pub use gram::GramFactor;
 pub use loss::{LossParts, gram_loss};
 pub use rank::{RankSummary, Ties, rank_of, rank_with, recall_at_k, summarize_ranks};
 pub use score::{
-    FAST_PATH_TOLERANCE, ScoreStats, candidate_at, dot_f64_rel_err, score_pair, score_row, to_f32,
+    FAST_PATH_TOLERANCE, SINGLE_PATH_TOLERANCE, ScoreStats, candidate_at, dot_f64_rel_err,
+    score_pair, score_row, score_row_with, to_f32,
 };
+pub use single::Arithmetic;
 pub use volume::{gram_determinant, log_volume, volume};
 
 /// Largest number of vectors (modalities, anchor included) in one volume.

@@ -4,9 +4,16 @@
 #![no_std]
 #![no_main]
 
+mod bench;
+mod clock;
+mod stack;
+
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
-use gram_nostd::{Candidate, candidate_at, gram_loss, score_row, volume};
+use gram_nostd::{
+    Arithmetic, Candidate, GramFactor, candidate_at, gram_determinant, gram_loss, log_volume,
+    rank_of, score_row, score_row_with, summarize_ranks, volume,
+};
 use panic_semihosting as _;
 
 const N: usize = 16;
@@ -36,39 +43,20 @@ fn check(name: &str, got: f64, want: f64, rel: f64, failures: &mut u32) {
     }
 }
 
-/// Painted below the stack pointer before a measured call.
-const PAINT: u32 = 0xC0DE_CAFE;
-const PAINT_BYTES: usize = 64 * 1024;
-
-/// Fill `PAINT_BYTES` below the current stack pointer (leaving 256 bytes of slack for this
-/// function's own frame) and return the top of the painted region.
-#[inline(never)]
-fn paint_stack() -> usize {
-    let sp = cortex_m::register::msp::read() as usize;
-    let top = sp - 256;
-    for addr in (top - PAINT_BYTES..top).step_by(4) {
-        // SAFETY: measuring stack use needs raw writes below SP; the region lies inside RAM
-        // (4 MiB, stack at its top) and nothing lives there yet.
-        unsafe { core::ptr::write_volatile(addr as *mut u32, PAINT) };
-    }
-    top
-}
-
-/// Bytes of the painted region overwritten since `paint_stack` returned `top`.
-fn stack_used(top: usize) -> usize {
-    let mut addr = top - PAINT_BYTES;
-    // SAFETY: same region as painted above.
-    while addr < top && unsafe { core::ptr::read_volatile(addr as *const u32) } == PAINT {
-        addr += 4;
-    }
-    top - addr
-}
-
 #[inline(never)]
 fn scoring_call(anchor: &[f32], mods: &[&[f32]], cands: &[Candidate], out: &mut [f32]) -> usize {
     score_row(anchor, mods, cands, out)
         .map(|s| s.exact_recomputes)
         .unwrap_or(usize::MAX)
+}
+
+/// Modality rows of the instruction-count tables (512 KiB, in .bss).
+static mut ROWS: bench::Rows = [0.0; core::mem::size_of::<bench::Rows>() / 4];
+
+unsafe extern "C" {
+    // Bounds of .text, from cortex-m-rt's linker script.
+    static __stext: u8;
+    static __etext: u8;
 }
 
 #[entry]
@@ -130,9 +118,7 @@ fn main() -> ! {
     let cands: [Candidate; CANDIDATES] =
         core::array::from_fn(|j| candidate_at(&mods, N, j).unwrap());
     let mut out = [0.0f32; CANDIDATES];
-    let top = paint_stack();
-    let recomputes = scoring_call(&e0, &mods, &cands, &mut out);
-    let used = stack_used(top);
+    let (recomputes, used) = stack::used(|| scoring_call(&e0, &mods, &cands, &mut out));
     if recomputes == usize::MAX {
         hprintln!("score_row failed");
         failures += 1;
@@ -148,14 +134,38 @@ fn main() -> ! {
         used
     );
 
-    let top = paint_stack();
-    let _ = core::hint::black_box(volume(core::hint::black_box(&[&e0[..], &p, &q])));
-    hprintln!("volume (k=3, n=16): stack used {} bytes", stack_used(top));
+    failures += stack_table(&e0, &p, &q, &mods, &cands);
 
     // Loss over equal volumes: ln B.
     let v = [0.25f32; 9];
     let l = gram_loss(&v, 3, 0.07, 0.1, None).unwrap();
     check("loss uniform", l.loss, LN_3, 1e-12, &mut failures);
+
+    // SAFETY: the only reference to ROWS, taken once.
+    let rows = unsafe { &mut *core::ptr::addr_of_mut!(ROWS) };
+    hprintln!(
+        "\ninstructions per pair / per candidate (QEMU -icount shift=0; instructions, not cycles):"
+    );
+    bench::header();
+    for (d, k, aligned) in [
+        (512, 3, false),
+        (128, 3, false),
+        (512, 4, false),
+        (128, 4, false),
+        (512, 5, false),
+        (128, 5, false),
+        (512, 3, true),
+    ] {
+        failures += bench::run(rows, d, k, aligned);
+    }
+    bench::kernels(rows, 512);
+    bench::kernels(rows, 128);
+    // Addresses of linker symbols; nothing is read through them.
+    let text = core::ptr::addr_of!(__etext) as usize - core::ptr::addr_of!(__stext) as usize;
+    hprintln!(
+        "\n.text: {} bytes (this firmware, with its formatting and semihosting)",
+        text
+    );
 
     if failures == 0 {
         hprintln!("firmware: all checks passed");
@@ -168,3 +178,51 @@ fn main() -> ! {
 }
 
 const LN_3: f64 = 1.098_612_288_668_109_6;
+
+/// Stack bytes of each public entry point on small inputs (k = 3, n = 16; the fixed 16×16
+/// work arrays make the depth independent of k and n). Fails above 8 KiB.
+fn stack_table(e0: &[f32], p: &[f32], q: &[f32], mods: &[&[f32]], cands: &[Candidate]) -> u32 {
+    let t = [e0, p, q];
+    let mut out = [0.0f32; CANDIDATES];
+    let g = [1.0, 0.5, 0.25, 0.5, 2.0, 0.1, 0.25, 0.1, 3.0];
+    let scores = [0.5f32, 0.25, 0.75];
+    let mut ranks = [3u32, 1, 2];
+    let v = [0.25f32; 9];
+    let rows: [(&str, usize); 10] = [
+        ("volume", stack::used(|| volume(&t)).1),
+        ("log_volume", stack::used(|| log_volume(&t)).1),
+        ("gram_determinant", stack::used(|| gram_determinant(&t)).1),
+        (
+            "GramFactor::new",
+            stack::used(|| GramFactor::new(&g, 3).map(|f| f.condition())).1,
+        ),
+        (
+            "Candidate::new",
+            stack::used(|| candidate_at(mods, N, 0).map(|c| c.volume())).1,
+        ),
+        (
+            "score_row (f32 path)",
+            stack::used(|| score_row_with(Arithmetic::Single, e0, mods, cands, &mut out)).1,
+        ),
+        (
+            "score_row (f64 dots)",
+            stack::used(|| score_row_with(Arithmetic::Double, e0, mods, cands, &mut out)).1,
+        ),
+        (
+            "gram_loss",
+            stack::used(|| gram_loss(&v, 3, 0.07, 0.1, None).map(|l| l.loss)).1,
+        ),
+        ("rank_of", stack::used(|| rank_of(&scores, 1)).1),
+        (
+            "summarize_ranks",
+            stack::used(|| summarize_ranks(&mut ranks).map(|r| r.meanr)).1,
+        ),
+    ];
+    hprintln!("\n| function | stack bytes |\n|---|---|");
+    let mut failures = 0;
+    for (name, bytes) in rows {
+        hprintln!("| {} | {} |", name, bytes);
+        failures += (bytes > 8 * 1024) as u32;
+    }
+    failures
+}
