@@ -164,7 +164,10 @@ impl Candidate {
         self.volume_f64 = 0.0;
     }
 
-    /// The `Double` factorisation: double-double Gram matrix and LDLᵀ.
+    /// The `Double` factorisation: double-double Gram matrix and LDLᵀ. Not inlined, and neither
+    /// is `factor_single`: merged into one frame their work matrices (4 + 2 KiB) would both sit
+    /// on an embedded caller's stack.
+    #[inline(never)]
     fn factor_double<T: Element>(&mut self, vectors: &[&[T]]) -> Result<(), GramError> {
         let (m, n) = (vectors.len(), self.dim);
         let mut gram: Square<Dd> = [[Dd::ZERO; MAX_K]; MAX_K];
@@ -205,6 +208,7 @@ impl Candidate {
     /// (nothing changed) where it cannot decide as well as `Double` would: a zero or
     /// non-finite vector, a norm outside the single-precision range, or a pivot within the
     /// Gram matrix's error of zero.
+    #[inline(never)]
     fn factor_single(&mut self, vectors: &[&[f32]]) -> Result<bool, GramError> {
         let (m, n) = (vectors.len(), self.dim);
         let mut exps = [0i32; MAX_K];

@@ -179,7 +179,11 @@ fn dot2_step(s: &mut f32, c: &mut f32, x: f32, y: f32) {
 pub fn dot2_rel_err(n: usize) -> f64 {
     // γ_t = t·u/(1 − t·u) ≤ 1.001·t·u while t·u ≤ 2^-10 (n ≤ 2^16); beyond, the exact form.
     let tu = (n / 4 + 2) as f64 * U32 as f64;
-    let gamma = if tu <= 1.0 / 1024.0 { tu * 1.001 } else { tu / (1.0 - tu) };
+    let gamma = if tu <= 1.0 / 1024.0 {
+        tu * 1.001
+    } else {
+        tu / (1.0 - tu)
+    };
     (2.0 * gamma * gamma + 8.0 * TWO_POW_M53 + 4.0 * n as f64 * TWO_POW_M46) * (1.0 + 1e-3)
 }
 

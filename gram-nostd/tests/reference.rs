@@ -3,9 +3,7 @@
 mod support;
 use support::reference::{self, Case, error};
 
-use gram_nostd::{
-    Arithmetic, Candidate, GramError, gram_loss, score_row_with, volume,
-};
+use gram_nostd::{Arithmetic, Candidate, GramError, gram_loss, score_row_with, volume};
 
 fn worst<F: Fn(&Case, usize, usize) -> f64>(case: &Case, f: F) -> (f64, f64) {
     // (worst relative error over exact ≠ 0, worst absolute error over exact = 0)

@@ -134,6 +134,31 @@ fn main() -> ! {
         used
     );
 
+    // Candidates shipped as bytes (prepared on a host, flashed) score bit for bit the same.
+    let mut bytes = [0u8; Candidate::bytes_len(2)];
+    let mut refused = 0;
+    let loaded: [Candidate; CANDIDATES] = core::array::from_fn(|j| {
+        let back = cands[j]
+            .to_bytes(&mut bytes)
+            .and_then(|()| Candidate::from_bytes(&bytes));
+        refused += back.is_err() as usize;
+        back.unwrap_or_else(|_| cands[j].clone())
+    });
+    let mut again = [0.0f32; CANDIDATES];
+    let _ = scoring_call(&e0, &mods, &loaded, &mut again);
+    let same = refused == 0
+        && again
+            .iter()
+            .zip(&out)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+    hprintln!(
+        "candidates through bytes: {} ({} bytes each; {} bytes in RAM)",
+        if same { "same scores" } else { "MISMATCH" },
+        Candidate::bytes_len(2),
+        core::mem::size_of::<Candidate>()
+    );
+    failures += !same as u32;
+
     failures += stack_table(&e0, &p, &q, &mods, &cands);
 
     // Loss over equal volumes: ln B.
