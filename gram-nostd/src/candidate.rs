@@ -23,7 +23,8 @@ const M_MAX: usize = MAX_K - 1;
 const TRI: usize = M_MAX * (M_MAX + 1) / 2;
 const U: f64 = f64::EPSILON / 2.0;
 
-/// A factored candidate tuple of `m = k − 1` vectors (0 ≤ m ≤ 15), in fixed storage (~1.1 KiB).
+/// A factored candidate tuple of `m = k − 1` vectors (0 ≤ m ≤ 15), in fixed storage (1.7 KiB:
+/// the factor in f64 and in f32).
 #[derive(Clone, Debug)]
 pub struct Candidate {
     // Hot fields first: for small k a pair touches only the first cache lines.
@@ -46,19 +47,37 @@ pub struct Candidate {
     gram_err: f64,
     /// ½·ε_G·Σwn²: a bound on vol(M)'s relative error from ε_G.
     vol_err: f64,
-    /// Every vector's largest magnitude lies in [`crate::single::IN_RANGE`]: the single-precision
-    /// dot products' bounds hold for pairs with this candidate.
+    /// Every vector's largest magnitude (or norm) lies in [`crate::single::IN_RANGE`]: the
+    /// single-precision dot products' bounds hold for pairs with this candidate.
     in_range32: bool,
-    /// The f32 factor below is usable (in range, finite, vol(M) a normal f32).
-    single: bool,
-    /// W rounded to f32 (packed like `w`), `wn` rounded up, vol(M) rounded to f32.
-    w32: [f32; TRI],
-    wn32: [f32; M_MAX],
-    vol32: f32,
-    /// Bound on the relative error of `vol32` (its rounding and vol(M)'s own error).
-    vol_err32: f32,
-    /// `gram_err` rounded up to f32.
-    gram_err32: f32,
+    /// The factor in f32, for [`Candidate::pair_volume32`].
+    f32s: Factor32,
+}
+
+/// A candidate's factor rounded to f32 (the single-precision fast path reads only this).
+#[derive(Clone, Debug)]
+struct Factor32 {
+    /// Usable: in range, finite, vol(M) a normal f32.
+    usable: bool,
+    /// W rounded to nearest (packed like `Candidate::w`), `wn` rounded up, vol(M) to nearest.
+    w: [f32; TRI],
+    wn: [f32; M_MAX],
+    vol: f32,
+    /// Bound on the relative error of `vol` (its rounding and vol(M)'s own error).
+    vol_err: f32,
+    /// `Candidate::gram_err` rounded up.
+    gram_err: f32,
+}
+
+impl Factor32 {
+    const UNUSABLE: Factor32 = Factor32 {
+        usable: false,
+        w: [0.0; TRI],
+        wn: [0.0; M_MAX],
+        vol: 1.0,
+        vol_err: 0.0,
+        gram_err: 0.0,
+    };
 }
 
 /// A pair volume from the fast path and a bound on its relative error.
@@ -148,12 +167,7 @@ impl Candidate {
             in_range32: true,
             gram_err: 0.0,
             vol_err: 0.0,
-            single: false,
-            w32: [0.0; TRI],
-            wn32: [0.0; M_MAX],
-            vol32: 1.0,
-            vol_err32: 0.0,
-            gram_err32: 0.0,
+            f32s: Factor32::UNUSABLE,
         }
     }
 
@@ -317,24 +331,25 @@ impl Candidate {
     /// value does not fit (then pairs take the f64 paths).
     fn fill_single(&mut self) {
         let m = self.m as usize;
-        self.single = false;
+        self.f32s = Factor32::UNUSABLE;
         if self.degenerate || !self.fast_path || !self.in_range32 {
             return;
         }
+        let f = &mut self.f32s;
         let mut finite = true;
-        for (w32, &w) in self.w32.iter_mut().zip(&self.w[..m * (m + 1) / 2]) {
+        for (w32, &w) in f.w.iter_mut().zip(&self.w[..m * (m + 1) / 2]) {
             *w32 = w as f32;
             finite &= w32.is_finite();
         }
-        for (wn32, &wn) in self.wn32.iter_mut().zip(&self.wn[..m]) {
+        for (wn32, &wn) in f.wn.iter_mut().zip(&self.wn[..m]) {
             // Rounded up: the rounding to nearest loses at most 2^-24 relative.
             *wn32 = (wn * (1.0 + libm::scalbn(1.0, -20))) as f32;
             finite &= wn32.is_finite();
         }
-        self.vol32 = self.volume_f64 as f32;
-        self.vol_err32 = (U32 as f64 + (2 * m + 4) as f64 * U + self.vol_err) as f32 * 1.01;
-        self.gram_err32 = (self.gram_err * 1.01) as f32;
-        self.single = finite && self.vol32.is_normal();
+        f.vol = self.volume_f64 as f32;
+        f.vol_err = (U32 as f64 + (2 * m + 4) as f64 * U + self.vol_err) as f32 * 1.01;
+        f.gram_err = (self.gram_err * 1.01) as f32;
+        f.usable = finite && f.vol.is_normal();
     }
 
     /// Number of vectors in the tuple (k − 1).
@@ -492,32 +507,33 @@ impl Candidate {
         if self.degenerate || nsq == 0.0 {
             return Some(0.0);
         }
-        if !self.single {
+        let f = &self.f32s;
+        if !f.usable {
             return None;
         }
         let m = self.m as usize;
         let dscale = (dot_rel_err + (m as f32 + 2.0) * U32) * norm;
         let (mut cc, mut err, mut cw) = (0.0f32, 0.0f32, 0.0f32);
         for i in 0..m {
-            let row = &self.w32[i * (i + 1) / 2..][..=i];
+            let row = &f.w[i * (i + 1) / 2..][..=i];
             let mut ci = 0.0f32;
             for (w, &j) in row.iter().zip(&self.perm[..=i]) {
                 ci += w * dots[j as usize];
             }
-            let dci = dscale * self.wn32[i];
+            let dci = dscale * f.wn[i];
             cc += ci * ci;
             err += (2.0 * ci.abs() + dci) * dci;
-            cw += ci.abs() * self.wn32[i];
+            cw += ci.abs() * f.wn[i];
         }
         let r2 = nsq - cc;
-        let err = (err + self.gram_err32 * cw * cw + (m as f32 + 3.0) * U32 * (nsq + cc))
+        let err = (err + f.gram_err * cw * cw + (m as f32 + 3.0) * U32 * (nsq + cc))
             * (1.0 + 1.0 / 4096.0);
-        let slack = tolerance - self.vol_err32 - 2.0 * U32;
+        let slack = tolerance - f.vol_err - 2.0 * U32;
         // `!(r2 > err)` also catches NaN from non-finite inputs.
         if !(r2 > err) || 0.5 * err > slack * r2 {
             return None;
         }
-        let v = self.vol32 * sqrt32(r2);
+        let v = f.vol * sqrt32(r2);
         v.is_normal().then_some(v)
     }
 
@@ -690,12 +706,7 @@ impl Candidate {
                 0.0
             },
             vol_err: 0.0,
-            single: false,
-            w32: [0.0; TRI],
-            wn32: [0.0; M_MAX],
-            vol32: 1.0,
-            vol_err32: 0.0,
-            gram_err32: 0.0,
+            f32s: Factor32::UNUSABLE,
         };
         // Degenerate and slow-path candidates are stored unpivoted (all zeros).
         let permuted = c.fast_path && !c.degenerate;
