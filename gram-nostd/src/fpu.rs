@@ -66,6 +66,7 @@ pub fn sqrt32(x: f32) -> f32 {
 /// One compensated lane step of `single::dot2_32` for lane registers `$s` (sum), `$c`
 /// (compensation), `$x`·`$y`: s16 = p = fl(x·y), s17 = x·y − p (fused: exact), TwoSum of s
 /// and p into s18 + s20, c += e + pe. Same operations in the same order as the portable code.
+#[cfg(gram_arm_vfp4)]
 macro_rules! dot2_lane {
     ($s:literal, $c:literal, $x:literal, $y:literal) => {
         concat!(
@@ -144,6 +145,7 @@ pub fn dot2_blocks(a: &[[f32; 4]], b: &[[f32; 4]], state: &mut [f32; 8]) {
 }
 
 /// `acc_l (+)= x_l·y_l` for 8 lanes (`vmul` on the first quarter of a block, `vmla` after).
+#[cfg(gram_arm_vfp4)]
 macro_rules! mla8 {
     ($op:literal) => {
         concat!(

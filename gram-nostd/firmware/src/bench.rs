@@ -4,7 +4,7 @@
 //! Markdown table row per (D, k) and counts a failure when `score_row` misses its contract.
 
 use crate::clock::instructions;
-use cortex_m_semihosting::hprintln;
+use crate::platform::hprintln;
 use gram_nostd::naive::det_f32;
 use gram_nostd::single::sqrt32;
 use gram_nostd::{Arithmetic, Candidate, MAX_K, ScoreStats, candidate_at, score_row_with, volume};
@@ -187,7 +187,8 @@ pub fn run(rows: &mut Rows, d: usize, k: usize, aligned: bool) -> u32 {
         err_single = err_single.max(rel(single[j], exact));
         err_naive = err_naive.max(rel(naive[j], exact));
         // The contract: 1e-6 relative (exact zeros are compared absolutely, and must be 0).
-        if !(rel(single[j], exact) <= 1e-6) || !(rel(double[j], exact) <= 1e-7) {
+        let within = |got: f32, limit: f64| rel(got, exact) <= limit; // false for NaN too
+        if !within(single[j], 1e-6) || !within(double[j], 1e-7) {
             failures += 1;
         }
     }
