@@ -54,7 +54,7 @@ pub use loss::{LossParts, gram_loss};
 pub use rank::{RankSummary, Ties, rank_of, rank_with, recall_at_k, summarize_ranks};
 pub use score::{
     FAST_PATH_TOLERANCE, SINGLE_PATH_TOLERANCE, ScoreStats, candidate_at, dot_f64_rel_err,
-    score_pair, score_row, score_row_with, to_f32,
+    score_pair, score_row, score_row_by, score_row_with, to_f32,
 };
 pub use single::Arithmetic;
 pub use volume::{gram_determinant, log_volume, volume};

@@ -70,20 +70,33 @@ pub fn score_row_with<T: Element>(
     candidates: &[Candidate],
     out: &mut [f32],
 ) -> Result<ScoreStats, GramError> {
+    if out.len() != candidates.len() {
+        return Err(GramError::DimensionMismatch {
+            expected: candidates.len(),
+            found: out.len(),
+        });
+    }
+    score_row_by(arithmetic, anchor, modalities, |j| &candidates[j], out)
+}
+
+/// [`score_row_with`] for candidates that are not one slice: `candidate(j)` for j in
+/// `0..out.len()` (the C API keeps each candidate in tagged storage of its own). Same
+/// contracts and errors.
+pub fn score_row_by<'c, T: Element>(
+    arithmetic: Arithmetic,
+    anchor: &[T],
+    modalities: &[&[T]],
+    candidate: impl Fn(usize) -> &'c Candidate,
+    out: &mut [f32],
+) -> Result<ScoreStats, GramError> {
     let n = anchor.len();
-    let n2 = candidates.len();
+    let n2 = out.len();
     if n == 0 || n2 == 0 {
         return Err(GramError::EmptyInput);
     }
     let m = modalities.len();
     if m + 1 > MAX_K {
         return Err(GramError::TooManyVectors { k: m + 1 });
-    }
-    if out.len() != n2 {
-        return Err(GramError::DimensionMismatch {
-            expected: n2,
-            found: out.len(),
-        });
     }
     for t in modalities {
         if t.len() != n2 * n {
@@ -93,7 +106,10 @@ pub fn score_row_with<T: Element>(
             });
         }
     }
-    if let Some(c) = candidates.iter().find(|c| c.len() != m || c.dim() != n) {
+    if let Some(c) = (0..n2)
+        .map(&candidate)
+        .find(|c| c.len() != m || c.dim() != n)
+    {
         return Err(GramError::DimensionMismatch {
             expected: m,
             found: c.len(),
@@ -106,17 +122,17 @@ pub fn score_row_with<T: Element>(
         for (d, t) in mods.iter_mut().zip(modalities) {
             *d = T::as_f32_slice(t).unwrap_or_default();
         }
-        return score_row_single(a32, &mods[..m], candidates, out);
+        return score_row_single(a32, &mods[..m], candidate, out);
     }
     max_abs_checked(anchor)?;
     let norm_sq = dot_f64(anchor, 1.0, anchor, 1.0);
     let mut stats = ScoreStats::default();
     let mut rows: [&[T]; MAX_K] = [anchor; MAX_K];
-    for (j, (c, o)) in candidates.iter().zip(out.iter_mut()).enumerate() {
+    for (j, o) in out.iter_mut().enumerate() {
         for (t, modality) in modalities.iter().enumerate() {
             rows[t + 1] = &modality[j * n..(j + 1) * n];
         }
-        let (v, exact) = score_pair(&rows[..m + 1], norm_sq, c)?;
+        let (v, exact) = score_pair(&rows[..m + 1], norm_sq, candidate(j))?;
         stats.exact_recomputes += exact as usize;
         *o = to_f32(v)?;
     }
@@ -129,10 +145,10 @@ const SINGLE_TOL32: f32 = SINGLE_PATH_TOLERANCE as f32;
 
 /// [`score_row_with`]'s `Single` path, shapes already checked: per pair the f32 fast path, then
 /// compensated f32 dot products, then [`score_pair`] (f64 dots, then [`volume`]).
-fn score_row_single(
+fn score_row_single<'c>(
     anchor: &[f32],
     modalities: &[&[f32]],
-    candidates: &[Candidate],
+    candidate: impl Fn(usize) -> &'c Candidate,
     out: &mut [f32],
 ) -> Result<ScoreStats, GramError> {
     let (n, m) = (anchor.len(), modalities.len());
@@ -155,7 +171,8 @@ fn score_row_single(
     let (eta32, eta2) = (dot32_rel_err(n), dot2_rel_err(n));
     let mut exact_norm_sq = None;
     let mut rows: [&[f32]; MAX_K] = [anchor; MAX_K];
-    for (j, (c, o)) in candidates.iter().zip(out.iter_mut()).enumerate() {
+    for (j, o) in out.iter_mut().enumerate() {
+        let c = candidate(j);
         for (t, modality) in modalities.iter().enumerate() {
             rows[t + 1] = &modality[j * n..(j + 1) * n];
         }
