@@ -70,10 +70,11 @@ pub fn dot32(a: &[f32], b: &[f32]) -> f32 {
     }
     #[cfg(not(gram_arm_vfp4))]
     for (x, y) in ba.iter().zip(bb) {
-        let mut acc = [0.0f32; LANES];
         let (xs, _) = x.as_chunks::<LANES>();
         let (ys, _) = y.as_chunks::<LANES>();
-        for (x8, y8) in xs.iter().zip(ys) {
+        // The first products start the lanes (no addition to 0: without an FPU each is a call).
+        let mut acc = mul8(&xs[0], &ys[0]);
+        for (x8, y8) in xs[1..].iter().zip(&ys[1..]) {
             mla8(&mut acc, x8, y8);
         }
         let (t, e) = two_sum32(s, sum8(&acc));
@@ -91,6 +92,14 @@ pub fn dot32(a: &[f32], b: &[f32]) -> f32 {
 /// `acc[l] += x[l]·y[l]` for the 8 lanes, written out: with constant indices the lanes live in
 /// registers at every optimisation level (a loop over `l` is not unrolled at opt-level "s", and
 /// then the accumulators go through memory: measured 10 instructions per element, not 1.6).
+#[cfg(not(gram_arm_vfp4))]
+#[inline(always)]
+fn mul8(x: &[f32; LANES], y: &[f32; LANES]) -> [f32; LANES] {
+    let [x0, x1, x2, x3, x4, x5, x6, x7] = *x;
+    let [y0, y1, y2, y3, y4, y5, y6, y7] = *y;
+    [x0 * y0, x1 * y1, x2 * y2, x3 * y3, x4 * y4, x5 * y5, x6 * y6, x7 * y7]
+}
+
 #[cfg(not(gram_arm_vfp4))]
 #[inline(always)]
 fn mla8(acc: &mut [f32; LANES], x: &[f32; LANES], y: &[f32; LANES]) {
