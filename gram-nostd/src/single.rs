@@ -97,7 +97,16 @@ pub fn dot32(a: &[f32], b: &[f32]) -> f32 {
 fn mul8(x: &[f32; LANES], y: &[f32; LANES]) -> [f32; LANES] {
     let [x0, x1, x2, x3, x4, x5, x6, x7] = *x;
     let [y0, y1, y2, y3, y4, y5, y6, y7] = *y;
-    [x0 * y0, x1 * y1, x2 * y2, x3 * y3, x4 * y4, x5 * y5, x6 * y6, x7 * y7]
+    [
+        x0 * y0,
+        x1 * y1,
+        x2 * y2,
+        x3 * y3,
+        x4 * y4,
+        x5 * y5,
+        x6 * y6,
+        x7 * y7,
+    ]
 }
 
 #[cfg(not(gram_arm_vfp4))]
