@@ -360,9 +360,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 ties.into(),
             )?;
             if json {
-                println!("{}", commands::retrieval_json(&r));
+                println!("{}", r.to_json());
             } else {
-                print!("{}", commands::retrieval_table(&r));
+                print!("{}", r.table());
             }
         }
         Command::Loss {

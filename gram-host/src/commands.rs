@@ -400,22 +400,3 @@ pub fn loss(
         .batch()?
         .loss(temperature, label_smoothing, None)
 }
-
-pub fn retrieval_json(r: &Retrieval) -> serde_json::Value {
-    let dir = |s: &gram_nostd::RankSummary| serde_json::json!({"r1": s.r1, "r5": s.r5, "r10": s.r10, "medr": s.medr, "meanr": s.meanr});
-    serde_json::json!({"anchor_to_data": dir(&r.anchor_to_data), "data_to_anchor": dir(&r.data_to_anchor)})
-}
-
-pub fn retrieval_table(r: &Retrieval) -> String {
-    let mut s = String::from("direction        R@1     R@5     R@10    MedR    MeanR\n");
-    for (name, d) in [
-        ("anchor->data", &r.anchor_to_data),
-        ("data->anchor", &r.data_to_anchor),
-    ] {
-        s += &format!(
-            "{name:<15} {:>6.2}  {:>6.2}  {:>6.2}  {:>6.1}  {:>7.2}\n",
-            d.r1, d.r5, d.r10, d.medr, d.meanr
-        );
-    }
-    s
-}

@@ -14,6 +14,30 @@ pub struct Retrieval {
     pub data_to_anchor: RankSummary,
 }
 
+impl Retrieval {
+    /// `{"anchor_to_data": {r1, r5, r10, medr, meanr}, "data_to_anchor": {…}}`: the form
+    /// `gram eval --json`, reports and gram-train's evaluations write.
+    pub fn to_json(&self) -> serde_json::Value {
+        let dir = |s: &RankSummary| serde_json::json!({"r1": s.r1, "r5": s.r5, "r10": s.r10, "medr": s.medr, "meanr": s.meanr});
+        serde_json::json!({"anchor_to_data": dir(&self.anchor_to_data), "data_to_anchor": dir(&self.data_to_anchor)})
+    }
+
+    /// The two directions as a fixed-width text table (R@1/5/10 in %, MedR, MeanR).
+    pub fn table(&self) -> String {
+        let mut s = String::from("direction        R@1     R@5     R@10    MedR    MeanR\n");
+        for (name, d) in [
+            ("anchor->data", &self.anchor_to_data),
+            ("data->anchor", &self.data_to_anchor),
+        ] {
+            s += &format!(
+                "{name:<15} {:>6.2}  {:>6.2}  {:>6.2}  {:>6.1}  {:>7.2}\n",
+                d.r1, d.r5, d.r10, d.medr, d.meanr
+            );
+        }
+        s
+    }
+}
+
 /// What one pass over a square volume matrix yields.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ranks {

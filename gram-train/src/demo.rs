@@ -8,7 +8,7 @@ use crate::data::synth::{SynthConfig, generate};
 use crate::error::Error;
 use crate::model::gram::GramModel;
 use crate::train::checkpoint::load_model;
-use crate::train::embed::{embed_split, retrieval, retrieval_json};
+use crate::train::embed::{embed_split, retrieval};
 use crate::train::fit::{FitOptions, fit};
 use candle_core::Device;
 use gram_host::metrics::Retrieval;
@@ -137,7 +137,7 @@ pub fn run(cfg: &DemoConfig, out: &Path, progress: bool, dev: &Device) -> Result
                 a.r1, a.r5, a.r10, a.medr, d.r1, d.r5, d.r10, d.medr, summary.final_loss, summary.samples_per_s
             ));
             json.push(serde_json::json!({
-                "loss": name, "scored_by": scoring, "test": retrieval_json(&r),
+                "loss": name, "scored_by": scoring, "test": r.to_json(),
                 "final_train_loss": summary.final_loss, "samples_per_s": summary.samples_per_s, "steps": summary.steps,
             }));
         }

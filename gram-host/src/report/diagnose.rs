@@ -156,7 +156,7 @@ impl Diagnostics {
             .collect();
         serde_json::json!({
             "n": self.n, "dim": self.dim, "modalities": self.names,
-            "retrieval": crate::commands::retrieval_json(&self.retrieval),
+            "retrieval": self.retrieval.to_json(),
             "separation_auc": self.auc,
             "mean_row_min_volume": self.mean_row_min,
             "mean_positive_volume": self.positives.iter().map(|&v| v as f64).sum::<f64>() / self.n as f64,

@@ -15,7 +15,7 @@
 //! `"missing"`: it lacks that modality; its model input is a placeholder (zeros, an empty
 //! text) the loss never uses. The field of any other modality is required.
 
-use crate::data::source::HostBatch;
+use crate::data::batch::HostBatch;
 use crate::error::Error;
 use crate::model::encoders::{EncoderSpec, HostInput, Kind, audio, text, vision};
 use rayon::prelude::*;

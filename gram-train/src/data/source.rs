@@ -1,6 +1,7 @@
 //! Where batches come from: a feature split (`.npy` rows) or a raw split (JSONL manifest,
 //! decoded by encoders' preprocessing), behind one trait, plus a background prefetcher.
 
+pub use crate::data::batch::HostBatch;
 use crate::data::features::Split;
 use crate::data::features::load_split;
 use crate::data::raw::{self, Prep, RawSplit};
@@ -13,23 +14,6 @@ use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::sync::mpsc;
 use tokenizers::Tokenizer;
-
-/// One batch from a source: the inputs per modality, the sample indices they hold (bad raw
-/// samples may have been skipped), and which samples lack each modality.
-pub struct HostBatch {
-    pub inputs: Vec<HostInput>,
-    pub kept: Vec<usize>,
-    /// `missing[t][i]`: sample `kept[i]` has no vector of modality t; its input there is a
-    /// finite placeholder (zeros, an empty text) whose embedding the loss never uses.
-    pub missing: Vec<Vec<bool>>,
-}
-
-impl HostBatch {
-    /// Whether any sample of the batch lacks a modality.
-    pub fn incomplete(&self) -> bool {
-        self.missing.iter().flatten().any(|&m| m)
-    }
-}
 
 /// Batches by sample index.
 pub trait Source: Sync {

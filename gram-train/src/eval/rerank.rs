@@ -30,11 +30,11 @@ impl Evaluation {
         let mut v = serde_json::json!({
             "samples": self.samples,
             "skipped_samples": self.skipped,
-            "volume": gram_host::commands::retrieval_json(&self.volume),
+            "volume": self.volume.to_json(),
         });
         if let Some((k, r)) = &self.reranked {
             v["rerank_k"] = serde_json::json!(k);
-            v["reranked"] = gram_host::commands::retrieval_json(r);
+            v["reranked"] = r.to_json();
         }
         v
     }
@@ -44,13 +44,10 @@ impl Evaluation {
             "{} samples ({} skipped)\nby volume:\n{}",
             self.samples,
             self.skipped,
-            gram_host::commands::retrieval_table(&self.volume)
+            self.volume.table()
         );
         if let Some((k, r)) = &self.reranked {
-            s += &format!(
-                "top {k} re-ranked by DAM:\n{}",
-                gram_host::commands::retrieval_table(r)
-            );
+            s += &format!("top {k} re-ranked by DAM:\n{}", r.table());
         }
         s
     }

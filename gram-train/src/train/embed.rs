@@ -109,7 +109,3 @@ pub fn widened(emb: &[Vec<f32>], a: usize, d: usize) -> Result<(Widened<'_>, usi
     out.insert(a, anchor.as_slice().to_vec());
     Ok((Cow::Owned(out), anchor.cols))
 }
-
-pub fn retrieval_json(r: &Retrieval) -> serde_json::Value {
-    gram_host::commands::retrieval_json(r)
-}

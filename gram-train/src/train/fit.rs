@@ -14,7 +14,7 @@ use crate::train::build::{
 };
 use crate::train::checkpoint::{self, CheckpointState};
 use crate::train::distributed::{Collective, SingleProcess};
-use crate::train::embed::{embed_source, retrieval, retrieval_json};
+use crate::train::embed::{embed_source, retrieval};
 use crate::train::optim::{AdamW, AdamWConfig, learning_rate};
 use crate::train::snapshots::Snapshots;
 use crate::train::step::{optimizer_params, train_step};
@@ -526,7 +526,7 @@ fn validate(
 ) -> Result<serde_json::Value, Error> {
     let (emb, _) = embed_source(model, val, dev)?;
     let r = retrieval(&emb, model.anchor_index(), model.config.embed_dim)?;
-    let v = retrieval_json(&r);
+    let v = r.to_json();
     append_jsonl(metrics_path, &serde_json::json!({"step": step, "val": v}))?;
     Ok(v)
 }
