@@ -365,17 +365,19 @@ impl Plot for Curves<'_> {
             let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
                 (l.min(v), h.max(v))
             });
-            let pad = ((hi - lo) * 0.1).max(1e-9);
+            let (y_lo, y_hi) = y_range_with_legend_band(lo, hi, series.len());
             let mut chart = ChartBuilder::on(panel)
                 .caption(title, ("sans-serif", 15))
                 .margin(8)
                 .x_label_area_size(30)
                 .y_label_area_size(52)
-                .build_cartesian_2d(0.0..x_hi, (lo - pad)..(hi + pad))
+                .build_cartesian_2d(0.0..x_hi, y_lo..y_hi)
                 .map_err(e)?;
             chart
                 .configure_mesh()
                 .x_desc("step")
+                .x_labels(step_label_count(x_hi))
+                .x_label_formatter(&|x| step_label(*x))
                 .label_style(("sans-serif", 11))
                 .draw()
                 .map_err(e)?;
@@ -398,8 +400,88 @@ impl Plot for Curves<'_> {
                     .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
                     .map_err(e)?;
             }
-            legend(&mut chart, SeriesLabelPosition::LowerRight, 11)?;
+            legend(&mut chart, SeriesLabelPosition::UpperRight, 11)?;
         }
         Ok(())
+    }
+}
+
+/// Height of a curves panel's plotting area in pixels (300 per row, less caption and labels)
+/// and of one legend entry: what the legend band must hold.
+const PANEL_PLOT_PX: f64 = 230.0;
+const LEGEND_ENTRY_PX: f64 = 16.0;
+
+/// The y range of a curves panel whose data span [lo, hi]: 10 % padding below, and above the
+/// data a band tall enough for the legend of `entries` series (drawn in the upper right), so
+/// the legend never covers a curve.
+fn y_range_with_legend_band(lo: f64, hi: f64, entries: usize) -> (f64, f64) {
+    let pad = ((hi - lo) * 0.1).max(1e-9);
+    let (y_lo, data_top) = (lo - pad, hi + pad);
+    let band = ((entries as f64 * LEGEND_ENTRY_PX + 12.0) / PANEL_PLOT_PX).min(0.6);
+    (y_lo, data_top + (data_top - y_lo) * band / (1.0 - band))
+}
+
+/// Step-axis labels: integers (steps are counts), at most 6, never more than there are steps.
+fn step_label_count(x_hi: f64) -> usize {
+    (x_hi as usize).clamp(1, 6)
+}
+
+fn step_label(x: f64) -> String {
+    format!("{}", x.round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legend_band_lies_above_every_curve() {
+        for (lo, hi, entries) in [(0.0, 1.0, 2), (-3.0, 7.5, 4), (5.0, 5.0, 1), (0.1, 0.2, 8)] {
+            let (y_lo, y_hi) = y_range_with_legend_band(lo, hi, entries);
+            // The legend's share of the panel height, from the top.
+            let legend_px = entries as f64 * LEGEND_ENTRY_PX + 12.0;
+            let legend_bottom = y_hi - (y_hi - y_lo) * legend_px / PANEL_PLOT_PX;
+            assert!(
+                y_lo < lo && hi < legend_bottom,
+                "{lo}..{hi}, {entries}: legend from {legend_bottom}"
+            );
+        }
+    }
+
+    #[test]
+    fn step_labels_are_integers() {
+        assert_eq!(step_label(50.0), "50");
+        assert_eq!(step_label(99.999_999), "100");
+        assert_eq!(step_label_count(3.0), 3);
+        assert_eq!(step_label_count(1000.0), 6);
+    }
+
+    #[test]
+    fn a_curves_svg_has_integer_step_labels() {
+        let steps: Vec<u64> = (1..=8).map(|s| s * 25).collect();
+        let ys: Vec<f64> = steps.iter().map(|&s| 1.0 / s as f64).collect();
+        let curves = Curves {
+            steps: &steps,
+            panels: vec![(
+                "loss".into(),
+                vec![("train".into(), ys.clone()), ("val".into(), ys)],
+            )],
+        };
+        register_font();
+        let mut svg = String::new();
+        {
+            let area = SVGBackend::with_string(&mut svg, curves.size()).into_drawing_area();
+            curves.draw(&area).unwrap();
+            area.present().unwrap();
+        }
+        let texts: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| t.rsplit('>').next().map(str::trim))
+            .collect();
+        assert!(texts.contains(&"100"), "an integer step label: {texts:?}");
+        assert!(
+            !texts.contains(&"100.0") && !texts.contains(&"50.0"),
+            "{texts:?}"
+        );
     }
 }
