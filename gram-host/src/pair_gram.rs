@@ -2,8 +2,8 @@
 //! dot products themselves with their own GEMMs (gram-train's fused Candle op, the Python
 //! package's PyTorch function).
 //!
-//! Inputs, all f64 and row-major: `cross` [B1, B2, m] (anchor_i · modality_t[j]), `inner`
-//! [B2, m, m] (modality_s[j] · modality_t[j]) and `norms` [B1] (‖anchor_i‖²). Pair (i, j)'s
+//! Inputs, all f64 and row-major: `cross` [B1, B2, m] (anchor_i · modality_t\[j\]), `inner`
+//! [B2, m, m] (modality_s\[j\] · modality_t\[j\]) and `norms` \[B1\] (‖anchor_i‖²). Pair (i, j)'s
 //! Gram matrix is assembled from them, factored by [`gram_nostd::GramFactor`] (equilibrated,
 //! pivoted LDLᵀ in f64: the code every backend is tested against) and
 //! vol = sqrt(det G), ∂vol/∂G = ½·vol·G⁻¹ taken from the same factorisation.

@@ -373,7 +373,7 @@ impl Candidate {
     }
 
     /// An orthonormal basis of span(vectors) — the Q of M = QR — row-major `len() × n` into
-    /// `out`: q_i = Σ_a W[i][a]·m_perm[a], accumulated in f64 from the double-double factor
+    /// `out`: q_i = Σ_a W\[i\]\[a\]·m_perm\[a\], accumulated in f64 from the double-double factor
     /// (orthogonal to ~2^-53·κ(M)). For a GPU or any backend that projects instead of using dot
     /// products. `vectors` must be the ones the candidate was built from. A degenerate
     /// candidate writes zeros (its pair volumes are 0 anyway).

@@ -205,7 +205,7 @@ fn score_row_single<'c>(
     Ok(stats)
 }
 
-/// vol(rows[0], rows[1..]) where `candidate` is the factor of `rows[1..]` and
+/// vol(`rows[0]`, `rows[1..]`) where `candidate` is the factor of `rows[1..]` and
 /// `anchor_norm_sq = dot_f64(rows[0], rows[0])`: f64 dot products and the candidate's fast
 /// path, or [`volume`] when its bound exceeds [`FAST_PATH_TOLERANCE`]. Returns the volume and
 /// whether the exact path was taken. Shapes are the caller's responsibility (checked by

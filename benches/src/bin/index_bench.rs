@@ -2,9 +2,9 @@
 //! search of the same shapes cannot avoid, timed on the same machine in the same run.
 //!
 //! - `index_bench gen DIR N Q[,Q…] D`: DIR/v.npy and DIR/a.npy ([N, D], unit rows; row j of
-//!   `a` leans towards row j of `v` so the corpus has structure) and DIR/q<Q>.npy queries,
+//!   `a` leans towards row j of `v` so the corpus has structure) and DIR/`q<Q>`.npy queries,
 //!   written in blocks (never the whole corpus in memory).
-//! - `index_bench gemm DIR Q`: the two cross-dot GEMMs of q<Q>.npy against v.npy and a.npy
+//! - `index_bench gemm DIR Q`: the two cross-dot GEMMs of `q<Q>`.npy against v.npy and a.npy
 //!   ([Q, D] × [N, D]ᵀ each), tiled and threaded as gram's search tiles them (anchor tiles ×
 //!   candidate ranges over rayon, [`sgemm_abt`] per block) with the products left in per-task
 //!   buffers — the floor a search of those shapes runs against. Prints JSON.

@@ -11,9 +11,9 @@ pub const VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Always [`FORMAT`].
+    /// Always `FORMAT`.
     pub format: String,
-    /// [`VERSION`]; other versions are refused.
+    /// `VERSION`; other versions are refused.
     pub version: u32,
     /// Vectors per tuple, anchor included (modalities + 1).
     pub k: usize,

@@ -33,7 +33,7 @@ impl Default for Sampling {
 pub struct PairStats {
     pub a: usize,
     pub b: usize,
-    /// cos(x_a[i], x_b[i]) of each sampled positive.
+    /// cos(x_a\[i\], x_b\[i\]) of each sampled positive.
     pub cosines: Vec<f32>,
     /// Spearman correlation of those cosines with the positives' volumes.
     pub spearman: f64,

@@ -158,8 +158,8 @@ pub fn dam_input_dim(k: usize, d: usize) -> usize {
 }
 
 impl DamHead {
-    /// Logits [P] of P pairs: `anchor` [P, D], each other modality's rows [P, D], and the
-    /// pairs' GRAM logits −vol/τ [P].
+    /// Logits \[P\] of P pairs: `anchor` [P, D], each other modality's rows [P, D], and the
+    /// pairs' GRAM logits −vol/τ \[P\].
     pub fn score(&self, anchor: &Tensor, others: &[Tensor], gram_logit: &Tensor) -> Result<Tensor> {
         let mut parts = vec![anchor.clone()];
         parts.extend(others.iter().cloned());

@@ -8,7 +8,7 @@ use crate::config::MissingRule;
 use candle_core::{D, DType, Result, Tensor};
 use gram_host::missing::{distance_added, median};
 
-/// `emb` [n, D] per modality with the rows `missing[t]` marks (a 0/1 f32 mask [n]; `None`: none
+/// `emb` [n, D] per modality with the rows `missing[t]` marks (a 0/1 f32 mask \[n\]; `None`: none
 /// missing) replaced by `rule`:
 /// - `Present`: every embedding gains k coordinates, 0 (k modalities); a missing vector of
 ///   modality t becomes e_{D+t}. It is of unit length and orthogonal to every other vector of

@@ -6,7 +6,7 @@
 //! after scaling and the probabilities — about 14 activations of the layer's width per layer
 //! (on a ViT-B/16 at 224², batch 16: 400 MB a layer). This op keeps only its inputs q, k, v (the
 //! projections' outputs, kept anyway), its output and one log-sum-exp per query row; scores
-//! exist only as one [`BLOCK_Q`] × [`BLOCK_K`] tile per thread, and the backward recomputes the
+//! exist only as one `BLOCK_Q` × `BLOCK_K` tile per thread, and the backward recomputes the
 //! probabilities tile by tile. No crate does this for Candle on the CPU with a backward
 //! (candle-flash-attn is CUDA, forward-only, f16/bf16).
 //!

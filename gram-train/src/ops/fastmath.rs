@@ -79,7 +79,7 @@ const TAYLOR: [f32; 7] = [
 /// one vector register (a single running sum would be a serial chain).
 const LANES: usize = 8;
 
-/// Σ f(x) over `xs`, in f32, summed in [`LANES`] interleaved partial sums.
+/// Σ f(x) over `xs`, in f32, summed in `LANES` interleaved partial sums.
 #[inline]
 pub fn sum_map(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; LANES];

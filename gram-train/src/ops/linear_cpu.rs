@@ -5,7 +5,7 @@
 //! step thrown away — and takes the bias gradient as a sum over the batch dimension, which its
 //! CPU backend runs as a strided reduction (0.4 ms for a 256×256 f32 gradient, 35× an
 //! element-wise add). Here the forward is one GEMM (the `gemm` crate, as Candle's CPU matmul,
-//! each thread a block of rows: [`crate::ops::gemm_cpu`]) with the bias as its initial value;
+//! each thread a block of rows: `crate::ops::gemm_cpu`) with the bias as its initial value;
 //! the backward is ∂W = ∂yᵀ·x and ∂x = ∂y·W (the latter only where x takes part in the graph),
 //! two more GEMMs, and ∂b = 1ᵀ·∂y as column sums. Results equal the tensor-op
 //! `Linear` to f32 GEMM rounding (tests/parity.rs).
@@ -14,7 +14,7 @@ use crate::ops::cpu_op::{slice, with_host};
 use crate::ops::gemm_cpu::{gemm_rows, view};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-/// x [N, in] · wᵀ ([out, in]) (+ b [out]) in f32 on the CPU; differentiable in all of them.
+/// x [N, in] · wᵀ ([out, in]) (+ b \[out\]) in f32 on the CPU; differentiable in all of them.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match b {

@@ -3,7 +3,7 @@
 //! Why: a Rust build for x86-64 targets SSE2 (4 lanes, no FMA) unless told otherwise, so the
 //! element-wise loops of GELU, LayerNorm, softmax, attention and AdamW ran at a quarter of a
 //! modern core's width. Building the whole crate with `target-cpu=native` would make binaries
-//! that fail on older CPUs; instead each hot loop body runs through [`vectorised`], which
+//! that fail on older CPUs; instead each hot loop body runs through `vectorised`, which
 //! reads the level chosen once from the CPU ([`Level::detect`]) and calls the body from a
 //! function compiled for it (LLVM inlines the closure there, so its loops are vectorised for
 //! those features). Results may differ from the SSE2 path in the last bits (FMA rounds once);

@@ -1,5 +1,5 @@
 //! A probe that counts subnormal f32 values in the operands and results of the CPU GEMMs
-//! ([`super::gemm_cpu`]: every Linear layer forward and backward, every attention product), per
+//! (`super::gemm_cpu`: every Linear layer forward and backward, every attention product), per
 //! call site. Off by default (one relaxed atomic load per GEMM); [`enable`] turns it on for
 //! tests and for `pretrain_step --count-subnormals`.
 //!
@@ -22,7 +22,7 @@
 //!
 //! A padded key's score is −10⁹, so its probability came out as e^−87/l, subnormal once
 //! divided by the row sum l; through ∂s = P∘(∂P − δ) the padded keys got subnormal gradients,
-//! and the key projections' backward carried them into every Linear layer below (the [PAD]
+//! and the key projections' backward carried them into every Linear layer below (the \[PAD\]
 //! token's embedding gradient was subnormal in all 384 entries). With the exponential exactly 0
 //! below −64 the same run shows no subnormal operand at all; 49 subnormal results remain in
 //! the first step (∂W of a projection head: a tiny gradient times a tiny activation), which

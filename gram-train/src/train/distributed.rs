@@ -11,7 +11,7 @@
 //! (`tests/distributed.rs` checks this with several simulated ranks in one process).
 //!
 //! [`SingleProcess`] is the world of size 1 (the gathers are identities). [`ThreadWorld`]
-//! runs ranks as threads of one process. With the `nccl` feature, [`crate::train::nccl`] connects
+//! runs ranks as threads of one process. With the `nccl` feature, `crate::train::nccl` connects
 //! one process per GPU through NCCL.
 
 use crate::config::{LossKind, TrainConfig};

@@ -1,5 +1,5 @@
 //! Training: model construction ([`build`]), one step ([`step`]), the optimizer ([`optim`]),
-//! checkpoints ([`checkpoint`]), data parallelism ([`distributed`], [`nccl`]), embedding for
+//! checkpoints ([`checkpoint`]), data parallelism ([`distributed`], `nccl` (with the `nccl` feature)), embedding for
 //! validation and snapshots ([`embed`], [`snapshots`]), and the loop that runs them ([`fit`]).
 //!
 //! May import: [`crate::data`], [`crate::model`], [`crate::ops`].

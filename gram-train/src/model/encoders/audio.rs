@@ -8,9 +8,9 @@
 //! spectrogram is cropped or zero-padded (after normalisation: silence) to `frames`.
 //!
 //! Encoder (AST, Gong et al. 2021): non-overlapping `patch`×`patch` patches of the
-//! [n_mels, frames] spectrogram → linear embedding, a [CLS] token, learned positions, a
+//! [n_mels, frames] spectrogram → linear embedding, a \[CLS\] token, learned positions, a
 //! pre-LayerNorm transformer (the ViT of [`super::blocks`], one channel, GELU), LayerNorm'd
-//! [CLS].
+//! \[CLS\].
 
 use super::blocks::{Activation, Vit, VitShape};
 use crate::error::Error;

@@ -276,7 +276,7 @@ impl Vit {
         })
     }
 
-    /// Pooled (post-LayerNorm [CLS]) states [B, hidden] of images [B, C, gh·p, gw·p].
+    /// Pooled (post-LayerNorm \[CLS\]) states [B, hidden] of images [B, C, gh·p, gw·p].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = &self.s;
         let (b, p) = (x.dim(0)?, s.patch);

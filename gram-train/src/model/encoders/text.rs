@@ -1,6 +1,6 @@
 //! Text: a BERT-family encoder ([`super::blocks::Bert`], Hugging Face parameter names) with a
 //! `tokenizers` tokenizer, pooled over tokens (mean over the attention mask, as
-//! sentence-transformers' MiniLM does, or the [CLS] token).
+//! sentence-transformers' MiniLM does, or the \[CLS\] token).
 
 use super::blocks::{Bert, BertConfig};
 use crate::error::Error;
@@ -15,7 +15,7 @@ pub enum Pooling {
     /// Mean of the token states under the attention mask (sentence-transformers).
     #[default]
     Mean,
-    /// The first ([CLS]) token's state.
+    /// The first (\[CLS\]) token's state.
     Cls,
 }
 
@@ -55,7 +55,7 @@ fn char_vocab() -> Vec<String> {
 }
 
 /// A character-level WordPiece tokenizer (BERT normaliser, lower-casing, BERT
-/// pre-tokenizer and [CLS]/[SEP] template): covers any text, needs no download.
+/// pre-tokenizer and \[CLS\]/\[SEP\] template): covers any text, needs no download.
 pub fn char_tokenizer() -> std::result::Result<Tokenizer, Error> {
     // Built as tokenizer.json text: the same format (and code path) as a pretrained one's.
     let vocab: serde_json::Map<String, serde_json::Value> = char_vocab()

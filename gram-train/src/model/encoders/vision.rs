@@ -1,5 +1,5 @@
 //! Vision: a CLIP ViT vision tower (candle-transformers' `ClipVisionTransformer`, pooled
-//! [CLS] state after the final LayerNorm) over images or video frames (mean over frames), with
+//! \[CLS\] state after the final LayerNorm) over images or video frames (mean over frames), with
 //! CLIP's preprocessing: shorter side resized to `image_size` (bicubic), centre crop, RGB
 //! scaled to [0, 1] and normalised with CLIP's per-channel mean and standard deviation.
 

@@ -2,13 +2,13 @@
 //!
 //! Two implementations of one contract, tested against each other and against gram-nostd:
 //!
-//! - [`fused_cpu`]: Candle matmuls for the dot products, then one CPU custom op whose forward
+//! - `fused_cpu`: Candle matmuls for the dot products, then one CPU custom op whose forward
 //!   and backward are gram-nostd's `GramFactor` (pivoted LDLᵀ in f64) on every pair's k×k Gram
 //!   matrix.
 //! - [`tensor_ops`]: the same volume as a chain of Candle tensor operations in f64 (unit rows,
 //!   Cholesky of each candidate's Gram matrix, forward substitution of the anchor), so it runs
 //!   on any Candle device (CUDA, Metal, CPU) with Candle's own autograd and no host copy.
-//! - [`pairs_cpu`]: the tensor-op path with its per-pair stage (forward substitution, square
+//! - `pairs_cpu`: the tensor-op path with its per-pair stage (forward substitution, square
 //!   root) as one CPU op with a hand-written backward — the CPU default.
 //!
 //! All three: relative error ≤ 1e-5 against gram-nostd on random tuples (f32 inputs), vol = 0 with a

@@ -23,7 +23,7 @@
 //! Why not one fused CUDA kernel: this form runs (and is tested) on the CPU in CI, uses
 //! Candle's autograd for the backward, and costs ~20 element-wise passes over B1·B2 numbers —
 //! cheap on a GPU. On the CPU those passes were most of the training step's backward, so there
-//! the per-pair stage runs as one op ([`Stage::CpuOp`], `super::pairs_cpu`) and the rest stays
+//! the per-pair stage runs as one op (`Stage::CpuOp`, `super::pairs_cpu`) and the rest stays
 //! as written here.
 
 use candle_core::{D, DType, Result, Tensor};
