@@ -1,4 +1,6 @@
-//! # gram-gpu — GRAM volumes on any GPU with wgpu and WGSL
+#![doc = include_str!("../README.md")]
+//!
+//! ## gram-gpu — GRAM volumes on any GPU with wgpu and WGSL
 //!
 //! Vulkan, Metal, DX12, or WebGPU in a browser (wasm32). [`GpuContext`] sets up the device and
 //! compute pipelines; [`GpuScorer`] factors candidate tuples once (on the host, in f64, with

@@ -1,4 +1,6 @@
-//! # gram-host — the `gram` CLI and the CPU backend
+#![doc = include_str!("../README.md")]
+//!
+//! ## gram-host — the `gram` CLI and the CPU backend
 //!
 //! - [`input`]: .npy (f32/f64/f16) and safetensors embedding matrices, memory-mapped when
 //!   possible, validated (shape, finiteness) with errors that name the file.

@@ -41,6 +41,18 @@ impl Candidate {
 
     /// Write the candidate into `out` (exactly [`Candidate::bytes_len`]`(self.len())` bytes).
     /// Errors: `DimensionMismatch` (wrong `out` length), `OutOfRange` (n above `u32::MAX`).
+    ///
+    /// ```
+    /// use gram_nostd::Candidate;
+    /// let (m1, m2) = ([1.0f32, 0.5, 0.0], [0.0f32, 1.0, 2.0]);
+    /// let c = Candidate::new(&[&m1[..], &m2], 3).unwrap();
+    /// let mut bytes = [0u8; Candidate::bytes_len(2)];
+    /// c.to_bytes(&mut bytes).unwrap(); // store or flash these
+    /// let back = Candidate::from_bytes(&bytes).unwrap();
+    /// assert_eq!(back.volume(), c.volume());
+    /// bytes[20] ^= 1; // damage is refused, not trusted
+    /// assert!(Candidate::from_bytes(&bytes).is_err());
+    /// ```
     pub fn to_bytes(&self, out: &mut [u8]) -> Result<(), GramError> {
         let m = self.len();
         let len = Self::bytes_len(m);

@@ -1,4 +1,6 @@
-//! # gram-nostd — the volume math of GRAM, without std and without a heap
+#![doc = include_str!("../README.md")]
+//!
+//! ## gram-nostd — the volume math of GRAM, without std and without a heap
 //!
 //! GRAM (Cicchetti et al., ICLR 2025) scores how well k modality embeddings of one sample agree
 //! by the volume of the parallelotope they span: with A = [v1 … vk], **vol = sqrt(det AᵀA)**.

@@ -116,6 +116,15 @@ pub(crate) fn volume_scaled<T: Element>(vectors: &[&[T]]) -> Result<Scaled, Gram
 /// `NonFinite`, and `OutOfRange` when the volume exceeds `f64::MAX`. A volume in f64's
 /// subnormal range (< 2.2e-308, e.g. sixteen vectors of norm 1e-30) keeps fewer digits, and
 /// below it returns 0; [`log_volume`] is exact to the stated bound at any magnitude.
+///
+/// ```
+/// use gram_nostd::volume;
+/// // A 3-4-5 triangle's side and a vector orthogonal to it: area 5 · 5.
+/// assert_eq!(volume(&[&[3.0f32, 4.0, 0.0][..], &[0.0, 0.0, 5.0]]).unwrap(), 25.0);
+/// // A repeated vector spans no volume: exactly 0, not rounding noise.
+/// let v = [0.3f64, -1.2, 0.5];
+/// assert_eq!(volume(&[&v[..], &v]).unwrap(), 0.0);
+/// ```
 pub fn volume<T: Element>(vectors: &[&[T]]) -> Result<f64, GramError> {
     let v = volume_scaled(vectors)?.to_f64();
     if v.is_finite() {

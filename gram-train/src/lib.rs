@@ -1,4 +1,6 @@
-//! # gram-train — GRAM training on Candle
+#![doc = include_str!("../README.md")]
+//!
+//! ## gram-train — GRAM training on Candle
 //!
 //! The crate's rooms, from the bottom floor up; each imports only from the ones listed before it
 //! (and [`error`], [`config`], [`device`], [`fp_mode`], which every floor may use):
