@@ -5,8 +5,8 @@
 # Debian's Vulkan loader and GL dispatch packages; MiniLM's config and tokenizer). Then, in
 # the repository root on the GPU machine: `OUT=/some/dir bash scripts/gpu-bench.sh [parts…]`,
 # parts among: info tests train recipe vulkan wgpu pretrain vitb demo raw (default: all), and
-# memory (issue 19 §2: device memory per step over 40 steps, text trainable and frozen).
-# `wgpu` is issue 20's check of gram-gpu's fused kernel (a few minutes): its tests on the GPU,
+# memory (device memory per step over 40 steps, text trainable and frozen).
+# `wgpu` is the check of gram-gpu's fused kernel (a few minutes): its tests on the GPU,
 # gpu_scaling for k = 3, 4, 5 beside the PyTorch recipe, `gram search --backend gpu --index` over
 # 10^6 × 512 against the CPU backend, and an Nsight Compute profile of the kernel.
 # Everything it prints also lands in $OUT/*.txt.
@@ -111,7 +111,7 @@ if has demo; then
   log demo_cuda bash -c "time $BIN/gram-train --device cuda demo --out $OUT/demo-cuda --no-progress"
 fi
 if has memory; then
-  # Issue 19 §2, the device-memory growth (~3 min): pretrain_step prints per step the driver's
+  # The device-memory growth (~3 min): pretrain_step prints per step the driver's
   # count and the stream-ordered pool's used (live tensors) and reserved bytes, with the text
   # encoder trainable and frozen, and with cudarc's event tracking; then the CUDA tests, whose
   # 20-step guard fails if the pool's used bytes grow.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Corpus-scale retrieval benchmark (issue 13): index build, index search and the GEMMs of the
+# Corpus-scale retrieval benchmark: index build, index search and the GEMMs of the
 # same shapes, on this machine, in one run. Peak RSS from /usr/bin/time -v.
 #   bash scripts/index-bench.sh [DIR] [N] [D] [Q,Q…]   (defaults: /tmp/gram-index-bench 1000000 512 256,4096)
 # Needs 2·N·D·4 bytes of disk for the corpus and as much again for the index.

@@ -7,7 +7,7 @@ every step; medians of forward / backward / optimizer.
 
 Usage: python3 benches/python/torch_train_step.py [steps] [--device cpu|cuda] [--threads N]
        [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512] [--bf16] [--loss gram|pairwise]
-Matched CPU comparison with gram (issue 11): `800 --in 384,512,256 --hidden 256 --out 64 --threads 2`.
+Matched CPU comparison with gram: `800 --in 384,512,256 --hidden 256 --out 64 --threads 2`.
 """
 import argparse, time
 

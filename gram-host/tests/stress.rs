@@ -1,4 +1,4 @@
-//! Adversarial stress test (issue 7), ignored by default: `scripts/stress.sh` runs it in
+//! Adversarial stress test, ignored by default: `scripts/stress.sh` runs it in
 //! release. ≥ 10^6 tuples from hostile distributions through gram-nostd's `volume` and the
 //! CPU backend (`Scorer::volume_matrix`): every result must be finite, non-negative and within
 //! Hadamard's bound; the worst relative error against an f64 Householder QR reference

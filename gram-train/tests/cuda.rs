@@ -179,8 +179,8 @@ fn encoders_train_on_the_device() {
 }
 
 /// Live device memory (the stream-ordered pool's used bytes, i.e. allocated tensors, not the
-/// pool's cached reserve) is flat over 20 training steps, ±1 % (issue 19: it grew by 50 MB a
-/// step with MiniLM trainable).
+/// pool's cached reserve) is flat over 20 training steps, ±1 % (a leak would show as tens of
+/// MB a step with MiniLM trainable).
 #[test]
 fn live_device_memory_stays_flat_over_20_steps() {
     let Some(dev) = cuda() else { return };

@@ -1,4 +1,4 @@
-//! CPU volume-matrix benchmark (issue 3): for N1 = N2 = N, D = 512 and k modalities, the
+//! CPU volume-matrix benchmark: for N1 = N2 = N, D = 512 and k modalities, the
 //! median wall time of
 //!   - `gram`: `Scorer::new` + `volume_matrix` (the compute of `gram score`, no file I/O),
 //!   - `naive`: the published recipe batched the same way — Gram matrices from the same GEMM

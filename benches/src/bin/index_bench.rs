@@ -1,4 +1,4 @@
-//! Corpus-scale retrieval (issue 13): data for `scripts/index-bench.sh`, and the GEMMs that a
+//! Corpus-scale retrieval: data for `scripts/index-bench.sh`, and the GEMMs that a
 //! search of the same shapes cannot avoid, timed on the same machine in the same run.
 //!
 //! - `index_bench gen DIR N Q[,Q…] D`: DIR/v.npy and DIR/a.npy ([N, D], unit rows; row j of

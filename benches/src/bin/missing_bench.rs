@@ -1,4 +1,4 @@
-//! Missing modalities (issue 13): retrieval with 30 % of one modality missing, under each
+//! Missing modalities: retrieval with 30 % of one modality missing, under each
 //! `--missing` rule, against the same data complete. Synthetic but structured: a latent z_i
 //! per sample, every modality a noisy view of it — text = z + σε₀, video = z + σε₁, audio =
 //! W z + σε₂ (W a fixed rotation mixed in, so audio is not just another copy of the same view),

@@ -1,4 +1,4 @@
-//! Pretraining-step throughput with encoders (issue 6): text = MiniLM (all-MiniLM-L6-v2,
+//! Pretraining-step throughput with encoders: text = MiniLM (all-MiniLM-L6-v2,
 //! `scripts/fetch-minilm.sh`) or the small BERT, video = the small CLIP ViT over 4 frames of
 //! 32×32, audio = the small AST over 64 mels × 128 frames; GRAM loss + DAM, all encoders
 //! trainable, B = 64 by default. Data: a generated raw dataset (PNG frames, WAV tones,

@@ -1,4 +1,4 @@
-//! Training-step throughput of gram-train (issue 5): B = 256, input dims 768 per modality,
+//! Training-step throughput of gram-train: B = 256, input dims 768 per modality,
 //! output 512, k = 3, GRAM loss (no DAM), on the CPU (or `--cuda` in a build
 //! with the cuda feature). Reports samples/s and the split between forward (embed + volume
 //! matrix + loss), backward and the optimizer step; median over the timed steps.
@@ -7,8 +7,8 @@
 //! `VolumePath::for_device`).
 //!
 //! Run: `cargo run --release -p gram-benches --bin train_step -- [steps] [--cuda] [--volume fused|ops|pairs] [--bf16]
-//!       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512] [--loss gram|pairwise]` (the defaults: issue 5's
-//!       configuration; the matched CPU comparison with PyTorch: `--in 384,512,256 --hidden 256
+//!       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512] [--loss gram|pairwise]` (the defaults
+//!       are the heads-only configuration; the matched CPU comparison with PyTorch: `--in 384,512,256 --hidden 256
 //!       --out 64`, against `benches/python/torch_train_step.py` with the same flags).
 //! (`--bf16`: the heads' matmuls take bf16 operands, see `gram_train::ops::precision`).
 
