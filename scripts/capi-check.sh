@@ -15,5 +15,5 @@ arm-none-eabi-gcc -std=c11 -Wall -Wextra -Werror -O2 -mcpu=cortex-m4 -mthumb -mf
   "$dir/tests/c/main.c" "$lib" -lgcc -Wl,--gc-sections -Wl,--no-warn-execstack -o "$out/capi-test.elf"
 log="$out/log"
 timeout 120 qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic \
-  -semihosting-config enable=on,target=native -kernel "$out/capi-test.elf" | tee "$log"
+  -semihosting-config enable=on,target=native -kernel "$out/capi-test.elf" 2>&1 | tee "$log"
 grep -q "C API: all checks passed" "$log"
