@@ -1,8 +1,8 @@
 """The Python package on an NVIDIA machine: gram's wgpu backend (Vulkan) against its CPU backend on
 the reference cases, and gram.torch on CUDA tensors against the published recipe on the same GPU.
 Writes a JSON summary to $OUT/gpu-python.json. Usage: python scripts/gpu_python.py
-(Prepared for a session with an NVIDIA machine; not yet run on one: Vulkan needs the debs that
-scripts/gpu-pack.sh gathers, unpacked as scripts/gpu-bench.sh does.)
+(Not yet run on an NVIDIA machine: Vulkan there needs the debs that scripts/gpu-pack.sh gathers,
+unpacked as scripts/gpu-bench.sh does.)
 """
 import json
 import os
