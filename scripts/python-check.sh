@@ -17,6 +17,10 @@ rm -rf "$work/wheels"
 
 echo "==> fresh venv: the wheel, numpy, pytest ${GRAM_PY_TORCH-torch}"
 rm -rf "$work/test"
+# PyPI's torch wheel brings CUDA libraries: the venv takes ~5 GiB, so it goes when the check ends
+# (pip's own download cache keeps the next run fast).
+trap 'rm -rf "$work/test"' EXIT
+df -h --output=avail,target "$PWD" | tail -n 1 | sed 's/^/free disk: /'
 python3 -m venv "$work/test"
 # shellcheck disable=SC2086 # GRAM_PY_TORCH is a list of requirements (or empty)
 "$work/test/bin/pip" install -q "$work/wheels"/gram-*.whl pytest ${GRAM_PY_TORCH-torch}
