@@ -320,18 +320,53 @@ pub fn score(
     let batch = inputs.batch()?;
     let t = Instant::now();
     let (n1, n2) = (batch.anchor.rows, batch.candidates());
-    let (v, stats) = batch.volume_matrix(backend)?;
-    let compute = t.elapsed();
-    let t = Instant::now();
-    output::write_npy_f32(out, &[n1, n2], &v)
-        .map_err(|e| Error::io(out.display(), format!("cannot write: {e}")))?;
+    let cannot_write = |e: std::io::Error| Error::io(out.display(), format!("cannot write: {e}"));
+    let (stats, compute, write) = match backend {
+        // Each tile of rows goes to the file as soon as it is computed (`output::NpyRows`), so
+        // `compute` includes handing blocks to the system and `write` is the final fsync.
+        Backend::Cpu => {
+            let file = output::NpyRows::create(out, n1, n2).map_err(cannot_write)?;
+            let stats = batch
+                .scorer()?
+                .volume_blocks(batch.anchor.data, |row, block: &[f32]| {
+                    file.write_rows(row, block).map_err(ScoreFail::Io)
+                })
+                .map_err(|e| match e {
+                    ScoreFail::Gram(e) => batch.compute_error(e),
+                    ScoreFail::Io(e) => cannot_write(e),
+                })?;
+            let compute = t.elapsed();
+            let t = Instant::now();
+            file.commit().map_err(cannot_write)?;
+            (stats, compute, t.elapsed())
+        }
+        Backend::Gpu => {
+            let (v, stats) = batch.volume_matrix(backend)?;
+            let compute = t.elapsed();
+            let t = Instant::now();
+            output::write_npy_f32(out, &[n1, n2], &v).map_err(cannot_write)?;
+            (stats, compute, t.elapsed())
+        }
+    };
     Ok(ScoreReport {
         shape: (n1, n2),
         read: inputs.read_time,
         compute,
-        write: t.elapsed(),
+        write,
         stats,
     })
+}
+
+/// Why a streamed volume matrix stopped.
+enum ScoreFail {
+    Gram(GramError),
+    Io(std::io::Error),
+}
+
+impl From<GramError> for ScoreFail {
+    fn from(e: GramError) -> ScoreFail {
+        ScoreFail::Gram(e)
+    }
 }
 
 /// For every anchor row, the `k` candidates of smallest volume: writes `OUT/indices.npy`

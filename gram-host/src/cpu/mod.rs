@@ -179,6 +179,31 @@ impl<'a> Scorer<'a> {
             .try_reduce(CpuStats::default, |a, b| Ok(a + b))
     }
 
+    /// The volume matrix of [`Scorer::volume_matrix`], one tile of [`TILE_ROWS`] anchor rows at
+    /// a time: `sink(first_row, block)` gets each tile's rows (row-major [rows, n2]) on rayon's
+    /// threads, in no particular order, as soon as it is computed — so the whole matrix is
+    /// never held (one block per thread is). Stops at the first error, the scorer's or the
+    /// sink's; the blocks handed over before it are the sink's to discard.
+    pub fn volume_blocks<O, E, F>(&self, anchor: &[f32], sink: F) -> Result<CpuStats, E>
+    where
+        O: VolumeOut,
+        E: From<GramError> + Send,
+        F: Fn(usize, &[O]) -> Result<(), E> + Sync,
+    {
+        self.check_anchor(anchor)?;
+        anchor
+            .par_chunks(TILE_ROWS * self.dim)
+            .enumerate()
+            .map_init(Vec::new, |block, (t, rows)| {
+                block.clear();
+                block.resize(rows.len() / self.dim * self.n2, O::default());
+                let stats = self.score_block(rows, block)?;
+                sink(t * TILE_ROWS, block)?;
+                Ok(stats)
+            })
+            .try_reduce(CpuStats::default, |a, b| Ok(a + b))
+    }
+
     /// Row j of every modality, after `anchor`: the k vectors of pair (anchor, candidate j).
     pub fn pair_rows<'s>(
         &'s self,
