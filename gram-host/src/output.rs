@@ -44,7 +44,10 @@ impl AtomicFile {
     /// The file itself, for positional writes: whatever went through [`AtomicFile::writer`]
     /// must have been flushed first.
     fn file(&self) -> &File {
-        self.writer.as_ref().expect("writer present until commit").get_ref()
+        self.writer
+            .as_ref()
+            .expect("writer present until commit")
+            .get_ref()
     }
 
     /// Flush, fsync and rename over the target.
@@ -144,9 +147,14 @@ impl NpyRows {
     /// Write `block` (whole rows, row-major) as rows `first_row..`. Panics if they run past
     /// the matrix (a caller's bug).
     pub fn write_rows(&self, first_row: usize, block: &[f32]) -> io::Result<()> {
-        let n = if self.row_bytes == 0 { 0 } else { block.len() as u64 * 4 / self.row_bytes };
+        let n = if self.row_bytes == 0 {
+            0
+        } else {
+            block.len() as u64 * 4 / self.row_bytes
+        };
         assert!(
-            first_row as u64 + n <= self.rows as u64 && n * self.row_bytes == block.len() as u64 * 4,
+            first_row as u64 + n <= self.rows as u64
+                && n * self.row_bytes == block.len() as u64 * 4,
             "NpyRows::write_rows past the matrix"
         );
         let offset = self.header_len + first_row as u64 * self.row_bytes;
@@ -301,7 +309,8 @@ mod tests {
         });
         assert!(!p.exists());
         m.commit().unwrap();
-        let npy = npyz::NpyFile::new(&fs::read(&p).unwrap()[..]).unwrap();
+        let bytes = fs::read(&p).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
         assert_eq!(npy.shape(), &[rows as u64, cols as u64]);
         assert_eq!(npy.into_vec::<f32>().unwrap(), want);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

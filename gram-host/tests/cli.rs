@@ -341,6 +341,21 @@ fn bad_input_is_refused_with_a_clear_error() {
         &p("rows.npy"),
         "rows",
     );
+    // A volume beyond float32 found while the matrix is being written: the file the tiles
+    // went to is removed.
+    let huge: Vec<f32> = pseudo(12, 8).iter().map(|x| x * 1e30).collect();
+    std::fs::write(p("huge.npy"), f32_npy(3, 4, &huge)).unwrap();
+    let huge2: Vec<f32> = pseudo(12, 9).iter().map(|x| x * 1e30).collect();
+    std::fs::write(p("huge2.npy"), f32_npy(3, 4, &huge2)).unwrap();
+    assert_refused(
+        &score(&p("huge.npy"), &p("huge2.npy"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        &out,
+        &p("huge.npy"),
+        "float32 range",
+    );
     // An output directory that does not exist.
     let nowhere = dir.path().join("no/such/dir/v.npy");
     let o2 = gram(&[
