@@ -147,11 +147,9 @@ impl NpyRows {
     /// Write `block` (whole rows, row-major) as rows `first_row..`. Panics if they run past
     /// the matrix (a caller's bug).
     pub fn write_rows(&self, first_row: usize, block: &[f32]) -> io::Result<()> {
-        let n = if self.row_bytes == 0 {
-            0
-        } else {
-            block.len() as u64 * 4 / self.row_bytes
-        };
+        let n = (block.len() as u64 * 4)
+            .checked_div(self.row_bytes)
+            .unwrap_or(0);
         assert!(
             first_row as u64 + n <= self.rows as u64
                 && n * self.row_bytes == block.len() as u64 * 4,
