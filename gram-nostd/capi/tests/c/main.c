@@ -2,9 +2,14 @@
  * scoring, candidate bytes and error statuses, checked against exact answers (the same cases
  * the Rust firmware checks). No libc: semihosting for output and exit. Built and run by
  * scripts/capi-check.sh. */
+#include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 #include "gram.h"
+
+/* Freestanding, no C library: the Rust library brings these (compiler-builtins' mem functions). */
+void *memcpy(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
 
 /* ---- start-up and semihosting ---- */
 extern char __stack_top[], __bss_start[], __bss_end[];
