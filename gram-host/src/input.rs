@@ -163,6 +163,15 @@ impl View<'_> {
             );
         }
         let mut missing = vec![false; if missing_ok { self.rows } else { 0 }];
+        // One branch-free pass first, which vectorises (the common case: every value finite);
+        // the search for the first bad value, an early-exit loop that does not, only after.
+        let all_finite = self
+            .data
+            .chunks(4096)
+            .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()));
+        if all_finite {
+            return Ok(missing);
+        }
         let mut pos = 0;
         while let Some(p) = self.data[pos..].iter().position(|x| !x.is_finite()) {
             let pos_bad = pos + p;

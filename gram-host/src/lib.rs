@@ -28,3 +28,4 @@ pub mod missing;
 pub mod output;
 pub mod pair_gram;
 pub mod report;
+pub mod simd;
