@@ -1,169 +1,221 @@
-"""The k×k part of ``gram.torch.volume_matrix`` as batched tensor operations on the inputs' device.
+"""The k×k part of ``gram.torch.volume_matrix`` as tensor operations on the inputs' device.
 
 The same arithmetic as the Rust host path (``gram_nostd::GramFactor``, which every backend is
-tested against), written over a batch of pairs [P, k, k] instead of one pair at a time:
+tested against), for every pair (i, j) of a [B1, B2] batch at once:
 
 1. equilibrate, Ĝ = D^-½ G D^-½ with D = diag G (entries clamped to [-1, 1], Cauchy–Schwarz);
 2. pivoted LDLᵀ, pivot = the largest remaining diagonal entry (first of equals), a pivot at or
-   below k·ε (ε = the compute dtype's epsilon) ends the factorisation: the pair is singular;
+   below k·ε·max diag (ε = the compute dtype's epsilon) ends the factorisation: singular;
 3. vol = Π sqrt(pivot) · Π sqrt(G_ii);
 4. backward: ∂vol/∂G = ½·vol·G⁻¹ = ½·(Ĝ⁻¹)_ij·(vol/√(G_ii G_jj)), Ĝ⁻¹ from the same factors
-   (L⁻ᵀ D⁻¹ L⁻¹, by substitution); 0 at a singular or zero pair, the subgradient at the minimum.
+   (L⁻ᵀ D⁻¹ L⁻¹ by substitution); 0 at a singular or zero pair, the subgradient at the minimum.
 
-Each step performs the host path's floating-point operations in the same order, so in float64 on
-the CPU the two agree to a few units in the last place (tested to 1e-12 relative). What the host
+Layout: each entry of the k×k matrices is its own [B1, B2] tensor (a "structure of arrays"),
+so every step is an element-wise operation over all pairs, and a pivot swap is a ``where``
+between two entries. Why not [B1, B2, k, k] tensors: indexing, ``gather`` and reductions over
+a last dimension of 3 or 4 ran 10× slower than the same arithmetic on whole vectors. The
+Python loops unroll over k (a k = 16 factorisation is ~k³ ≈ 4,000 small operations).
+
+Each step performs the host path's floating-point operations in the same order, so in float64 the
+two agree to the last place but for sums over a batch (tested to 1e-12 relative). What the host
 path does in scaled arithmetic (a volume or a product of norms outside the normal range, e.g.
-inputs of magnitude 1e±150) is plain float64 here: it can overflow to inf or underflow to 0.
+inputs of magnitude 1e±150) is plain float arithmetic here: it can overflow to inf or underflow to 0.
 
-No value is read back to the host anywhere (no ``.item()``, no data-dependent branch): the pivot
-is chosen with ``argmax`` and applied with ``gather``, singular pairs are masked with ``where``. A
-non-finite input gives NaN volumes; ``torch._assert_async`` reports it where the device
-supports device-side asserts (CUDA; on the CPU it raises at once). So the whole step runs on
-``meta`` tensors, compiles with ``torch.compile(fullgraph=True)``, and can be captured in a CUDA
-graph.
+No value is read back to the host (no ``.item()``, no branch on a value): the pivot is chosen and
+applied with ``where``, singular pairs are masked. A non-finite input or a negative squared norm is
+reported by ``torch._assert_async`` (at once on the CPU; asynchronously where the device supports
+device-side asserts), so the whole step runs on ``meta`` tensors, compiles with
+``torch.compile(fullgraph=True)``, and can be captured in a CUDA graph.
 """
 import torch
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
     """float64 wherever the device has it; Apple's ``mps`` has no float64: float32 there
-    (accuracy measured on the CPU with the same float32 arithmetic: gram-host/python/README)."""
+    (its accuracy is measured on the CPU with the same float32 arithmetic, in the tests)."""
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def gram(cross, inner, norms):
-    """Pair (i, j)'s Gram matrix [B1, B2, k, k] from cross [B1, B2, m], inner [B2, m, m],
-    norms [B1] (row/column 0: the anchor)."""
-    b1, b2, m = cross.shape
-    top = torch.cat([norms[:, None, None].expand(b1, b2, 1), cross], dim=2)  # [B1, B2, k]
-    rest = torch.cat([cross[..., None], inner[None].expand(b1, b2, m, m)], dim=3)
-    return torch.cat([top[:, :, None, :], rest], dim=2)
+class _Sym:
+    """A symmetric k×k matrix of [B1, B2] tensors, stored once per pair of indices."""
+
+    def __init__(self, k):
+        self.k, self.e = k, {}
+
+    def __getitem__(self, rc):
+        r, c = rc
+        return self.e[(r, c) if r >= c else (c, r)]
+
+    def __setitem__(self, rc, v):
+        r, c = rc
+        self.e[(r, c) if r >= c else (c, r)] = v
 
 
-def _equilibrate(g):
-    """Ĝ, 1/sqrt(G_ii) (0 for a zero diagonal), Π sqrt(G_ii), and whether a diagonal is zero."""
-    k = g.shape[-1]
-    d = torch.diagonal(g, dim1=-2, dim2=-1)
-    s = torch.sqrt(d)
-    inv = torch.where(d > 0, 1.0 / torch.where(d > 0, s, torch.ones_like(s)), torch.zeros_like(s))
-    zero = (d == 0).any(dim=-1)
-    diag_sqrt = s[..., 0]
+def _gram(cross, inner, norms):
+    """Pair (i, j)'s Gram matrix: entry (0, 0) = norms[i], (t+1, 0) = cross[i, j, t],
+    (s+1, t+1) = inner[j, s, t], each broadcast to [B1, B2] where it is used."""
+    m = cross.shape[2]
+    g = _Sym(m + 1)
+    g[0, 0] = norms[:, None]
+    for t in range(m):
+        g[t + 1, 0] = cross[:, :, t]
+        for s in range(t, m):
+            g[s + 1, t + 1] = inner[None, :, s, t]
+    return g
+
+
+def _check(cross, inner, norms):
+    m = inner.shape[1]
+    diag = torch.diagonal(inner, dim1=1, dim2=2)
+    valid = (torch.isfinite(cross).all() & torch.isfinite(inner).all() & torch.isfinite(norms).all()
+             & (norms >= 0).all() & (diag >= 0).all()) if m else torch.isfinite(norms).all()
+    torch._assert_async(valid, "gram.torch: a non-finite dot product or a negative squared norm")
+
+
+def _factor(cross, inner, norms):
+    """(a, perm, singular, inv, vol): the factors in a (below the diagonal L in pivot order,
+    on it D), perm[r] = the input index at pivot position r, singular [B1, B2], inv[i] =
+    1/sqrt(G_ii) (0 for a zero diagonal) and the volumes [B1, B2]."""
+    _check(cross, inner, norms)
+    g = _gram(cross, inner, norms)
+    k = g.k
+    shape = cross.shape[:2]
+    # Equilibration (`GramFactor::new`): the lower triangle, clamped; the diagonal 1, or 0 for
+    # every entry of a pair with a zero vector.
+    s = [torch.sqrt(g[i, i]) for i in range(k)]
+    inv = [torch.where(g[i, i] > 0, 1.0 / torch.where(g[i, i] > 0, s[i], 1.0), 0.0) for i in range(k)]
+    zero = g[0, 0] == 0
+    diag_sqrt = s[0]
     for i in range(1, k):
-        diag_sqrt = diag_sqrt * s[..., i]
-    a = ((g * inv[..., :, None]) * inv[..., None, :]).clamp(-1.0, 1.0)
-    # The host path reads the lower triangle and mirrors it (g_ij·s_i·s_j and g_ji·s_j·s_i
-    # may round apart).
-    lower = torch.ones(k, k, dtype=torch.bool, device=g.device).tril()
-    a = torch.where(lower, a, a.transpose(-1, -2))
-    eye = torch.eye(k, dtype=torch.bool, device=g.device)
-    a = torch.where(eye, (~zero).to(g.dtype)[..., None, None], a)
-    return a, inv, diag_sqrt, zero
+        zero = zero | (g[i, i] == 0)
+        diag_sqrt = diag_sqrt * s[i]
+    a = _Sym(k)
+    one = (~zero).to(cross.dtype)
+    for i in range(k):
+        for j in range(i):
+            a[i, j] = ((g[i, j] * inv[i]) * inv[j]).clamp(-1.0, 1.0)
+        a[i, i] = one.expand(shape)
+    a, perm, singular = _ldl_pivoted(a, shape, cross.device)
+    singular = singular | zero
+    vol = torch.sqrt(torch.where(singular, 0.0, a[0, 0]))
+    for j in range(1, k):
+        vol = vol * torch.sqrt(torch.where(singular, 0.0, a[j, j]))
+    return a, perm, singular, inv, vol * diag_sqrt
 
 
-def _swap(a, perm, j, p):
-    """Rows and columns j and p of every a [P, k, k] swapped (p [P] ≥ j), and perm with them."""
-    k = a.shape[-1]
-    idx = torch.arange(k, device=a.device).expand(a.shape[0], k).clone()
-    jj = torch.full_like(p, j)
-    idx.scatter_(1, p[:, None], jj[:, None])
-    idx[:, j] = p
-    a = a.gather(1, idx[:, :, None].expand_as(a)).gather(2, idx[:, None, :].expand_as(a))
-    return a, perm.gather(1, idx)
-
-
-def ldl_pivoted(a):
-    """Pivoted LDLᵀ of equilibrated a [P, k, k] (``gram_nostd::ldl_pivoted``): returns the
-    factors in a (below the diagonal: L in pivot order; diagonal: D), perm [P, k] (pivot
-    position → input index) and singular [P] (a pivot ≤ k·ε·max diag)."""
-    n, k = a.shape[0], a.shape[-1]
-    eps = torch.finfo(a.dtype).eps
-    threshold = k * eps * torch.diagonal(a, dim1=-2, dim2=-1).amax(dim=-1)
-    perm = torch.arange(k, device=a.device).expand(n, k)
-    singular = torch.zeros(n, dtype=torch.bool, device=a.device)
-    lower = torch.ones(k, k, dtype=torch.bool, device=a.device).tril()
+def _ldl_pivoted(a, shape, device):
+    """``gram_nostd::ldl_pivoted`` on every pair: the same comparisons, swaps and updates."""
+    k = a.k
+    eps = torch.finfo(a[0, 0].dtype).eps
+    max_diag = a[0, 0]
+    for i in range(1, k):
+        max_diag = torch.maximum(max_diag, a[i, i])
+    threshold = k * eps * max_diag
+    perm = [torch.full(shape, i, device=device) for i in range(k)]
+    singular = torch.zeros(shape, dtype=torch.bool, device=device)
     for j in range(k):
         if j + 1 < k:
-            p = j + torch.diagonal(a, dim1=-2, dim2=-1)[:, j:].argmax(dim=-1)
-            a, perm = _swap(a, perm, j, p)
-        d = a[:, j, j]
+            _pivot(a, perm, j)
+        d = a[j, j]
         ok = d > threshold
         singular = singular | ~ok
         if j + 1 == k:
             break
         # Past a failed pivot the values are never used; 1 keeps them finite.
-        col = a[:, j + 1:, j] / torch.where(ok, d, torch.ones_like(d))[:, None]
-        row = a[:, j, j + 1:]  # row j as it was: d·l
-        t = a[:, j + 1:, j + 1:] - col[:, :, None] * row[:, None, :]
-        # The host path computes the lower triangle and mirrors it.
-        low = lower[: k - j - 1, : k - j - 1]
-        a = a.clone()
-        a[:, j + 1:, j + 1:] = torch.where(low, t, t.transpose(1, 2))
-        a[:, j + 1:, j] = col
-        a[:, j, j + 1:] = col
+        d = torch.where(ok, d, 1.0)
+        row = [a[j, c] for c in range(k)]  # row j as it was: d·l
+        col = {i: a[i, j] / d for i in range(j + 1, k)}
+        for i in range(j + 1, k):
+            for c in range(j + 1, i + 1):
+                a[i, c] = a[i, c] - col[i] * row[c]
+        for i in range(j + 1, k):
+            a[i, j] = col[i]
     return a, perm, singular
 
 
-def inverse_pivoted(a):
-    """(PᵀĜP)⁻¹ = L⁻ᵀ D⁻¹ L⁻¹ [P, k, k] from ``ldl_pivoted``'s factors, every column by the host
-    path's substitutions (``GramFactor::pivoted_inverse_column``), same order of operations."""
-    n, k = a.shape[0], a.shape[-1]
-    x = torch.eye(k, dtype=a.dtype, device=a.device).expand(n, k, k)
-    cols = torch.arange(k, device=a.device)
-    rows = []
-    # Forward: x[r][c] = −Σ_{t<r} l[r][t]·x[t][c] for r > c (terms with t < c are exact zeros).
-    for r in range(k):
-        if r == 0:
-            rows.append(x[:, 0, :])
-            continue
-        s = torch.zeros_like(x[:, 0, :])
-        for t in range(r):
-            s = s + a[:, r, t, None] * rows[t]
-        rows.append(torch.where(cols < r, -s, x[:, r, :]))
-    rows = [row / a[:, r, r, None] for r, row in enumerate(rows)]
-    # Backward: x[r] −= l[t][r]·x[t] for t = r+1 … k−1, in that order.
-    for r in range(k - 2, -1, -1):
-        s = rows[r]
-        for t in range(r + 1, k):
-            s = s - a[:, t, r, None] * rows[t]
-        rows[r] = s
-    return torch.stack(rows, dim=1)
+def _pivot(a, perm, j):
+    """Swap row and column j with the first largest diagonal entry after it, pair by pair."""
+    k = a.k
+    best, p = a[j, j], None
+    for i in range(j + 1, k):
+        better = a[i, i] > best
+        best = torch.where(better, a[i, i], best)
+        p = torch.where(better, i, j if p is None else p)
+    for q in range(j + 1, k):
+        m = p == q
+        for c in range(k):
+            if c == j or c == q:
+                continue
+            a[j, c], a[q, c] = torch.where(m, a[q, c], a[j, c]), torch.where(m, a[j, c], a[q, c])
+        a[j, j], a[q, q] = torch.where(m, a[q, q], a[j, j]), torch.where(m, a[j, j], a[q, q])
+        perm[j], perm[q] = torch.where(m, perm[q], perm[j]), torch.where(m, perm[j], perm[q])
 
 
-def _unpermute(x, perm):
-    """y[perm[r], perm[c]] = x[r, c]."""
-    inv = torch.argsort(perm, dim=1)
-    x = x.gather(1, inv[:, :, None].expand_as(x))
-    return x.gather(2, inv[:, None, :].expand_as(x))
+def _inverse_pivoted(a, singular):
+    """x[r][c] = ((PᵀĜP)⁻¹)_rc = (L⁻ᵀ D⁻¹ L⁻¹)_rc by ``GramFactor::pivoted_inverse_column``'s
+    substitutions, same order of operations (None: an exact zero)."""
+    k = a.k
+    d = [torch.where(singular, 1.0, a[r, r]) for r in range(k)]
+    x = [[None] * k for _ in range(k)]
+    for c in range(k):
+        x[c][c] = 1.0
+        for r in range(c + 1, k):
+            s = a[r, c] * 1.0
+            for t in range(c + 1, r):
+                s = s + a[r, t] * x[t][c]
+            x[r][c] = -s
+        for r in range(c, k):
+            x[r][c] = x[r][c] / d[r]
+        for r in range(k - 2, -1, -1):
+            s = x[r][c]
+            for t in range(r + 1, k):
+                term = a[t, r] * x[t][c]
+                s = -term if s is None else s - term
+            x[r][c] = s
+    return x
 
 
-def _factor(g):
-    """Everything forward and backward need from G [P, k, k] in the compute dtype."""
-    diag = torch.diagonal(g, dim1=-2, dim2=-1)
-    valid = torch.isfinite(g).all() & (diag >= 0).all()
-    torch._assert_async(valid, "gram.torch: a non-finite dot product or a negative squared norm")
-    a, inv, diag_sqrt, zero = _equilibrate(g)
-    a, perm, singular = ldl_pivoted(a)
-    singular = singular | zero
-    k = g.shape[-1]
-    s = torch.sqrt(torch.where(singular, 0.0, a[:, 0, 0]))
-    for j in range(1, k):
-        s = s * torch.sqrt(torch.where(singular, 0.0, a[:, j, j]))
-    vol = s * diag_sqrt
+def factor(cross, inner, norms):
+    """The factorisation of every pair's G as a flat tuple of tensors (for ``save_for_backward``)
+    and its volumes [B1, B2]."""
+    a, perm, singular, inv, vol = _factor(cross, inner, norms)
+    k = a.k
+    lower = [a[r, c] for r in range(k) for c in range(r + 1)]
+    return (*lower, *perm, singular, *inv, vol), vol
+
+
+def _unflatten(saved, k):
+    n = k * (k + 1) // 2
+    a = _Sym(k)
+    for (r, c), v in zip(((r, c) for r in range(k) for c in range(r + 1)), saved[:n]):
+        a[r, c] = v
+    perm, singular = list(saved[n:n + k]), saved[n + k]
+    inv, vol = list(saved[n + k + 1:n + 2 * k + 1]), saved[n + 2 * k + 1]
     return a, perm, singular, inv, vol
 
 
-def volumes(g):
-    """sqrt(det G) [P] for Gram matrices g [P, k, k] (0 where singular to working precision)."""
-    return _factor(g)[4]
+def volumes(cross, inner, norms):
+    """V [B1, B2] = sqrt(det G) for cross [B1, B2, m], inner [B2, m, m], norms [B1] (0 where G
+    is singular to working precision), in their dtype."""
+    return _factor(cross, inner, norms)[4]
 
 
-def volume_gradients(g):
-    """(vol [P], ∂vol/∂G [P, k, k]) with the subgradient 0 where G is singular."""
-    a, perm, singular, inv, vol = _factor(g)
-    k = g.shape[-1]
-    # A singular pair's factors may hold zero pivots: the identity stands in, masked after.
-    eye = torch.eye(k, dtype=a.dtype, device=a.device)
-    a = torch.where(singular[:, None, None], eye, a)
-    x = _unpermute(inverse_pivoted(a), perm)
-    grad = 0.5 * x * (vol[:, None, None] * (inv[:, :, None] * inv[:, None, :]))
-    return vol, torch.where(singular[:, None, None], 0.0, grad)
+def volume_grads(saved, k, up):
+    """Gradients of Σ up·V with respect to cross, inner and norms (the host path's
+    ``pair_volume_grads``) from ``factor``'s tensors: 0 from every singular pair."""
+    a, perm, singular, inv, vol = _unflatten(saved, k)
+    x = _inverse_pivoted(a, singular)
+    b1, b2 = vol.shape
+    # Ĝ⁻¹ in input order: entry (perm[r], perm[c]) = x[r][c], by one gather over the k² entries.
+    xs = torch.stack([x[r][c].expand(b1, b2) for r in range(k) for c in range(k)], dim=-1)
+    pinv = torch.argsort(torch.stack(perm, dim=-1), dim=-1)
+    idx = (pinv[..., :, None] * k + pinv[..., None, :]).reshape(b1, b2, k * k)
+    xo = xs.gather(-1, idx).reshape(b1, b2, k, k)
+    w = torch.stack([v.expand(b1, b2) for v in inv], dim=-1)
+    dg = 0.5 * xo * (vol[..., None, None] * (w[..., :, None] * w[..., None, :]))
+    dg = torch.where(singular[..., None, None], 0.0, dg)
+    # As the host path: u·(∂/∂G_0t + ∂/∂G_t0), then sums over the other batch.
+    d_cross = up[:, :, None] * (dg[:, :, 0, 1:] + dg[:, :, 1:, 0])
+    d_inner = (up[:, :, None, None] * dg[:, :, 1:, 1:]).sum(0)
+    d_norms = (up * dg[:, :, 0, 0]).sum(1)
+    return d_cross, d_inner, d_norms
