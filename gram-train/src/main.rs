@@ -503,7 +503,8 @@ fn run(cli: Cli) -> Result<(), Error> {
 
 fn main() -> ExitCode {
     gram_train::process::configure();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    match gram_train::process::run_on_pool(|| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

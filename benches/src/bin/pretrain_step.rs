@@ -15,6 +15,8 @@
 //!       `--keep-subnormals`: without flush-to-zero (`gram_train::fp_mode`); `--count-subnormals`:
 //!       subnormal values in every CPU GEMM's operands and result (per call site) and in the
 //!       parameter gradients, per step on stderr and summed in a table at the end.
+//!       `--off-pool`: the training loop on the main thread instead of a rayon worker
+//!       (`gram_train::process::run_on_pool`), to measure what that does.
 
 use candle_core::{DType, Device, Var};
 use gram_train::config::TrainConfig;
@@ -144,6 +146,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         gram_train::process::configure();
     }
+    // --off-pool: the loop on the main thread, outside rayon's pool (to measure `run_on_pool`).
+    if args.iter().any(|a| a == "--off-pool") {
+        return run(args, keep_subnormals);
+    }
+    gram_train::process::run_on_pool(|| run(args, keep_subnormals).map_err(|e| e.to_string()))?;
+    Ok(())
+}
+
+fn run(args: Vec<String>, keep_subnormals: bool) -> Result<(), Box<dyn std::error::Error>> {
     // --count-subnormals: count them in every GEMM's operands and result, and in the gradients.
     let count_subnormals = args.iter().any(|a| a == "--count-subnormals");
     gram_train::ops::subnormals::enable(count_subnormals);

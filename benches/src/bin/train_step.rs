@@ -10,7 +10,9 @@
 //!       [--batch 256] [--in 768,768,768] [--hidden 0] [--out 512] [--loss gram|pairwise]` (the defaults
 //!       are the heads-only configuration; the matched CPU comparison with PyTorch: `--in 384,512,256 --hidden 256
 //!       --out 64`, against `benches/python/torch_train_step.py` with the same flags).
-//! (`--bf16`: the heads' matmuls take bf16 operands, see `gram_train::ops::precision`).
+//! (`--bf16`: the heads' matmuls take bf16 operands, see `gram_train::ops::precision`;
+//! `--off-pool`: the loop on the main thread instead of a rayon worker,
+//! `gram_train::process::run_on_pool`).
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -38,6 +40,14 @@ fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 
 fn main() -> candle_core::Result<()> {
     gram_train::process::configure();
+    // --off-pool: the loop on the main thread, outside rayon's pool (to measure `run_on_pool`).
+    if std::env::args().any(|a| a == "--off-pool") {
+        return run();
+    }
+    gram_train::process::run_on_pool(run)
+}
+
+fn run() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let b: usize = flag(&args, "--batch", 256);

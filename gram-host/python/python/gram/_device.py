@@ -205,17 +205,23 @@ def volume_grads(saved, k, up):
     ``pair_volume_grads``) from ``factor``'s tensors: 0 from every singular pair."""
     a, perm, singular, inv, vol = _unflatten(saved, k)
     x = _inverse_pivoted(a, singular)
-    b1, b2 = vol.shape
-    # Ĝ⁻¹ in input order: entry (perm[r], perm[c]) = x[r][c], by one gather over the k² entries.
-    xs = torch.stack([x[r][c].expand(b1, b2) for r in range(k) for c in range(k)], dim=-1)
-    pinv = torch.argsort(torch.stack(perm, dim=-1), dim=-1)
-    idx = (pinv[..., :, None] * k + pinv[..., None, :]).reshape(b1, b2, k * k)
-    xo = xs.gather(-1, idx).reshape(b1, b2, k, k)
-    w = torch.stack([v.expand(b1, b2) for v in inv], dim=-1)
-    dg = 0.5 * xo * (vol[..., None, None] * (w[..., :, None] * w[..., None, :]))
-    dg = torch.where(singular[..., None, None], 0.0, dg)
+    # Ĝ⁻¹ in input order: entry (perm[r], perm[c]) = x[r][c], rows then columns selected.
+    at = [[perm[r] == i for i in range(k)] for r in range(k)]  # at[r][i]: input i at position r
+    rows = [[_select(at, i, [x[r][c] for r in range(k)]) for c in range(k)] for i in range(k)]
+    xo = [[_select(at, j, rows[i]) for j in range(k)] for i in range(k)]
+    dg = [[torch.where(singular, 0.0, 0.5 * xo[i][j] * (vol * (inv[i] * inv[j])))
+           for j in range(k)] for i in range(k)]
     # As the host path: u·(∂/∂G_0t + ∂/∂G_t0), then sums over the other batch.
-    d_cross = up[:, :, None] * (dg[:, :, 0, 1:] + dg[:, :, 1:, 0])
-    d_inner = (up[:, :, None, None] * dg[:, :, 1:, 1:]).sum(0)
-    d_norms = (up * dg[:, :, 0, 0]).sum(1)
+    d_norms = (up * dg[0][0]).sum(1)
+    d_cross = torch.stack([up * (dg[0][t] + dg[t][0]) for t in range(1, k)], dim=2)
+    d_inner = torch.stack([torch.stack([(up * dg[s][t]).sum(0) for t in range(1, k)], dim=1)
+                           for s in range(1, k)], dim=1)
     return d_cross, d_inner, d_norms
+
+
+def _select(at, i, vals):
+    """vals[r] where input i sits at position r (the first r otherwise, never reached)."""
+    out = vals[0]
+    for r in range(1, len(vals)):
+        out = torch.where(at[r][i], vals[r], out)
+    return out

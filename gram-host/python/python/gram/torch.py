@@ -22,6 +22,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+# PyTorch's compiler stack, and with it Triton's own LLVM, loaded now: once gram's GPU backend has
+# loaded a Mesa Vulkan driver built on the system's LLVM (lavapipe, the software adapter),
+# importing Triton crashes the process; in this order both work (tested).
+import torch._dynamo  # noqa: F401,E402
 
 from . import _device, _gram
 
