@@ -38,3 +38,4 @@ echo "| published recipe, PyTorch $("$py" -c 'import torch; print(torch.__versio
 echo "| published recipe, its volume matrix alone (no start-up, import, read, write) | $(median "${comp[@]}") ($(range "${comp[@]}")) |"
 awk -v g="$(median "${gram[@]}")" -v t="$(median "${comp[@]}")" 'BEGIN{printf "recipe compute alone / gram whole process: %.2f× (medians)", t/g}'
 echo "; per round $(range "${ratio[@]}"), median $(median "${ratio[@]}")×"
+awk -v g="$(median "${gram[@]}")" -v t="$(median "${torch[@]}")" 'BEGIN{printf "recipe whole process / gram whole process: %.2f× (medians)\n", t/g}'

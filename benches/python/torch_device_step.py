@@ -11,7 +11,7 @@ and the symmetric GRAM loss on −V/τ, by three implementations:
 
 Each round times one step of each implementation in turn (alternating, after a warm-up step
 each), for ROUNDS rounds; prints medians with the range and each implementation's time over the
-recipe's, with the CPU (and GPU) named, and writes the table to OUT/step.md when --out is given.
+recipe's (the median and range of each round's ratio), with the CPU (and GPU) named, and writes the table to OUT/step.md when --out is given.
 
     python benches/python/torch_device_step.py [--device cpu|cuda] [--rounds 5]
         [--batches 256,1024] [--ks 3,4] [--threads N] [--out DIR]
@@ -88,7 +88,8 @@ def main():
     device = torch.device(a.device)
     impls = ["device", "host", "recipe"]
     lines = [machine(device), time.strftime("%Y-%m-%d"), "",
-             f"| B | k | {' | '.join(f'{i} (ms)' for i in impls)} | device / recipe | host / recipe |",
+             f"| B | k | {' | '.join(f'{i} (ms)' for i in impls)} | device / recipe, per round | "
+             "host / recipe, per round |",
              "|---|---|" + "---|" * (len(impls) + 2)]
     print("\n".join(lines), flush=True)
     gen = torch.Generator().manual_seed(0)
@@ -106,8 +107,12 @@ def main():
                     times[i].append(step_time(i, xs, device) * 1e3)
             med = {i: statistics.median(t) for i, t in times.items()}
             cells = [f"{med[i]:.1f} ({min(times[i]):.1f}–{max(times[i]):.1f})" for i in impls]
-            row = (f"| {b} | {k} | {' | '.join(cells)} | {med['device'] / med['recipe']:.2f}× "
-                   f"| {med['host'] / med['recipe']:.2f}× |")
+            # Each round's own ratio (the sides ran back to back): median and range.
+            ratios = []
+            for i in ("device", "host"):
+                r = [x / y for x, y in zip(times[i], times["recipe"])]
+                ratios.append(f"{statistics.median(r):.2f}× ({min(r):.2f}–{max(r):.2f})")
+            row = f"| {b} | {k} | {' | '.join(cells)} | {' | '.join(ratios)} |"
             print(row, flush=True)
             lines.append(row)
     lines.append(f"\nmedians of {a.rounds} alternating rounds (range); "
