@@ -124,9 +124,10 @@ struct TrainArgs {
     modalities: Option<Vec<String>>,
     #[arg(long)]
     anchor: Option<String>,
-    /// Encoder of a raw-data modality: MODALITY=KIND or MODALITY=KIND:PRETRAINED_DIR, KIND one
-    /// of bert, clip, ast, features (repeatable; TOML: [encoders.MODALITY]).
-    #[arg(long = "encoder", value_name = "MODALITY=KIND[:DIR]")]
+    /// Encoder of a raw-data modality: MODALITY=KIND or MODALITY=KIND:PRETRAINED, KIND one of
+    /// bert, clip, ast, features; PRETRAINED a folder or a Hugging Face model id ORG/NAME[@REV]
+    /// from the local Hub cache, never downloaded (repeatable; TOML: [encoders.MODALITY]).
+    #[arg(long = "encoder", value_name = "MODALITY=KIND[:DIR|ORG/NAME]")]
     encoders: Vec<String>,
     /// Modalities whose encoders stay frozen (comma-separated).
     #[arg(long, value_delimiter = ',')]

@@ -309,3 +309,51 @@ fn cli_refuses_what_this_build_cannot_do_with_one_error_line() {
     }
     assert!(!out.join("state.json").exists());
 }
+
+/// `--encoder video=clip:ORG/NAME` loads the model from the local Hugging Face cache
+/// ($HF_HUB_CACHE, refs/main → snapshots/HASH), with no network; a model the cache lacks fails
+/// with one error line naming where it was looked for.
+#[test]
+fn an_encoder_named_by_model_id_loads_from_the_local_hub_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let repo = cache.join("models--org--clip-tiny");
+    let hash = "c".repeat(40);
+    let snap = repo.join("snapshots").join(&hash);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), &hash).unwrap();
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clip-tiny");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(tiny.join(f), snap.join(f)).unwrap();
+    }
+    let fit = |model: &str, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gram-train"))
+            .env("HF_HUB_CACHE", &cache)
+            .args(["fit", "--no-progress", "--steps", "1", "--batch-size", "8"])
+            .args(["--encoder", &format!("video=clip:{model}")])
+            .arg("--data")
+            .arg(testdata())
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let o = fit("org/clip-tiny", "run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The checkpoint names the snapshot folder the encoder was loaded from.
+    let state = std::fs::read_to_string(tmp.path().join("run/config.json"))
+        .or_else(|_| std::fs::read_to_string(tmp.path().join("run/state.json")))
+        .unwrap();
+    assert!(state.contains(&hash), "{state}");
+
+    let o = fit("org/absent", "run2");
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.starts_with("error: ") && e.lines().count() == 1, "{e}");
+    assert!(
+        e.contains("models--org--absent") && e.contains("huggingface-cli download"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("run2").exists());
+}

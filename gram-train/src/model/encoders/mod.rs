@@ -11,6 +11,7 @@
 
 pub mod audio;
 pub mod blocks;
+pub mod hub;
 pub mod text;
 pub mod vision;
 
@@ -45,7 +46,9 @@ pub enum Kind {
 #[serde(default, deny_unknown_fields)]
 pub struct EncoderSpec {
     pub kind: Kind,
-    /// Pretrained folder to initialise from (config.json + *.safetensors [+ tokenizer.json]).
+    /// Pretrained folder to initialise from (config.json + *.safetensors [+ tokenizer.json]),
+    /// or a Hugging Face model id (`ORG/NAME[@REVISION]`) found in the local Hub cache
+    /// ([`hub::resolve_folder`]; resolved to its folder by [`EncoderSpec::resolve`]).
     pub path: Option<PathBuf>,
     /// Architecture (config.json content); filled from `path` or the small default.
     pub config: serde_json::Value,
@@ -85,6 +88,10 @@ impl EncoderSpec {
     pub fn resolve(&mut self) -> std::result::Result<(), Error> {
         if !self.config.is_null() || self.kind == Kind::Features {
             return Ok(());
+        }
+        // A model id (`ORG/NAME[@REV]`) becomes its folder in the local Hub cache.
+        if let Some(p) = &self.path {
+            self.path = Some(hub::resolve_folder(p)?);
         }
         self.config = match &self.path {
             Some(dir) => {
