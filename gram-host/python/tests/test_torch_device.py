@@ -20,7 +20,7 @@ def unit(n, d, gen):
 def hard_cases():
     """(name, anchor, [modalities]) in float64: the repository's reference cases (random k = 2..5,
     near-collinear down to 1e-5, duplicated and zero vectors, magnitudes 1e±12, dim < k) and
-    tuples whose volume is 1e-6 and 1e-8 of the product of the norms."""
+    tuples whose volume is 1e-6 and 1e-8 of the product of the norms, and k = 16."""
     for name, anchor, mods, _ in reference_cases():
         yield name, torch.from_numpy(anchor).double(), [torch.from_numpy(m).double() for m in mods]
     gen = torch.Generator().manual_seed(11)
@@ -29,6 +29,8 @@ def hard_cases():
         # m2 = a mix of a and m1 plus eps times a direction outside their span.
         m2 = 0.6 * a + 0.8 * m1 + eps * unit(6, 24, gen)
         yield f"tiny_{eps}", a, [m1, m2]
+    # The largest k the library takes (16): the unrolled factorisation at its longest.
+    yield "random_k16", unit(5, 40, gen), [unit(6, 40, gen) for _ in range(15)]
 
 
 def both_paths(anchor, mods, up):
