@@ -22,9 +22,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-# PyTorch's compiler stack, and with it Triton's own LLVM, loaded now: once gram's GPU backend has
-# loaded a Mesa Vulkan driver built on the system's LLVM (lavapipe, the software adapter),
-# importing Triton crashes the process; in this order both work (tested).
+# PyTorch's compiler stack, and with it Triton's own LLVM, loaded now (~1 s of import time): once
+# gram's GPU backend has loaded a Mesa Vulkan driver built on the system's LLVM (lavapipe, the
+# software adapter), importing Triton — which torch does lazily, e.g. for the device path on
+# `meta` tensors or `torch.compile` — crashes the process; in this order both work (the test
+# suite runs the GPU tests before the torch ones in one process).
 import torch._dynamo  # noqa: F401,E402
 
 from . import _device, _gram
