@@ -13,7 +13,8 @@ pub fn configure() {
 
 /// Flush-to-zero and denormals-are-zero ([`crate::fp_mode`]) on the calling thread and on
 /// every thread of rayon's global pool, which this builds (a `start_handler` sets the mode as
-/// each worker starts; `RAYON_NUM_THREADS` is honoured as rayon's default would). The other
+/// each worker starts; `RAYON_NUM_THREADS` is honoured as rayon's default would; workers get a
+/// [`WORKER_STACK`] stack). The other
 /// threads that compute inherit the mode of the thread that starts them: the batch loader
 /// ([`crate::data::source::prefetched`]) and Candle's barrier pool (patched in
 /// `third_party/candle-core`, `PATCHED.md`), both started later from this thread.
@@ -24,6 +25,7 @@ pub fn flush_subnormals_everywhere() {
     crate::fp_mode::flush_subnormals();
     let built = rayon::ThreadPoolBuilder::new()
         .start_handler(|_| crate::fp_mode::flush_subnormals())
+        .stack_size(WORKER_STACK)
         .build_global();
     if built.is_err() {
         eprintln!(
@@ -32,6 +34,11 @@ pub fn flush_subnormals_everywhere() {
         );
     }
 }
+
+/// Stack of each rayon worker: the training loop runs on one ([`run_on_pool`]), and Candle's
+/// backward pass walks the graph recursively, a frame per op of its longest chain — a chain of
+/// 20,000 ops overflowed the default 2 MiB (`tests/pool.rs`). Address space only, until touched.
+pub const WORKER_STACK: usize = 64 << 20;
 
 /// mimalloc's `mi_option_purge_delay` (15 in both the v2 and v3 headers of libmimalloc-sys
 /// 0.1.x; the Rust bindings do not name it).
