@@ -470,10 +470,9 @@ impl<'a> Scorer<'a> {
 /// and the writes go to 16 rows at a time (a row at a time read the tile with a stride of r).
 fn transpose_into<O: Copy>(tile: &[O], r: usize, block: &mut [O], n2: usize, c0: usize) {
     const GROUP: usize = 16;
-    let cols = tile.len() / r.max(1);
     for i0 in (0..r).step_by(GROUP) {
         let g = GROUP.min(r - i0);
-        for (jj, src) in tile.chunks_exact(r).enumerate().take(cols) {
+        for (jj, src) in tile.chunks_exact(r).enumerate() {
             for (t, &v) in src[i0..i0 + g].iter().enumerate() {
                 block[(i0 + t) * n2 + c0 + jj] = v;
             }

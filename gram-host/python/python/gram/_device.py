@@ -65,10 +65,9 @@ def _gram(cross, inner, norms):
 
 
 def _check(cross, inner, norms):
-    m = inner.shape[1]
     diag = torch.diagonal(inner, dim1=1, dim2=2)
     valid = (torch.isfinite(cross).all() & torch.isfinite(inner).all() & torch.isfinite(norms).all()
-             & (norms >= 0).all() & (diag >= 0).all()) if m else torch.isfinite(norms).all()
+             & (norms >= 0).all() & (diag >= 0).all())
     torch._assert_async(valid, "gram.torch: a non-finite dot product or a negative squared norm")
 
 

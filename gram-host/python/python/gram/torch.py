@@ -81,6 +81,15 @@ def _compute(*ts):
     return [t.to(dt) for t in ts]
 
 
+def dot_parts(anchor, mods):
+    """What the k×k part is computed from, with autograd: cross [B1, B2, m] = anchor · mods[t]ᵀ,
+    inner [B2, m, m] = each candidate's dot products, norms [B1] = ‖anchor_i‖²."""
+    m = len(mods)
+    cross = torch.stack([anchor @ x.T for x in mods], dim=2)
+    inner = torch.stack([(s * t).sum(1) for s in mods for t in mods], dim=1).reshape(-1, m, m)
+    return cross, inner, (anchor * anchor).sum(1)
+
+
 PATHS = ("auto", "device", "host")
 
 
@@ -102,10 +111,7 @@ def volume_matrix(
         raise ValueError("anchor must be [B1, D] and every modality [B2, D] with the same D")
     if mods[0].shape[1] != anchor.shape[1]:
         raise ValueError(f"modalities[0]: dimension {mods[0].shape[1]} does not match the dimension of the anchor, anchor ({anchor.shape[1]})")
-    m = len(mods)
-    cross = torch.stack([anchor @ x.T for x in mods], dim=2)
-    inner = torch.stack([(s * t).sum(1) for s in mods for t in mods], dim=1).reshape(-1, m, m)
-    norms = (anchor * anchor).sum(1)
+    cross, inner, norms = dot_parts(anchor, mods)
     if path == "auto":
         path = "host" if anchor.device.type == "cpu" else "device"
     op = PairVolumes if path == "host" else DeviceVolumes
