@@ -125,8 +125,9 @@ struct TrainArgs {
     #[arg(long)]
     anchor: Option<String>,
     /// Encoder of a raw-data modality: MODALITY=KIND or MODALITY=KIND:PRETRAINED, KIND one of
-    /// bert, clip, ast, features; PRETRAINED a folder or a Hugging Face model id ORG/NAME[@REV]
-    /// from the local Hub cache, never downloaded (repeatable; TOML: [encoders.MODALITY]).
+    /// bert, clip, siglip, ast, ast-mel, features; PRETRAINED a folder or a Hugging Face model
+    /// id ORG/NAME[@REV] from the local Hub cache, never downloaded (repeatable; TOML:
+    /// [encoders.MODALITY]).
     #[arg(long = "encoder", value_name = "MODALITY=KIND[:DIR|ORG/NAME]")]
     encoders: Vec<String>,
     /// Modalities whose encoders stay frozen (comma-separated).
@@ -152,17 +153,11 @@ fn parse_encoder(arg: &str) -> Result<(String, EncoderSpec), Error> {
         Some((k, p)) => (k, Some(PathBuf::from(p))),
         None => (rest, None),
     };
-    let kind = match kind {
-        "bert" => Kind::Bert,
-        "clip" => Kind::Clip,
-        "ast" => Kind::Ast,
-        "features" => Kind::Features,
-        other => {
-            return Err(Error::config(format!(
-                "--encoder {arg}: unknown kind '{other}' (bert, clip, ast, features)"
-            )));
-        }
-    };
+    let kind = Kind::named(kind).ok_or_else(|| {
+        Error::config(format!(
+            "--encoder {arg}: unknown kind '{kind}' (bert, clip, siglip, ast, ast-mel, features)"
+        ))
+    })?;
     let mut spec = EncoderSpec::of(kind);
     spec.path = path;
     Ok((modality.to_string(), spec))
@@ -307,7 +302,7 @@ enum Command {
     },
     /// Write a small randomly initialised encoder (seeded) as a loadable folder.
     InitEncoder {
-        /// bert, clip or ast.
+        /// bert, clip, siglip, ast or ast-mel.
         #[arg(long)]
         kind: String,
         #[arg(long)]

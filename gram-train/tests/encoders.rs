@@ -7,7 +7,7 @@ mod common;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use gram_train::model::encoders::{
-    self, Encoder, EncoderSpec, HostInput, Kind, audio, blocks, vision,
+    self, Encoder, EncoderSpec, HostInput, Kind, audio, blocks, pillow, vision, wav,
 };
 use std::path::PathBuf;
 
@@ -18,6 +18,8 @@ fn testdata() -> PathBuf {
 #[test]
 fn every_parameter_of_every_encoder_gets_a_gradient() {
     common::gradient_census(&Device::Cpu);
+    // The other two kinds: SigLIP's tower and pooling head, the log-mel AST.
+    common::gradient_census_of(&Device::Cpu, [Kind::Siglip, Kind::AstMel]);
 }
 
 #[test]
@@ -39,10 +41,10 @@ fn layer_norm_and_patch_embedding_equal_candles_reference_ops() {
 
     // The ViT's patches-as-matmul equal a stride-p convolution with the same weight.
     let vit_json = vision::small_config();
-    let cfg = vision::VitConfig::from_json(&vit_json).unwrap();
+    let cfg = vision::VitConfig::from_json(&vit_json, vision::Family::Clip).unwrap();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let vit = blocks::Vit::new(vb.pp("v"), &cfg.shape().unwrap()).unwrap();
+    let vit = blocks::Vit::new(vb.pp("v"), &cfg.shape(vision::Family::Clip).unwrap()).unwrap();
     encoders::seeded_init(&varmap, "v", 1).unwrap();
     let img = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &dev).unwrap();
     let pooled = vit.forward(&img).unwrap();
@@ -81,25 +83,24 @@ fn layer_norm_and_patch_embedding_equal_candles_reference_ops() {
 fn encoder_folders_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let dev = Device::Cpu;
+    let pixels = HostInput::Pixels {
+        data: (0..2 * 3 * 32 * 32)
+            .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+            .collect(),
+        frames: 1,
+    };
+    // Both small audio configurations take 64 × 128 values per clip.
+    let mel = HostInput::Mel(
+        (0..2 * 64 * 128)
+            .map(|i| ((i % 13) as f32) / 13.0)
+            .collect(),
+    );
     let inputs = [
         (Kind::Bert, None),
-        (
-            Kind::Clip,
-            Some(HostInput::Pixels {
-                data: (0..2 * 3 * 32 * 32)
-                    .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
-                    .collect(),
-                frames: 1,
-            }),
-        ),
-        (
-            Kind::Ast,
-            Some(HostInput::Mel(
-                (0..2 * 64 * 128)
-                    .map(|i| ((i % 13) as f32) / 13.0)
-                    .collect(),
-            )),
-        ),
+        (Kind::Clip, Some(pixels.clone())),
+        (Kind::Siglip, Some(pixels)),
+        (Kind::Ast, Some(mel.clone())),
+        (Kind::AstMel, Some(mel)),
     ];
     for (kind, input) in inputs {
         let dir = tmp.path().join(format!("{kind:?}"));
@@ -180,18 +181,34 @@ fn a_tone_lands_in_the_mel_band_of_its_frequency() {
 #[test]
 fn wav_reading_resamples_and_rejects_garbage() {
     let committed = std::fs::read(testdata().join("audio/0.wav")).unwrap();
-    let s = audio::read_wav(&committed).unwrap();
+    let s = wav::read_wav(&committed).unwrap();
     assert_eq!(s.len(), 8000, "0.5 s at 8 kHz resampled to 16 kHz");
     assert!(s.iter().all(|x| x.abs() <= 1.0));
-    let e = audio::read_wav(b"RIFF....WAVEnope").unwrap_err();
+    let e = wav::read_wav(b"RIFF....WAVEnope").unwrap_err();
     assert!(
         matches!(&e, gram_train::error::Error::Decode(m) if m.starts_with("WAV:")),
         "{e}"
     );
-    assert_eq!(
-        audio::resample_linear(&[0.0, 1.0], 1, 2),
-        vec![0.0, 0.5, 1.0, 1.0]
-    );
+    // A 440 Hz tone keeps its shape across rates (away from the edges, where the sinc sees
+    // zeros); equal rates are the identity; lengths are ⌈len·to/from⌉.
+    let tone = |rate: f64, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (2.0 * std::f64::consts::PI * 440.0 * i as f64 / rate).sin() as f32)
+            .collect()
+    };
+    for from in [8000u32, 22050, 44100, 48000] {
+        let x = tone(from as f64, from as usize / 10);
+        let y = wav::resample(&x, from, 16000);
+        assert_eq!(y.len(), 1600, "{from} Hz");
+        let want = tone(16000.0, 1600);
+        let worst = y[100..1500]
+            .iter()
+            .zip(&want[100..1500])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 2e-3, "{from} Hz: worst {worst}");
+    }
+    assert_eq!(wav::resample(&[0.25, -0.5], 16000, 16000), vec![0.25, -0.5]);
 }
 
 #[test]
@@ -207,7 +224,15 @@ fn clip_preprocessing_normalises_and_centre_crops() {
     image::DynamicImage::ImageRgb8(img)
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .unwrap();
-    let px = vision::preprocess(&png, 16).unwrap();
+    let prep = vision::ImagePrep {
+        shortest_edge: Some(16),
+        size: 16,
+        filter: pillow::Filter::Bicubic,
+        rescale: 1.0 / 255.0,
+        mean: vision::CLIP_MEAN,
+        std: vision::CLIP_STD,
+    };
+    let px = vision::preprocess(&png, &prep).unwrap();
     assert_eq!(px.len(), 3 * 16 * 16);
     // Shorter side 32 → 16: 24×16, centre crop keeps the coloured middle (columns 4..20).
     let centre = |c: usize| px[(c * 16 + 8) * 16 + 8];
@@ -220,7 +245,7 @@ fn clip_preprocessing_normalises_and_centre_crops() {
         );
     }
     assert!(
-        vision::preprocess(b"\x89PNG garbage", 16)
+        vision::preprocess(b"\x89PNG garbage", &prep)
             .unwrap_err()
             .to_string()
             .contains("decode")

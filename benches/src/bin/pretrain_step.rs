@@ -1,6 +1,6 @@
 //! Pretraining-step throughput with encoders: text = MiniLM (all-MiniLM-L6-v2,
 //! `scripts/fetch-minilm.sh`) or the small BERT, video = the small CLIP ViT over 4 frames of
-//! 32×32, audio = the small AST over 64 mels × 128 frames; GRAM loss + DAM, all encoders
+//! 32×32, audio = the small log-mel AST (`ast-mel`) over 64 mels × 128 frames; GRAM loss + DAM, all encoders
 //! trainable, B = 64 by default. Data: a generated raw dataset (PNG frames, WAV tones,
 //! captions) decoded by the real loader on background threads.
 //!
@@ -204,7 +204,7 @@ fn run(args: Vec<String>, keep_subnormals: bool) -> Result<(), Box<dyn std::erro
         encoders: [
             ("text".to_string(), text),
             ("video".to_string(), video),
-            ("audio".to_string(), EncoderSpec::of(Kind::Ast)),
+            ("audio".to_string(), EncoderSpec::of(Kind::AstMel)),
         ]
         .into_iter()
         .collect(),

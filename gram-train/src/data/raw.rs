@@ -17,7 +17,7 @@
 
 use crate::data::batch::HostBatch;
 use crate::error::Error;
-use crate::model::encoders::{EncoderSpec, HostInput, Kind, audio, text, vision};
+use crate::model::encoders::{EncoderSpec, HostInput, Kind, audio, text, vision, wav};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -39,12 +39,12 @@ pub enum Prep {
         max_len: usize,
     },
     Vision {
-        size: usize,
+        prep: vision::ImagePrep,
         frames: usize,
     },
     Audio {
-        n_mels: usize,
-        frames: usize,
+        arch: Box<audio::AudioArch>,
+        /// The log-mel AST's filters, computed once.
         filters: Vec<f32>,
     },
 }
@@ -62,16 +62,19 @@ impl Prep {
                 ),
                 max_len: spec.max_len.max(2),
             },
-            Kind::Clip => Prep::Vision {
-                size: vision::VitConfig::from_json(&spec.config)?.image_size,
+            Kind::Clip | Kind::Siglip => Prep::Vision {
+                prep: vision::ImagePrep::of(
+                    vision::Family::of(spec.kind),
+                    &vision::VitConfig::from_json(&spec.config, vision::Family::of(spec.kind))?,
+                    &spec.preprocessor,
+                )?,
                 frames: spec.frames.max(1),
             },
-            Kind::Ast => {
-                let c = audio::AstConfig::from_json(&spec.config)?;
+            Kind::Ast | Kind::AstMel => {
+                let arch = audio::AudioArch::of(&spec.config, &spec.preprocessor)?;
                 Prep::Audio {
-                    filters: audio::mel_filters(c.n_mels),
-                    n_mels: c.n_mels,
-                    frames: c.frames,
+                    filters: arch.filters(),
+                    arch: Box::new(arch),
                 }
             }
         })
@@ -208,7 +211,7 @@ impl RawSplit {
                 .as_str()
                 .map(|s| Decoded::Text(s.to_string()))
                 .ok_or_else(|| Error::decode(format!("\"{field}\" is not a string"))),
-            Prep::Vision { size, frames } => {
+            Prep::Vision { prep, frames } => {
                 let paths: Vec<&serde_json::Value> = match v {
                     serde_json::Value::Array(a) if !a.is_empty() => a.iter().collect(),
                     serde_json::Value::Array(_) => {
@@ -216,25 +219,19 @@ impl RawSplit {
                     }
                     one => vec![one],
                 };
-                let mut out = Vec::with_capacity(frames * 3 * size * size);
+                let mut out = Vec::with_capacity(frames * 3 * prep.size * prep.size);
                 for i in vision::sample_frames(paths.len(), *frames) {
                     let p = self.path(paths[i])?;
-                    let px = vision::preprocess(&self.read(&p)?, *size)
+                    let px = vision::preprocess(&self.read(&p)?, prep)
                         .map_err(|e| Error::data(&p, e))?;
                     out.extend(px);
                 }
                 Ok(Decoded::Floats(out))
             }
-            Prep::Audio {
-                n_mels,
-                frames,
-                filters,
-            } => {
+            Prep::Audio { arch, filters } => {
                 let p = self.path(v)?;
-                let wav = audio::read_wav(&self.read(&p)?).map_err(|e| Error::data(&p, e))?;
-                Ok(Decoded::Floats(audio::log_mel(
-                    &wav, *n_mels, *frames, filters,
-                )))
+                let wav = wav::read_wav(&self.read(&p)?).map_err(|e| Error::data(&p, e))?;
+                Ok(Decoded::Floats(arch.features(&wav, filters)))
             }
         }
     }
@@ -320,8 +317,8 @@ impl RawSplit {
             )?));
         }
         let dim = match prep {
-            Prep::Vision { size, frames } => Some(frames * 3 * size * size),
-            Prep::Audio { n_mels, frames, .. } => Some(n_mels * frames),
+            Prep::Vision { prep, frames } => Some(frames * 3 * prep.size * prep.size),
+            Prep::Audio { arch, .. } => Some(arch.input_len()),
             _ => cells.iter().find_map(|c| match c {
                 Decoded::Floats(f) => Some(f.len()),
                 _ => None,

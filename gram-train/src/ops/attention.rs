@@ -83,6 +83,8 @@ pub fn attention(
 }
 
 /// The same function from Candle tensor ops (any device and dtype; the fused op's reference).
+/// Here q may have fewer rows than k and v ([B, Tq, D] against [B, Tk, D], mask [B, Tk]): the
+/// cross-attention of a pooling head.
 pub fn attention_ops(
     q: &Tensor,
     k: &Tensor,
@@ -90,10 +92,13 @@ pub fn attention_ops(
     heads: usize,
     key_mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let (b, t, d) = q.dims3()?;
+    let (b, tq, d) = q.dims3()?;
+    let t = k.dim(1)?;
     let hd = d / heads;
     let split = |x: &Tensor| -> Result<Tensor> {
-        x.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
+        x.reshape((b, x.dim(1)?, heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()
     };
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
     let mut scores = (matmul(&q, &k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
@@ -102,7 +107,7 @@ pub fn attention_ops(
         scores = scores.broadcast_add(&add.reshape((b, 1, 1, t))?)?;
     }
     let probs = softmax_last_dim(&scores)?;
-    matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, d))
+    matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, tq, d))
 }
 
 /// The fused op; `lse` is filled by the forward (one log-sum-exp per (batch, head, query),

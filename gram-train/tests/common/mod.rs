@@ -29,11 +29,20 @@ pub fn value_and_grads(y: &Tensor, r: &Tensor, wrt: &[&Tensor]) -> (Vec<f32>, Ve
 /// gets a gradient, and a nonzero one (candle's fused LayerNorm would silently cut them).
 pub fn gradient_census(dev: &candle_core::Device) {
     use gram_train::model::encoders::Kind;
+    gradient_census_of(dev, [Kind::Clip, Kind::Ast]);
+}
+
+/// [`gradient_census`] with the video and audio encoders of the given kinds.
+pub fn gradient_census_of(
+    dev: &candle_core::Device,
+    [video, audio]: [gram_train::model::encoders::Kind; 2],
+) {
+    use gram_train::model::encoders::Kind;
     use gram_train::train::build::named_vars;
     use gram_train::train::distributed::SingleProcess;
     use gram_train::train::step::train_step;
     use rand::SeedableRng;
-    let (cfg, l, src) = small_raw_model(dev);
+    let (cfg, l, src) = small_raw_model_with(dev, [video, audio]);
     assert_eq!(
         l.model
             .config
@@ -41,7 +50,7 @@ pub fn gradient_census(dev: &candle_core::Device) {
             .iter()
             .map(|e| e.kind)
             .collect::<Vec<_>>(),
-        [Kind::Bert, Kind::Clip, Kind::Ast]
+        [Kind::Bert, video, audio]
     );
     let inputs = src.batch(&[0, 1, 2, 3, 4, 5]).unwrap();
     let vars = named_vars(&l.varmap);
@@ -159,15 +168,31 @@ pub fn small_raw_model(
     gram_train::train::build::Loaded,
     Box<dyn gram_train::data::source::Source>,
 ) {
+    use gram_train::model::encoders::Kind;
+    small_raw_model_with(dev, [Kind::Clip, Kind::Ast])
+}
+
+/// [`small_raw_model`] with the video and audio encoders of the given kinds.
+pub fn small_raw_model_with(
+    dev: &candle_core::Device,
+    [video, audio]: [gram_train::model::encoders::Kind; 2],
+) -> (
+    gram_train::config::TrainConfig,
+    gram_train::train::build::Loaded,
+    Box<dyn gram_train::data::source::Source>,
+) {
     use gram_train::data::source::open_source;
+    use gram_train::model::encoders::EncoderSpec;
     use gram_train::train::build::{build_model, model_config_for};
     let data = repo_root().join("testdata/raw");
-    let cfg = gram_train::config::TrainConfig {
+    let mut cfg = gram_train::config::TrainConfig {
         batch_size: 6,
         embed_dim: 16,
         dam_hidden: 8,
         ..Default::default()
     };
+    cfg.encoders.insert("video".into(), EncoderSpec::of(video));
+    cfg.encoders.insert("audio".into(), EncoderSpec::of(audio));
     let mc = model_config_for(&cfg, &data).unwrap();
     let l = build_model(&mc, 0, dev).unwrap();
     let src = open_source(&data, "train", &mc, &l.tokenizers, false).unwrap();

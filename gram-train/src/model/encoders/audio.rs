@@ -1,7 +1,11 @@
-//! Audio: a log-mel spectrogram frontend and an AST-style patch transformer.
+//! Audio encoders: Hugging Face's `ASTModel` over Kaldi filterbanks (kind `ast`, [`super::ast`],
+//! [`super::fbank`]), or the AST-style patch transformer over a Whisper-style log-mel
+//! spectrogram defined here (kind `ast-mel`; also what `ast` checkpoints written before the
+//! Hugging Face AST existed hold, recognised by their `n_mels` field). The log-mel one
+//! normalises each clip by its own maximum, so it needs no dataset statistics: for training
+//! from scratch on audio unlike AudioSet; it has no pretrained weights anywhere.
 //!
-//! Frontend (Whisper's conventions): mono 16 kHz (other rates are resampled by linear
-//! interpolation, channels averaged), 25 ms Hann window (`N_FFT` = 400, periodic), 10 ms hop
+//! Log-mel front end (Whisper's conventions): mono 16 kHz ([`super::wav`]), 25 ms Hann window (`N_FFT` = 400, periodic), 10 ms hop
 //! (`HOP` = 160), power spectrum, `n_mels` triangular Slaney-scale mel filters over 0–8 kHz
 //! with Slaney area normalisation (librosa's default, which Whisper uses), log10 with a floor
 //! of 1e-10, clamped to 8 decades below the clip's maximum and mapped by (x + 4) / 4. The
@@ -12,18 +16,21 @@
 //! pre-LayerNorm transformer (the ViT of [`super::blocks`], one channel, GELU), LayerNorm'd
 //! \[CLS\].
 
-use super::blocks::{Activation, Vit, VitShape};
+use super::ast::{Ast, AstConfig};
+use super::blocks::{Activation, Vit, VitFamily, VitShape};
+use super::fbank::AstFeatureConfig;
+use super::wav::SAMPLE_RATE;
 use crate::error::Error;
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-pub const SAMPLE_RATE: u32 = 16_000;
 pub const N_FFT: usize = 400;
 pub const HOP: usize = 160;
 
+/// The log-mel AST's configuration (kind `ast-mel`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct AstConfig {
+pub struct MelAstConfig {
     pub n_mels: usize,
     /// Spectrogram frames fed to the encoder (10 ms each).
     pub frames: usize,
@@ -34,9 +41,9 @@ pub struct AstConfig {
     pub num_attention_heads: usize,
 }
 
-impl AstConfig {
-    pub fn from_json(v: &serde_json::Value) -> std::result::Result<AstConfig, Error> {
-        let c: AstConfig = serde_json::from_value(v.clone())
+impl MelAstConfig {
+    pub fn from_json(v: &serde_json::Value) -> std::result::Result<MelAstConfig, Error> {
+        let c: MelAstConfig = serde_json::from_value(v.clone())
             .map_err(|e| Error::config(format!("audio config: {e}")))?;
         if c.patch_size == 0
             || !c.n_mels.is_multiple_of(c.patch_size)
@@ -62,11 +69,12 @@ impl AstConfig {
             grid_w: self.frames / self.patch_size,
             act: Activation::Gelu,
             eps: 1e-6,
+            family: VitFamily::Clip,
         }
     }
 }
 
-/// Small random configuration: 64 mels × 128 frames (1.28 s), 16×16 patches, 2 layers.
+/// Small random configuration of the log-mel AST: 64 mels × 128 frames (1.28 s), 16×16 patches, 2 layers.
 pub fn small_config() -> serde_json::Value {
     serde_json::json!({
         "n_mels": 64, "frames": 128, "patch_size": 16, "hidden_size": 128,
@@ -74,78 +82,112 @@ pub fn small_config() -> serde_json::Value {
     })
 }
 
-pub struct AudioEncoder {
-    vit: Vit,
-    pub hidden: usize,
-    pub cfg: AstConfig,
+/// Which audio encoder a configuration describes, and its front end.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AudioArch {
+    /// Hugging Face `ASTModel` with `ASTFeatureExtractor`'s features.
+    Ast(AstConfig, AstFeatureConfig),
+    /// The log-mel AST.
+    Mel(MelAstConfig),
+}
+
+impl AudioArch {
+    /// From a resolved spec's config.json value and preprocessor_config.json value (`Null`
+    /// when absent: the extractor's defaults, sized to the model). A config with `n_mels` is
+    /// the log-mel AST whatever the kind says (checkpoints written before kind `ast-mel`).
+    pub fn of(
+        config: &serde_json::Value,
+        preprocessor: &serde_json::Value,
+    ) -> std::result::Result<AudioArch, Error> {
+        if config.get("n_mels").is_some() {
+            return Ok(AudioArch::Mel(MelAstConfig::from_json(config)?));
+        }
+        let c = AstConfig::from_json(config)?;
+        let f = if preprocessor.is_null() {
+            AstFeatureConfig {
+                num_mel_bins: c.num_mel_bins,
+                max_length: c.max_length,
+                ..AstFeatureConfig::default()
+            }
+        } else {
+            serde_json::from_value::<AstFeatureConfig>(preprocessor.clone())
+                .map_err(|e| Error::config(format!("AST preprocessor config: {e}")))?
+        };
+        if (f.num_mel_bins, f.max_length) != (c.num_mel_bins, c.max_length) {
+            return Err(Error::config(format!(
+                "AST preprocessor config gives {} mel bins × {} frames, the model takes {} × {}",
+                f.num_mel_bins, f.max_length, c.num_mel_bins, c.max_length
+            )));
+        }
+        if f.sampling_rate != SAMPLE_RATE {
+            return Err(Error::config(format!(
+                "AST preprocessor config: sampling_rate {} (the filterbank is defined at {SAMPLE_RATE} Hz)",
+                f.sampling_rate
+            )));
+        }
+        Ok(AudioArch::Ast(c, f))
+    }
+
+    /// Values per clip the encoder takes.
+    pub fn input_len(&self) -> usize {
+        match self {
+            AudioArch::Ast(c, _) => c.max_length * c.num_mel_bins,
+            AudioArch::Mel(c) => c.n_mels * c.frames,
+        }
+    }
+
+    /// The encoder's input for one clip of 16 kHz mono samples.
+    pub fn features(&self, samples: &[f32], filters: &[f32]) -> Vec<f32> {
+        match self {
+            AudioArch::Ast(_, f) => super::fbank::ast_features(samples, f),
+            AudioArch::Mel(c) => log_mel(samples, c.n_mels, c.frames, filters),
+        }
+    }
+
+    /// The log-mel filters [`AudioArch::features`] takes (empty for the AST's filterbank,
+    /// which builds its own).
+    pub fn filters(&self) -> Vec<f32> {
+        match self {
+            AudioArch::Ast(..) => Vec::new(),
+            AudioArch::Mel(c) => mel_filters(c.n_mels),
+        }
+    }
+}
+
+pub enum AudioEncoder {
+    Ast(Ast),
+    Mel { vit: Vit, cfg: MelAstConfig },
 }
 
 impl AudioEncoder {
-    pub fn new(vb: VarBuilder, cfg: &AstConfig) -> Result<Self> {
-        Ok(AudioEncoder {
-            vit: Vit::new(vb, &cfg.shape())?,
-            hidden: cfg.hidden_size,
-            cfg: cfg.clone(),
+    pub fn new(vb: VarBuilder, arch: &AudioArch) -> Result<Self> {
+        Ok(match arch {
+            AudioArch::Ast(c, _) => AudioEncoder::Ast(Ast::new(vb, c)?),
+            AudioArch::Mel(c) => AudioEncoder::Mel {
+                vit: Vit::new(vb, &c.shape())?,
+                cfg: c.clone(),
+            },
         })
     }
 
-    /// Pooled states [B, hidden] of log-mels [B, n_mels, frames] (row-major).
-    pub fn forward(&self, mels: &[f32], dev: &Device) -> Result<Tensor> {
-        let (m, f) = (self.cfg.n_mels, self.cfg.frames);
-        let b = mels.len() / (m * f);
-        self.vit
-            .forward(&Tensor::from_slice(mels, (b, 1, m, f), dev)?)
-    }
-}
-
-/// Decode a WAV file to mono f32 samples at [`SAMPLE_RATE`].
-pub fn read_wav(bytes: &[u8]) -> std::result::Result<Vec<f32>, Error> {
-    let mut r = hound::WavReader::new(std::io::Cursor::new(bytes))
-        .map_err(|e| Error::decode(format!("WAV: {e}")))?;
-    let spec = r.spec();
-    if spec.channels == 0 || spec.sample_rate == 0 {
-        return Err(Error::decode("WAV: no channels or zero sample rate"));
-    }
-    let interleaved: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => r
-            .samples::<f32>()
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::decode(format!("WAV: {e}")))?,
-        hound::SampleFormat::Int => {
-            let full = (1i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            r.samples::<i32>()
-                .map(|s| s.map(|v| v as f32 / full))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| Error::decode(format!("WAV: {e}")))?
+    pub fn hidden(&self) -> usize {
+        match self {
+            AudioEncoder::Ast(a) => a.cfg.hidden_size,
+            AudioEncoder::Mel { cfg, .. } => cfg.hidden_size,
         }
-    };
-    let ch = spec.channels as usize;
-    let mono: Vec<f32> = interleaved
-        .chunks_exact(ch)
-        .map(|c| c.iter().sum::<f32>() / ch as f32)
-        .collect();
-    if mono.iter().any(|x| !x.is_finite()) {
-        return Err(Error::decode("WAV: non-finite samples"));
     }
-    Ok(resample_linear(&mono, spec.sample_rate, SAMPLE_RATE))
-}
 
-/// Linear-interpolation resampling (adequate for the 16 kHz log-mel frontend's 8 kHz band).
-pub fn resample_linear(x: &[f32], from: u32, to: u32) -> Vec<f32> {
-    if from == to || x.is_empty() {
-        return x.to_vec();
+    /// Pooled states [B, hidden] of B clips' [`AudioArch::features`] (row-major).
+    pub fn forward(&self, input: &[f32], dev: &Device) -> Result<Tensor> {
+        match self {
+            AudioEncoder::Ast(a) => a.forward(input, dev),
+            AudioEncoder::Mel { vit, cfg } => {
+                let (m, f) = (cfg.n_mels, cfg.frames);
+                let b = input.len() / (m * f);
+                vit.forward(&Tensor::from_slice(input, (b, 1, m, f), dev)?)
+            }
+        }
     }
-    let n = (x.len() as u64 * to as u64 / from as u64) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f64 * from as f64 / to as f64;
-            let j = t.floor() as usize;
-            let frac = (t - j as f64) as f32;
-            let a = x[j.min(x.len() - 1)];
-            let b = x[(j + 1).min(x.len() - 1)];
-            a + (b - a) * frac
-        })
-        .collect()
 }
 
 fn hz_to_mel(f: f64) -> f64 {

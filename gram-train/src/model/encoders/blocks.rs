@@ -101,7 +101,8 @@ fn bert_eps() -> f64 {
     1e-12
 }
 
-fn activation(name: &str) -> Result<Activation> {
+/// The activation a config's `hidden_act` names.
+pub fn activation(name: &str) -> Result<Activation> {
     Ok(match name {
         "gelu" => Activation::Gelu,
         "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluNew,
@@ -196,8 +197,19 @@ impl Bert {
 }
 
 // ---------------------------------------------------------------------------------------
-// ViT (pre-LayerNorm, CLIP's vision tower), Hugging Face CLIP names: embeddings.*,
-// pre_layrnorm, encoder.layers.N.{layer_norm1, self_attn, layer_norm2, mlp}, post_layernorm.
+// ViT (pre-LayerNorm), Hugging Face CLIP / SigLIP vision names: embeddings.*, [pre_layrnorm],
+// encoder.layers.N.{layer_norm1, self_attn, layer_norm2, mlp}, post_layernorm, [head.*].
+
+/// The two layouts of the same pre-LayerNorm ViT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VitFamily {
+    /// \[CLS\] token, patch projection without bias, `pre_layrnorm`; pooled = LayerNorm'd
+    /// \[CLS\].
+    Clip,
+    /// No \[CLS\], patch projection with bias, no pre-LayerNorm; every token LayerNorm'd,
+    /// pooled by [`AttentionPool`].
+    Siglip,
+}
 
 /// A ViT's shape over a `grid_h × grid_w` grid of `patch`² patches of `channels` channels.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,6 +224,70 @@ pub struct VitShape {
     pub grid_w: usize,
     pub act: Activation,
     pub eps: f64,
+    pub family: VitFamily,
+}
+
+/// SigLIP's `SiglipMultiheadAttentionPoolingHead`: a learned probe attends over the tokens
+/// (PyTorch's `nn.MultiheadAttention`, its q/k/v projections packed in `in_proj_*`), then a
+/// residual LayerNorm + MLP; pooled = the probe's output.
+pub struct AttentionPool {
+    probe: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    ln: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+    act: Activation,
+}
+
+impl AttentionPool {
+    pub fn new(vb: VarBuilder, s: &VitShape) -> Result<AttentionPool> {
+        let h = s.hidden;
+        let normal = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let a = vb.pp("attention");
+        let w = a.get_with_hints((3 * h, h), "in_proj_weight", normal)?;
+        let b = a.get_with_hints(3 * h, "in_proj_bias", Init::Const(0.0))?;
+        let part = |i: usize| -> Result<Linear> {
+            Ok(Linear::new(
+                w.narrow(0, i * h, h)?,
+                Some(b.narrow(0, i * h, h)?),
+            ))
+        };
+        Ok(AttentionPool {
+            probe: vb.get_with_hints((1, 1, h), "probe", normal)?,
+            q: part(0)?,
+            k: part(1)?,
+            v: part(2)?,
+            out: linear(h, h, a.pp("out_proj"))?,
+            ln: LayerNorm::new(vb.pp("layernorm"), h, s.eps)?,
+            fc1: linear(h, s.intermediate, vb.pp("mlp.fc1"))?,
+            fc2: linear(s.intermediate, h, vb.pp("mlp.fc2"))?,
+            heads: s.heads,
+            act: s.act,
+        })
+    }
+
+    /// Pooled [B, hidden] of tokens [B, T, hidden].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let probe = self.probe.repeat((b, 1, 1))?;
+        let q = self.q.forward(&probe)?;
+        let (k, v) = (self.k.forward(x)?, self.v.forward(x)?);
+        // One query row: the tensor-op form (the fused op is for square self-attention).
+        let y = self.out.forward(&crate::ops::attention::attention_ops(
+            &q, &k, &v, self.heads, None,
+        )?)?;
+        let z = self
+            .fc2
+            .forward(&self.act.apply(&self.fc1.forward(&self.ln.forward(&y)?)?)?)?;
+        (y + z)?.squeeze(1)
+    }
 }
 
 struct VitLayer {
@@ -224,11 +300,15 @@ struct VitLayer {
 
 pub struct Vit {
     patch: Tensor,
-    class: Tensor,
+    /// SigLIP's patch bias.
+    patch_bias: Option<Tensor>,
+    /// CLIP's \[CLS\] embedding and pre-LayerNorm.
+    class: Option<(Tensor, LayerNorm)>,
     positions: Tensor,
-    pre_ln: LayerNorm,
     layers: Vec<VitLayer>,
     post_ln: LayerNorm,
+    /// SigLIP's pooling head.
+    head: Option<AttentionPool>,
     s: VitShape,
 }
 
@@ -257,26 +337,45 @@ impl Vit {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let clip = s.family == VitFamily::Clip;
+        let class = if clip {
+            Some((
+                e.get_with_hints(h, "class_embedding", normal)?,
+                LayerNorm::new(vb.pp("pre_layrnorm"), h, s.eps)?,
+            ))
+        } else {
+            None
+        };
         Ok(Vit {
             patch: e.get_with_hints(
                 (h, s.channels, s.patch, s.patch),
                 "patch_embedding.weight",
                 normal,
             )?,
-            class: e.get_with_hints(h, "class_embedding", normal)?,
+            patch_bias: if clip {
+                None
+            } else {
+                Some(e.get_with_hints(h, "patch_embedding.bias", Init::Const(0.0))?)
+            },
+            class,
             positions: e.get_with_hints(
-                (s.grid_h * s.grid_w + 1, h),
+                (s.grid_h * s.grid_w + usize::from(clip), h),
                 "position_embedding.weight",
                 normal,
             )?,
-            pre_ln: LayerNorm::new(vb.pp("pre_layrnorm"), h, s.eps)?,
             layers,
             post_ln: LayerNorm::new(vb.pp("post_layernorm"), h, s.eps)?,
+            head: if clip {
+                None
+            } else {
+                Some(AttentionPool::new(vb.pp("head"), s)?)
+            },
             s: s.clone(),
         })
     }
 
-    /// Pooled (post-LayerNorm \[CLS\]) states [B, hidden] of images [B, C, gh·p, gw·p].
+    /// Pooled states [B, hidden] of images [B, C, gh·p, gw·p] (CLIP: the LayerNorm'd
+    /// \[CLS\]; SigLIP: the attention pool of the LayerNorm'd tokens).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = &self.s;
         let (b, p) = (x.dim(0)?, s.patch);
@@ -288,10 +387,18 @@ impl Vit {
             .contiguous()?
             .reshape((b, s.grid_h * s.grid_w, s.channels * p * p))?;
         let w = self.patch.reshape((s.hidden, s.channels * p * p))?;
-        let tokens = matmul(&patches, &w.t()?)?;
-        let cls = self.class.reshape((1, 1, s.hidden))?.repeat((b, 1, 1))?;
-        let mut h = Tensor::cat(&[cls, tokens], 1)?.broadcast_add(&self.positions)?;
-        h = self.pre_ln.forward(&h)?;
+        let mut tokens = matmul(&patches, &w.t()?)?;
+        if let Some(bias) = &self.patch_bias {
+            tokens = tokens.broadcast_add(bias)?;
+        }
+        let mut h = match &self.class {
+            Some((class, pre_ln)) => {
+                let cls = class.reshape((1, 1, s.hidden))?.repeat((b, 1, 1))?;
+                let h = Tensor::cat(&[cls, tokens], 1)?.broadcast_add(&self.positions)?;
+                pre_ln.forward(&h)?
+            }
+            None => tokens.broadcast_add(&self.positions)?,
+        };
         for l in &self.layers {
             h = (&h + l.attn.forward(&l.ln1.forward(&h)?, None)?)?;
             let y = l
@@ -299,11 +406,9 @@ impl Vit {
                 .forward(&s.act.apply(&l.fc1.forward(&l.ln2.forward(&h)?)?)?)?;
             h = (h + y)?;
         }
-        self.post_ln.forward(&h.narrow(1, 0, 1)?.squeeze(1)?)
+        match &self.head {
+            Some(head) => head.forward(&self.post_ln.forward(&h)?),
+            None => self.post_ln.forward(&h.narrow(1, 0, 1)?.squeeze(1)?),
+        }
     }
-}
-
-/// Activation from a config's `hidden_act` (CLIP's default: quick_gelu).
-pub fn activation_named(name: Option<&str>) -> Result<Activation> {
-    activation(name.unwrap_or("quick_gelu"))
 }

@@ -1,19 +1,27 @@
-//! Modality encoders in front of the projection heads: BERT-family text ([`text`]), a CLIP ViT
-//! over images or video frames ([`vision`]), an AST-style transformer over log-mel
-//! spectrograms ([`audio`]), or nothing (pre-computed features).
+//! Modality encoders in front of the projection heads: BERT-family text ([`text`]), a CLIP or
+//! SigLIP ViT over images or video frames ([`vision`]), Hugging Face's Audio Spectrogram
+//! Transformer over Kaldi filterbanks ([`ast`], [`fbank`]) or an AST-style transformer over
+//! log-mel spectrograms ([`audio`]), or nothing (pre-computed features).
 //!
 //! An [`EncoderSpec`] says which, with which architecture (`config`, a Hugging Face style
 //! config.json value) and whether it trains. Parameters live in the model's `VarMap` under
 //! `enc.<modality>.` with the upstream (Hugging Face) names, so a pretrained folder
-//! (`config.json` + `*.safetensors` [+ `tokenizer.json`]) loads by name and [`save_folder`]
-//! writes one back. With no folder, the small configuration of each kind is initialised from
+//! (`config.json` + `*.safetensors` [+ `tokenizer.json`] [+ `preprocessor_config.json`]) loads
+//! by name and [`save_folder`] writes one back. The preprocessor's settings (image size, mean
+//! and std; the audio extractor's statistics) come from the folder's `preprocessor_config.json`
+//! as transformers' processors read them. With no folder, the small configuration of each kind is initialised from
 //! the run's seed (BERT's recipe: N(0, 0.02) weights, unit LayerNorm scales, zero biases).
 
+pub mod ast;
 pub mod audio;
 pub mod blocks;
+pub mod fbank;
 pub mod hub;
+pub mod jpeg;
+pub mod pillow;
 pub mod text;
 pub mod vision;
+pub mod wav;
 
 use crate::error::Error;
 use candle_core::{DType, Device, Result, Tensor, Var};
@@ -36,8 +44,38 @@ pub enum Kind {
     Bert,
     /// CLIP ViT vision tower, one image or the mean over video frames.
     Clip,
-    /// AST-style log-mel patch transformer.
+    /// SigLIP ViT vision tower (attention-pooling head), one image or the mean over frames.
+    Siglip,
+    /// Hugging Face's Audio Spectrogram Transformer (`ASTModel`) over Kaldi filterbanks.
     Ast,
+    /// AST-style patch transformer over a Whisper-style log-mel spectrogram.
+    #[serde(rename = "ast-mel")]
+    AstMel,
+}
+
+impl Kind {
+    /// The kind a `--encoder MODALITY=KIND` names.
+    pub fn named(name: &str) -> Option<Kind> {
+        Some(match name {
+            "bert" => Kind::Bert,
+            "clip" => Kind::Clip,
+            "siglip" => Kind::Siglip,
+            "ast" => Kind::Ast,
+            "ast-mel" => Kind::AstMel,
+            "features" => Kind::Features,
+            _ => return None,
+        })
+    }
+
+    /// Image or video frames.
+    pub fn is_vision(self) -> bool {
+        matches!(self, Kind::Clip | Kind::Siglip)
+    }
+
+    /// Audio.
+    pub fn is_audio(self) -> bool {
+        matches!(self, Kind::Ast | Kind::AstMel)
+    }
 }
 
 /// One modality's encoder: what `fit` is told (kind, optional pretrained `path`, trainable)
@@ -52,6 +90,9 @@ pub struct EncoderSpec {
     pub path: Option<PathBuf>,
     /// Architecture (config.json content); filled from `path` or the small default.
     pub config: serde_json::Value,
+    /// The folder's preprocessor_config.json (image or audio preprocessing), `Null` when it
+    /// has none: the kind's defaults then.
+    pub preprocessor: serde_json::Value,
     /// Trainable (at `lr × encoder_lr_scale`) or frozen.
     pub trainable: bool,
     /// Text pooling.
@@ -68,6 +109,7 @@ impl Default for EncoderSpec {
             kind: Kind::Features,
             path: None,
             config: serde_json::Value::Null,
+            preprocessor: serde_json::Value::Null,
             trainable: true,
             pooling: text::Pooling::Mean,
             max_len: 64,
@@ -84,7 +126,8 @@ impl EncoderSpec {
         }
     }
 
-    /// Fill `config` from `path/config.json`, or the kind's small configuration.
+    /// Fill `config` (and `preprocessor`) from `path/config.json` (and
+    /// `path/preprocessor_config.json` when present), or the kind's small configuration.
     pub fn resolve(&mut self) -> std::result::Result<(), Error> {
         if !self.config.is_null() || self.kind == Kind::Features {
             return Ok(());
@@ -95,20 +138,29 @@ impl EncoderSpec {
         }
         self.config = match &self.path {
             Some(dir) => {
-                let p = dir.join("config.json");
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| Error::checkpoint(&p, format!("cannot read: {e}")))?;
-                serde_json::from_str(&text).map_err(|e| Error::checkpoint(&p, e))?
+                let pre = dir.join("preprocessor_config.json");
+                if pre.is_file() {
+                    self.preprocessor = read_json(&pre)?;
+                }
+                read_json(&dir.join("config.json"))?
             }
             None => match self.kind {
                 Kind::Bert => text::small_config(),
                 Kind::Clip => vision::small_config(),
-                Kind::Ast => audio::small_config(),
+                Kind::Siglip => vision::small_siglip_config(),
+                Kind::Ast => ast::small_config(),
+                Kind::AstMel => audio::small_config(),
                 Kind::Features => unreachable!("handled above"),
             },
         };
         Ok(())
     }
+}
+
+fn read_json(p: &Path) -> std::result::Result<serde_json::Value, Error> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| Error::checkpoint(p, format!("cannot read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| Error::checkpoint(p, e))
 }
 
 /// A batch of one modality, prepared on the host (by the data loader's threads).
@@ -125,7 +177,7 @@ pub enum HostInput {
         data: Vec<f32>,
         frames: usize,
     },
-    /// Log-mels [B, n_mels, frames].
+    /// Audio features of B clips ([`audio::AudioArch::features`]).
     Mel(Vec<f32>),
 }
 
@@ -144,13 +196,15 @@ impl Encoder {
         Ok(match spec.kind {
             Kind::Features => Encoder::Features { dim: features_dim },
             Kind::Bert => Encoder::Text(text::TextEncoder::new(vb, &spec.config, spec.pooling)?),
-            Kind::Clip => Encoder::Vision(vision::VisionEncoder::new(
+            Kind::Clip | Kind::Siglip => Encoder::Vision(vision::VisionEncoder::new(
                 vb,
-                &vision::VitConfig::from_json(&spec.config).map_err(msg)?,
+                &vision::VitConfig::from_json(&spec.config, vision::Family::of(spec.kind))
+                    .map_err(msg)?,
+                vision::Family::of(spec.kind),
             )?),
-            Kind::Ast => Encoder::Audio(audio::AudioEncoder::new(
+            Kind::Ast | Kind::AstMel => Encoder::Audio(audio::AudioEncoder::new(
                 vb,
-                &audio::AstConfig::from_json(&spec.config).map_err(msg)?,
+                &audio::AudioArch::of(&spec.config, &spec.preprocessor).map_err(msg)?,
             )?),
         })
     }
@@ -161,7 +215,7 @@ impl Encoder {
             Encoder::Features { dim } => *dim,
             Encoder::Text(e) => e.hidden,
             Encoder::Vision(e) => e.hidden,
-            Encoder::Audio(e) => e.hidden,
+            Encoder::Audio(e) => e.hidden(),
         }
     }
 
@@ -219,7 +273,13 @@ pub fn seeded_init(varmap: &VarMap, prefix: &str, seed: u64) -> Result<()> {
 }
 
 /// Upstream checkpoints prefix their tensors with the model's name; these are tried in turn.
-const UPSTREAM_PREFIXES: [&str; 4] = ["", "bert.", "vision_model.", "model."];
+const UPSTREAM_PREFIXES: [&str; 5] = [
+    "",
+    "bert.",
+    "vision_model.",
+    "model.",
+    "audio_spectrogram_transformer.",
+];
 
 /// Load every variable under `prefix` from the `*.safetensors` files of `dir`, by upstream
 /// name. Fails naming the missing tensor or the shape mismatch; extra tensors are ignored.
@@ -265,7 +325,8 @@ pub fn load_folder(varmap: &VarMap, prefix: &str, dir: &Path) -> std::result::Re
 }
 
 /// Write the encoder under `prefix` as a loadable folder: config.json, model.safetensors
-/// (upstream names) and, for text, tokenizer.json.
+/// (upstream names), preprocessor_config.json when the spec has one and, for text,
+/// tokenizer.json.
 pub fn save_folder(
     varmap: &VarMap,
     prefix: &str,
@@ -285,6 +346,11 @@ pub fn save_folder(
     let config = serde_json::to_string_pretty(&spec.config).expect("json");
     gram_host::output::write_text(&dir.join("config.json"), &config)
         .map_err(|e| Error::checkpoint(dir, e))?;
+    if !spec.preprocessor.is_null() {
+        let pre = serde_json::to_string_pretty(&spec.preprocessor).expect("json");
+        gram_host::output::write_text(&dir.join("preprocessor_config.json"), &pre)
+            .map_err(|e| Error::checkpoint(dir, e))?;
+    }
     if let Some(t) = tokenizer {
         let text = t
             .to_string(true)
