@@ -185,11 +185,8 @@ fn ast_loads_as_transformers_saves_it_and_matches_its_pooled_output() {
     }
 }
 
-#[test]
-fn siglip_loads_as_transformers_saves_it_and_matches_its_pooled_output() {
-    let dir = hf().join("siglip-tiny");
-    let reference = json(&dir.join("reference.json"));
-    let (spec, enc) = load(Kind::Siglip, &dir);
+/// The fixed input of the vision references: sin(0.37·(b+1)·x + 0.11·y + c), [2, 3, 32, 32].
+fn sine_pixels() -> HostInput {
     let mut pixels = Vec::with_capacity(2 * 3 * 32 * 32);
     for b in 0..2 {
         for c in 0..3 {
@@ -201,11 +198,39 @@ fn siglip_loads_as_transformers_saves_it_and_matches_its_pooled_output() {
             }
         }
     }
-    let px = HostInput::Pixels {
+    HostInput::Pixels {
         data: pixels,
         frames: 1,
-    };
-    let w = worst(&pooled(&enc, &px), &expected(&reference["pooled"]));
+    }
+}
+
+#[test]
+fn clip_vision_tower_matches_transformers_on_its_own_saved_folder() {
+    // testdata/clip-tiny: a random tiny CLIPVisionModel saved by transformers' save_pretrained,
+    // with its pooled output (scripts/clip_tiny_reference.py).
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/clip-tiny");
+    let (_, enc) = load(Kind::Clip, &dir);
+    let reference = json(&dir.join("reference.json"));
+    let w = worst(
+        &pooled(&enc, &sine_pixels()),
+        &expected(&reference["pooled"]),
+    );
+    eprintln!("CLIP vision parity with transformers: worst abs difference {w:.2e}");
+    assert!(
+        w < 1e-5,
+        "CLIP vision tower differs from transformers by {w}"
+    );
+}
+
+#[test]
+fn siglip_loads_as_transformers_saves_it_and_matches_its_pooled_output() {
+    let dir = hf().join("siglip-tiny");
+    let reference = json(&dir.join("reference.json"));
+    let (spec, enc) = load(Kind::Siglip, &dir);
+    let w = worst(
+        &pooled(&enc, &sine_pixels()),
+        &expected(&reference["pooled"]),
+    );
     eprintln!("SigLIP pooled output vs transformers (fixed input): worst {w:.1e}");
     assert!(w <= 1e-5, "{w}");
     // End to end through the folder's SiglipImageProcessor (32 × 32, mean = std = 0.5).
