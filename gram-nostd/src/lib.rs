@@ -20,6 +20,9 @@
 //!   about 0.4× the instructions of the naive float32 recipe on a Cortex-M4F.
 //! - [`gram_loss`]: the symmetric contrastive loss over −V/τ with label smoothing, and its
 //!   gradient; [`rank_of`], [`summarize_ranks`]: retrieval metrics.
+//! - [`span_basis`], [`volume_sq_by_basis`]: a candidate's modalities as an orthonormal basis
+//!   of their span and w = vol², so that vol(a, M)² = w·(‖a‖² − Σ(a·u_t)²) for any anchor:
+//!   what an index over candidates generates and bounds candidates from.
 //! - [`naive`]: the published float32 recipe, for comparisons.
 //!
 //! Nothing allocates: inputs are slices, outputs go to caller-provided buffers, and all k×k
@@ -45,6 +48,7 @@ pub mod naive;
 mod rank;
 mod score;
 pub mod single;
+mod span;
 pub mod uniform;
 mod volume;
 
@@ -59,6 +63,7 @@ pub use score::{
     score_pair, score_row, score_row_by, score_row_with, to_f32,
 };
 pub use single::Arithmetic;
+pub use span::{span_basis, volume_sq_by_basis};
 pub use volume::{gram_determinant, log_volume, volume};
 
 /// Largest number of vectors (modalities, anchor included) in one volume.

@@ -346,3 +346,82 @@ fn near_threshold_candidate_agrees_with_volume() {
         out[0]
     );
 }
+
+/// The basis decomposition: vol(a, M)² = w·(‖a‖² − Σ(a·u_t)²) equals the volume's square, w
+/// equals vol(M)², and the basis is orthonormal.
+#[test]
+fn span_basis_decomposes_the_volume() {
+    fn p(t: Tuple) -> TestResult {
+        if t.k() < 2 {
+            return TestResult::discard();
+        }
+        let refs = t.refs();
+        let (a, mods) = (refs[0], &refs[1..]);
+        let n = t.n();
+        let mut basis = vec![0.0; mods.len() * n];
+        let w = gram_nostd::span_basis(mods, &mut basis).unwrap();
+        let mods_norms: f64 = mods
+            .iter()
+            .map(|m| m.iter().map(|x| x * x).sum::<f64>())
+            .product();
+        let a2: f64 = a.iter().map(|x| x * x).sum();
+        let p = mods.len();
+        let w_ref = volume(mods).unwrap().powi(2);
+        // Rank-deficient M (p > n, or near-dependent) gives w = 0 and a zero basis.
+        if w == 0.0 {
+            return TestResult::from_bool(
+                basis.iter().all(|&x| x == 0.0) && w_ref <= 1e-20 * mods_norms,
+            );
+        }
+        if !close(w, w_ref, 1e-9, 1e-13 * mods_norms) {
+            return TestResult::error(format!("w {w} vs {w_ref}"));
+        }
+        for s in 0..p {
+            for r in 0..p {
+                let d: f64 = (0..n).map(|i| basis[s * n + i] * basis[r * n + i]).sum();
+                let want = if s == r { 1.0 } else { 0.0 };
+                if (d - want).abs() > 1e-13 {
+                    return TestResult::error(format!("u{s}·u{r} = {d}"));
+                }
+            }
+        }
+        let v2 = gram_nostd::volume_sq_by_basis(a, w, &basis).unwrap();
+        let v2_ref = volume(&refs).unwrap().powi(2);
+        let bound = 1e-9 * v2_ref + (p + 2) as f64 * n as f64 * 4.0 * f64::EPSILON * w * a2;
+        TestResult::from_bool((v2 - v2_ref).abs() <= bound)
+    }
+    check(p as fn(Tuple) -> TestResult);
+}
+
+#[test]
+fn span_basis_rejects_bad_input() {
+    let (a, b) = ([1.0f64, 0.0], [0.0f64, 2.0]);
+    let mut basis = [0.0; 4];
+    assert_eq!(
+        gram_nostd::span_basis(&[&a[..], &b[..]], &mut basis),
+        Ok(4.0)
+    );
+    assert_eq!(basis, [1.0, 0.0, 0.0, 1.0]);
+    // vol(x, a, b)² = 4 · (distance of x from the plane)² = 0 in the plane.
+    assert_eq!(
+        gram_nostd::volume_sq_by_basis(&[3.0f64, -1.0], 4.0, &basis),
+        Ok(0.0)
+    );
+    assert_eq!(
+        gram_nostd::span_basis::<f64>(&[], &mut []),
+        Err(GramError::EmptyInput)
+    );
+    assert!(matches!(
+        gram_nostd::span_basis(&[&a[..], &[1.0f64][..]], &mut basis),
+        Err(GramError::DimensionMismatch { .. })
+    ));
+    assert_eq!(
+        gram_nostd::span_basis(&[&[f64::NAN, 0.0][..]], &mut basis[..2]),
+        Err(GramError::NonFinite)
+    );
+    // Collinear modalities: w = 0.
+    assert_eq!(
+        gram_nostd::span_basis(&[&a[..], &[-3.0f64, 0.0][..]], &mut basis),
+        Ok(0.0)
+    );
+}
