@@ -67,7 +67,9 @@ pub(crate) fn model_config_with(
                 None => EncoderSpec::of(match m.as_str() {
                     "text" => Kind::Bert,
                     "image" | "video" => Kind::Clip,
-                    "audio" => Kind::Ast,
+                    // From scratch the log-mel AST needs no dataset statistics; a pretrained
+                    // Hugging Face AST is asked for by name (`--encoder audio=ast:…`).
+                    "audio" => Kind::AstMel,
                     other => {
                         return Err(Error::config(format!(
                             "modality '{other}' has no default encoder; set [encoders.{other}] kind"

@@ -169,7 +169,7 @@ pub fn small_raw_model(
     Box<dyn gram_train::data::source::Source>,
 ) {
     use gram_train::model::encoders::Kind;
-    small_raw_model_with(dev, [Kind::Clip, Kind::Ast])
+    small_raw_model_with(dev, [Kind::Clip, Kind::AstMel])
 }
 
 /// [`small_raw_model`] with the video and audio encoders of the given kinds.
