@@ -3,6 +3,7 @@
 
 use crate::commands;
 use crate::error::Error;
+use crate::index::ann::ApproxOptions;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -251,6 +252,21 @@ struct SearchArgs {
     /// Print timings and fallback counts to stderr (with --index).
     #[arg(short, long)]
     verbose: bool,
+    /// With --index built with --ann: search approximately (probed cells, the low-w list, the
+    /// best estimates re-scored exactly). Also writes OUT/certified.npy (uint8 [N1]: 1 where the
+    /// top-k is certified exact) and OUT/bound.npy (float64 [N1]: a lower bound on the volume of
+    /// every candidate not scored exactly).
+    #[arg(long, requires = "index")]
+    approx: bool,
+    /// With --approx: cells probed per shard (more: higher recall, slower).
+    #[arg(long, value_name = "N", requires = "approx", default_value_t = ApproxOptions::default().probe)]
+    probe: usize,
+    /// With --approx: the candidates of smallest vol(modalities) estimated for every query, per shard.
+    #[arg(long, value_name = "N", requires = "approx", default_value_t = ApproxOptions::default().low_w)]
+    low_w: usize,
+    /// With --approx: best estimates re-scored exactly, per shard (at least --top-k).
+    #[arg(long, value_name = "N", requires = "approx", default_value_t = ApproxOptions::default().rerank)]
+    rerank: usize,
 }
 
 #[derive(Subcommand)]
@@ -275,6 +291,10 @@ Example:\n  gram index build --modality video.npy --modality audio.npy --out cor
         /// Candidates per shard file (default: about 1 GiB of vectors each).
         #[arg(long, value_name = "N")]
         shard_rows: Option<usize>,
+        /// Also build what `gram search --approx` needs: per shard, the candidates' span bases
+        /// in cells (two-level k-means), their int8 codes, and the candidates sorted by volume.
+        #[arg(long)]
+        ann: bool,
     },
 }
 
@@ -291,17 +311,19 @@ fn run_index(cmd: IndexCommand) -> Result<(), Error> {
             out,
             rows,
             shard_rows,
+            ann,
         } => {
             let r = crate::index::build(&crate::index::BuildOptions {
                 modalities,
                 out: out.clone(),
                 rows,
                 shard_rows,
+                ann,
                 progress: true,
             })?;
             let m = &r.manifest;
             println!(
-                "index {}: {} candidates (rows {}..{}), k = {}, D = {}, {} shard(s), {:.1} MB; read {:.2}s, factor {:.2}s, write {:.2}s",
+                "index {}: {} candidates (rows {}..{}), k = {}, D = {}, {} shard(s), {:.1} MB; read {:.2}s, factor {:.2}s, write {:.2}s, ann {:.2}s",
                 out.display(),
                 m.rows,
                 m.first_row,
@@ -312,7 +334,8 @@ fn run_index(cmd: IndexCommand) -> Result<(), Error> {
                 r.bytes as f64 / 1e6,
                 r.read.as_secs_f64(),
                 r.factor.as_secs_f64(),
-                r.write.as_secs_f64()
+                r.write.as_secs_f64(),
+                r.ann.as_secs_f64()
             );
         }
     }
@@ -445,8 +468,35 @@ fn run_search(args: SearchArgs) -> Result<(), Error> {
         out,
         backend,
         verbose,
+        approx,
+        probe,
+        low_w,
+        rerank,
     } = args;
-    if index.is_empty() {
+    if approx {
+        let opts = ApproxOptions {
+            probe,
+            low_w,
+            rerank,
+        };
+        if matches!(backend, Backend::Gpu) {
+            return Err(Error::argument(
+                crate::error::Arg::Backend,
+                "gpu",
+                "--approx runs on the CPU backend (it re-scores a few gathered rows per query)",
+            ));
+        }
+        let r = commands::search_approx(&anchor, &index, top_k, opts, &out)?;
+        eprintln!(
+            "approximate search: {} queries, {} certified exact ({:.1}%); {:.0} candidates estimated and {:.0} re-scored a query; compute {:.3}s",
+            r.queries,
+            r.certified,
+            100.0 * r.certified as f64 / r.queries.max(1) as f64,
+            r.report.estimated as f64 / r.queries.max(1) as f64,
+            r.report.rescored as f64 / r.queries.max(1) as f64,
+            r.report.compute.as_secs_f64()
+        );
+    } else if index.is_empty() {
         let missing = missing.map(Into::into);
         commands::search(&anchor, &modalities, missing, top_k, &out, backend.into())?
     } else {

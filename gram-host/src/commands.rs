@@ -411,6 +411,34 @@ pub fn search_index(
     Ok((report, open))
 }
 
+/// What `gram search --approx` did.
+pub struct ApproxSearch {
+    pub queries: usize,
+    pub certified: usize,
+    pub report: crate::index::ann::ApproxReport,
+}
+
+/// [`search_index`], approximately ([`crate::index::ann::search`]); also writes
+/// `OUT/bound.npy` and `OUT/certified.npy`.
+pub fn search_approx(
+    anchor: &str,
+    indexes: &[std::path::PathBuf],
+    k: usize,
+    opts: crate::index::ann::ApproxOptions,
+    out: &Path,
+) -> Result<ApproxSearch, Error> {
+    let index = crate::index::Index::open(indexes)?;
+    let anns = crate::index::ann::open(&index)?;
+    let queries = input::load(anchor)?;
+    let (hits, report) = crate::index::ann::search(&index, &anns, queries.view(), k, opts)?;
+    let certified = crate::hits::write_approx(out, &hits.keys, k, &hits.bound_sq)?;
+    Ok(ApproxSearch {
+        queries: hits.keys.len(),
+        certified,
+        report,
+    })
+}
+
 pub fn eval(
     anchor: &str,
     modalities: &[String],

@@ -18,6 +18,9 @@ pub enum Arg {
     Index,
     ShardRows,
     Rows,
+    Probe,
+    Rerank,
+    Backend,
 }
 
 impl Arg {
@@ -33,6 +36,9 @@ impl Arg {
             Arg::Index => "--index",
             Arg::ShardRows => "--shard-rows",
             Arg::Rows => "--rows",
+            Arg::Probe => "--probe",
+            Arg::Rerank => "--rerank",
+            Arg::Backend => "--backend",
         }
     }
 }

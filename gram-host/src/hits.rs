@@ -1,6 +1,8 @@
 //! Search hits on disk — `DIR/indices.npy` (uint32 [N1, k]) and `DIR/volumes.npy` (float32
-//! [N1, k]), each row ascending by volume, ties by the smaller index — and the merge of hit
-//! directories that searched disjoint candidates (shards on several machines).
+//! [N1, k]), each row ascending by volume, ties by the smaller index; an approximate search
+//! adds `DIR/bound.npy` (float64 [N1]: a lower bound on the volume of every candidate it did not
+//! score exactly) and `DIR/certified.npy` (uint8 [N1]) — and the merge of hit directories that
+//! searched disjoint candidates (shards on several machines).
 
 use crate::cpu::topk;
 use crate::error::{Arg, Error};
@@ -22,6 +24,50 @@ pub fn write(out: &Path, rows: &[Vec<u64>], k: usize) -> Result<(), Error> {
         .map_err(|e| fail("indices.npy", e))?;
     output::write_npy_f32(&out.join("volumes.npy"), &[rows.len(), k], &vol)
         .map_err(|e| fail("volumes.npy", e))
+}
+
+/// [`write`], then the approximate search's per-row lower bounds on vol² (`bound_sq`) as
+/// `bound.npy` (volumes) and whether each row is certified exact ([`crate::index::ann::certified`])
+/// as `certified.npy`. Returns the number certified.
+pub fn write_approx(
+    out: &Path,
+    rows: &[Vec<u64>],
+    k: usize,
+    bound_sq: &[f64],
+) -> Result<usize, Error> {
+    write(out, rows, k)?;
+    let certified: Vec<u8> = rows
+        .iter()
+        .zip(bound_sq)
+        .map(|(r, &b)| crate::index::ann::certified(r, k, b) as u8)
+        .collect();
+    let bound: Vec<f64> = bound_sq.iter().map(|b| b.sqrt()).collect();
+    let fail = |name: &str, e: std::io::Error| {
+        Error::io(out.join(name).display(), format!("cannot write: {e}"))
+    };
+    output::write_npy_f64(&out.join("bound.npy"), &[rows.len()], &bound)
+        .map_err(|e| fail("bound.npy", e))?;
+    output::write_npy_u8(&out.join("certified.npy"), &[rows.len()], &certified)
+        .map_err(|e| fail("certified.npy", e))?;
+    Ok(certified.iter().filter(|&&c| c == 1).count())
+}
+
+/// The squared bounds of an approximate search's hit directory (`bound.npy`), `None` for an
+/// exact search's (it has none: everything was scored).
+pub fn read_bounds(dir: &Path, rows: usize) -> Result<Option<Vec<f64>>, Error> {
+    let path = dir.join("bound.npy");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let shown = path.display().to_string();
+    let (shape, b) = input::load_npy_f64(&shown)?;
+    if shape != [rows] || b.iter().any(|v| v.is_nan() || *v < 0.0) {
+        return Err(Error::data(
+            &shown,
+            format!("shape {shape:?} or values do not fit {rows} rows of non-negative bounds"),
+        ));
+    }
+    Ok(Some(b.iter().map(|v| v * v).collect()))
 }
 
 /// Read a hit directory as rows of keys, checking that the two files agree and that every
@@ -102,5 +148,21 @@ pub fn merge(dirs: &[PathBuf], k: usize, out: &Path) -> Result<(), Error> {
     let merged: Vec<Vec<u64>> = (0..n1)
         .map(|i| topk::merge(parts.iter().map(|p| p[i].iter().copied()), k))
         .collect();
-    write(out, &merged, k)
+    let bounds = dirs
+        .iter()
+        .map(|d| read_bounds(d, n1))
+        .collect::<Result<Vec<_>, _>>()?;
+    if bounds.iter().all(Option::is_none) {
+        return write(out, &merged, k);
+    }
+    // An exact part bounds nothing (all of its candidates were scored).
+    let bound: Vec<f64> = (0..n1)
+        .map(|i| {
+            bounds
+                .iter()
+                .flatten()
+                .fold(f64::INFINITY, |b, p| b.min(p[i]))
+        })
+        .collect();
+    write_approx(out, &merged, k, &bound).map(|_| ())
 }

@@ -435,6 +435,30 @@ fn check_npy_preamble(name: &str, bytes: &[u8]) -> Result<(), InputError> {
 /// A little-endian uint32 .npy file (search hits' `indices.npy`) as (shape, values), with
 /// the same header checks as the float readers.
 pub fn load_npy_u32(path: &str) -> Result<(Vec<usize>, Vec<u32>), InputError> {
+    let (shape, bytes) = load_npy_plain(path, "<u4", "uint32")?;
+    let values = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((shape, values))
+}
+
+/// A little-endian float64 .npy file (an approximate search's `bound.npy`) as (shape, values).
+pub fn load_npy_f64(path: &str) -> Result<(Vec<usize>, Vec<f64>), InputError> {
+    let (shape, bytes) = load_npy_plain(path, "<f8", "float64")?;
+    let values = bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    Ok((shape, values))
+}
+
+/// The shape and data bytes of a C-order .npy file of dtype `descr` (`what` names it).
+fn load_npy_plain(
+    path: &str,
+    descr_want: &str,
+    what: &str,
+) -> Result<(Vec<usize>, Vec<u8>), InputError> {
     let bytes = std::fs::read(path).or_else(|e| io_err(path, "cannot read", e))?;
     check_npy_preamble(path, &bytes)?;
     let mut rest: &[u8] = &bytes;
@@ -444,25 +468,22 @@ pub fn load_npy_u32(path: &str) -> Result<(Vec<usize>, Vec<u32>), InputError> {
         npyz::DType::Plain(ts) => ts.to_string(),
         _ => String::from("structured"),
     };
-    if descr != "<u4" || header.order() == npyz::Order::Fortran {
+    if descr != descr_want || header.order() == npyz::Order::Fortran {
         return err(
             path,
-            format!("dtype {descr}: need little-endian uint32 in C order"),
+            format!("dtype {descr}: need little-endian {what} in C order"),
         );
     }
     let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
     let count: usize = shape.iter().product();
-    if rest.len() != count * 4 {
+    let size = descr_want[2..].parse::<usize>().expect("descr like <u4");
+    if rest.len() != count * size {
         return err(
             path,
             format!("{} data bytes for shape {shape:?}", rest.len()),
         );
     }
-    let values = rest
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Ok((shape, values))
+    Ok((shape, rest.to_vec()))
 }
 
 fn parse_npy_backing(name: &str, map: Backing) -> Result<Matrix, InputError> {

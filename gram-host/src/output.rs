@@ -212,6 +212,22 @@ pub fn write_npy_u32(path: &Path, shape: &[usize], data: &[u32]) -> io::Result<(
     f.commit()
 }
 
+/// Write a little-endian float64 .npy file atomically.
+pub fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) -> io::Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.writer().write_all(&npy_header("<f8", shape))?;
+    f.writer().write_all(bytemuck::cast_slice(data))?;
+    f.commit()
+}
+
+/// Write a uint8 .npy file atomically.
+pub fn write_npy_u8(path: &Path, shape: &[usize], data: &[u8]) -> io::Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.writer().write_all(&npy_header("|u1", shape))?;
+    f.writer().write_all(data)?;
+    f.commit()
+}
+
 /// Write text (JSON, markdown), atomically.
 pub fn write_text(path: &Path, text: &str) -> io::Result<()> {
     let mut f = AtomicFile::create(path)?;

@@ -23,6 +23,8 @@ pub struct BuildOptions {
     pub rows: Option<Range<usize>>,
     /// Candidates per shard file; `None` picks ~1 GiB of vectors per shard.
     pub shard_rows: Option<usize>,
+    /// Also write each shard's approximate-search data (`--ann`, [`super::ann`]).
+    pub ann: bool,
     pub progress: bool,
 }
 
@@ -33,6 +35,8 @@ pub struct BuildReport {
     pub read: Duration,
     pub factor: Duration,
     pub write: Duration,
+    /// Building and writing the approximate-search data (zero without `--ann`).
+    pub ann: Duration,
 }
 
 /// Build the index: read (memory-mapped) and check the modalities, factor each shard's
@@ -56,7 +60,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         None => (SHARD_BYTES / (dim * 4 * views.len())).max(1),
     };
     let read = t.elapsed();
-    let (mut factor, mut write) = (Duration::ZERO, Duration::ZERO);
+    let (mut factor, mut write, mut ann) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut manifest = new_manifest(&views, &rows);
     let bar = opts
         .progress
@@ -77,10 +81,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             })?;
             factor += t.elapsed();
             let t = Instant::now();
-            manifest
-                .shards
-                .push(write_shard(stage, s, part.clone(), &slices, &factors, dim)?);
+            let mut entry = write_shard(stage, s, part.clone(), &slices, &factors, dim)?;
             write += t.elapsed();
+            if opts.ann {
+                let t = Instant::now();
+                entry.ann = Some(ann_shard(stage, s, &part, &slices, dim, opts)?);
+                ann += t.elapsed();
+            }
+            manifest.shards.push(entry);
             if let Some(b) = &bar {
                 b.inc(part.len() as u64);
             }
@@ -101,7 +109,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         read,
         factor,
         write,
+        ann,
     })
+}
+
+/// Shard `s`'s approximate-search file (seeded by its first row, so a rebuild is identical).
+fn ann_shard(
+    stage: &Path,
+    s: usize,
+    rows: &Range<usize>,
+    slices: &[&[f32]],
+    dim: usize,
+    opts: &BuildOptions,
+) -> Result<super::AnnEntry, Error> {
+    let data =
+        super::ann::build_shard(slices, rows.len(), dim, rows.start as u64).map_err(|e| {
+            Error::data(
+                opts.modalities.join(", "),
+                format!("rows {}..{}: {e}", rows.start, rows.end),
+            )
+        })?;
+    super::ann::write_ann(stage, s, &data)
 }
 
 /// Every modality [n, dim] like the first: row j of each belongs to candidate j.
@@ -147,7 +175,9 @@ fn new_manifest(views: &[View], rows: &Range<usize>) -> Manifest {
 fn share_like(manifest_path: &Path, stage: &Path, manifest: &Manifest) {
     if let Ok(p) = std::fs::metadata(manifest_path).map(|m| m.permissions()) {
         for s in &manifest.shards {
-            let _ = std::fs::set_permissions(stage.join(&s.file), p.clone());
+            for f in std::iter::once(&s.file).chain(s.ann.as_ref().map(|a| &a.file)) {
+                let _ = std::fs::set_permissions(stage.join(f), p.clone());
+            }
         }
     }
 }
@@ -202,15 +232,13 @@ fn write_shard(
                 .map_err(|e| fail(&e))?,
         ));
     }
-    safetensors::serialize_to_file(tensors, None, &path).map_err(|e| fail(&e))?;
-    let f = std::fs::File::open(&path).map_err(|e| fail(&e))?;
-    // SAFETY: read-only map of the file this process has just written and nobody else knows.
-    let bytes = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| fail(&e))?;
+    let (bytes, xxh3_64) = super::write_checked(&path, tensors)?;
     Ok(ShardEntry {
         file,
         first_row: rows.start as u64,
         rows: n as u64,
-        bytes: bytes.len() as u64,
-        xxh3_64: super::checksum(&bytes),
+        bytes,
+        xxh3_64,
+        ann: None,
     })
 }

@@ -47,6 +47,18 @@ pub struct ShardEntry {
     pub bytes: u64,
     /// [`super::checksum`] of the file.
     pub xxh3_64: String,
+    /// The shard's approximate-search file (`gram index build --ann`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ann: Option<AnnEntry>,
+}
+
+/// A file beside a shard, its size and checksum checked like the shard's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnEntry {
+    pub file: String,
+    pub bytes: u64,
+    pub xxh3_64: String,
 }
 
 impl Manifest {
@@ -114,7 +126,11 @@ impl Manifest {
                     s.file
                 ));
             }
-            if s.file.contains(['/', '\\']) || s.file.starts_with('.') {
+            let files = std::iter::once(&s.file).chain(s.ann.as_ref().map(|a| &a.file));
+            if files
+                .into_iter()
+                .any(|f| f.contains(['/', '\\']) || f.starts_with('.'))
+            {
                 return Err(format!(
                     "{}: a shard must be a file inside the index",
                     s.file

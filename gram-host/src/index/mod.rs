@@ -15,13 +15,14 @@
 //! other machines or at other times) are searched together by merging their per-shard top-k,
 //! with exactly the hits of one index over all rows ([`crate::cpu::topk`]).
 
+pub mod ann;
 mod build;
 mod manifest;
 mod open;
-mod search;
+pub(crate) mod search;
 
 pub use build::{BuildOptions, BuildReport, build};
-pub use manifest::{Manifest, ShardEntry};
+pub use manifest::{AnnEntry, Manifest, ShardEntry};
 pub use open::{Index, Shard};
 pub use search::{SearchReport, search_keys};
 
@@ -31,6 +32,11 @@ pub const MANIFEST: &str = "manifest.json";
 /// Shard file name of shard `s`.
 pub fn shard_file(s: usize) -> String {
     format!("shard-{s:05}.safetensors")
+}
+
+/// Approximate-search file name of shard `s`.
+pub fn ann_file(s: usize) -> String {
+    format!("ann-{s:05}.safetensors")
 }
 
 /// Tensor name of modality `t` in a shard.
@@ -45,4 +51,19 @@ pub const FACTORS: &str = "factors";
 /// cryptographic: it detects damage (bit rot, truncation, a partial copy), not tampering.
 pub fn checksum(bytes: &[u8]) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// Write `tensors` as a safetensors file at `path` and return its size and [`checksum`].
+pub(crate) fn write_checked(
+    path: &std::path::Path,
+    tensors: Vec<(String, safetensors::tensor::TensorView<'_>)>,
+) -> Result<(u64, String), crate::error::Error> {
+    let fail = |e: &dyn std::fmt::Display| {
+        crate::error::Error::io(path.display(), format!("cannot write: {e}"))
+    };
+    safetensors::serialize_to_file(tensors, None, path).map_err(|e| fail(&e))?;
+    let f = std::fs::File::open(path).map_err(|e| fail(&e))?;
+    // SAFETY: read-only map of the file this process has just written and nobody else knows.
+    let bytes = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| fail(&e))?;
+    Ok((bytes.len() as u64, checksum(&bytes)))
 }

@@ -26,6 +26,8 @@ pub struct Shard {
     map: Mmap,
     modalities: Vec<Range<usize>>,
     factors: Range<usize>,
+    /// The approximate-search file of this shard, if the index was built with `--ann`.
+    pub ann: Option<super::AnnEntry>,
 }
 
 impl Index {
@@ -126,22 +128,15 @@ impl Shard {
         let st = SafeTensors::deserialize(&map).map_err(|e| fail(format!("not a shard: {e}")))?;
         let base = map.as_ptr() as usize;
         let tensor = |name: &str, dtype: Dtype, shape: [usize; 2]| -> Result<Range<usize>, Error> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| fail(format!("no tensor `{name}`")))?;
-            if t.dtype() != dtype || t.shape() != shape {
+            let (range, found) = tensor_at(&st, base, name, dtype).map_err(fail)?;
+            if found != shape {
                 return Err(fail(format!(
-                    "tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
-                    t.dtype(),
-                    t.shape()
+                    "tensor `{name}` is {dtype:?} {found:?}, expected {dtype:?} {shape:?}"
                 )));
             }
-            let start = t.data().as_ptr() as usize - base;
-            if !start.is_multiple_of(dtype.bitsize().div_ceil(8)) {
-                return Err(fail(format!("tensor `{name}` is not aligned")));
-            }
-            Ok(start..start + t.data().len())
+            Ok(range)
         };
+        let ann = entry.ann.clone();
         if st.len() != vectors + 1 {
             return Err(fail(format!(
                 "{} tensors, expected {}",
@@ -160,6 +155,7 @@ impl Shard {
             map,
             modalities,
             factors,
+            ann,
         })
     }
 
@@ -169,6 +165,12 @@ impl Shard {
             .iter()
             .map(|r| bytemuck::cast_slice(&self.map[r.clone()]))
             .collect()
+    }
+
+    /// The shard's factor records as stored, unchecked ([`Factors::from_records`] checks the
+    /// ones a caller takes).
+    pub fn records(&self) -> &[f64] {
+        bytemuck::cast_slice(&self.map[self.factors.clone()])
     }
 
     /// The shard's candidate factors, every record checked.
@@ -181,4 +183,26 @@ impl Shard {
             )
         })
     }
+}
+
+/// The byte range (in the mapped file at `base`) and shape of tensor `name`, which must be of
+/// `dtype` and aligned for it.
+pub(super) fn tensor_at(
+    st: &SafeTensors,
+    base: usize,
+    name: &str,
+    dtype: Dtype,
+) -> Result<(Range<usize>, Vec<usize>), String> {
+    let t = st.tensor(name).map_err(|_| format!("no tensor `{name}`"))?;
+    if t.dtype() != dtype {
+        return Err(format!(
+            "tensor `{name}` is {:?}, expected {dtype:?}",
+            t.dtype()
+        ));
+    }
+    let start = t.data().as_ptr() as usize - base;
+    if !start.is_multiple_of(dtype.bitsize().div_ceil(8)) {
+        return Err(format!("tensor `{name}` is not aligned"));
+    }
+    Ok((start..start + t.data().len(), t.shape().to_vec()))
 }

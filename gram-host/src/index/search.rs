@@ -24,23 +24,7 @@ pub fn search_keys(
     k: usize,
     backend: Backend,
 ) -> Result<(Vec<Vec<u64>>, SearchReport), Error> {
-    if anchor.cols != index.dim {
-        return Err(Error::data(
-            anchor.name,
-            format!(
-                "dimension {} does not match the index's dimension {}",
-                anchor.cols, index.dim
-            ),
-        ));
-    }
-    let total = index.rows();
-    if k == 0 || k > total {
-        return Err(Error::argument(
-            Arg::TopK,
-            k,
-            format!("must be between 1 and the number of candidates ({total})"),
-        ));
-    }
+    check_query(index, anchor, k)?;
     let t = Instant::now();
     // One device for every shard (opening one takes longer than scoring a small shard).
     #[cfg(feature = "gpu")]
@@ -91,6 +75,28 @@ pub fn search_keys(
     }
     report.compute = t.elapsed();
     Ok((hits, report))
+}
+
+/// Queries of the index's dimension, and 1 ≤ k ≤ the candidates.
+pub(crate) fn check_query(index: &Index, anchor: View, k: usize) -> Result<(), Error> {
+    if anchor.cols != index.dim {
+        return Err(Error::data(
+            anchor.name,
+            format!(
+                "dimension {} does not match the index's dimension {}",
+                anchor.cols, index.dim
+            ),
+        ));
+    }
+    let total = index.rows();
+    if k == 0 || k > total {
+        return Err(Error::argument(
+            Arg::TopK,
+            k,
+            format!("must be between 1 and the number of candidates ({total})"),
+        ));
+    }
+    Ok(())
 }
 
 /// One shard on gram-gpu, its bases formed from the stored factors (no refactoring).
