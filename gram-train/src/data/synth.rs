@@ -122,67 +122,99 @@ impl FeatureMap {
     }
 }
 
-/// Write the dataset described by `cfg` into `out` (dataset.json + one .npy per split and
-/// modality, each written atomically).
-pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), Error> {
-    let k = cfg.modalities.len();
-    let a = cfg
-        .modalities
-        .iter()
-        .position(|m| *m == cfg.anchor)
-        .ok_or_else(|| Error::config("anchor must be one of the modalities"))?;
-    if cfg.dims.len() != k || k < 2 {
-        return Err(Error::config(format!(
-            "need one dimension per modality and at least 2 modalities ({} dims for {k})",
-            cfg.dims.len()
-        )));
+/// The generators of a synthetic dataset (feature maps and mixers, drawn from its seed):
+/// [`World::sample`] draws any number of samples of the same distribution, so corpora far
+/// larger than a split (for benchmarks) come from the world a model was trained on.
+pub struct World {
+    cfg: SynthConfig,
+    anchor: usize,
+    maps: Vec<FeatureMap>,
+    mixers: Vec<Vec<f64>>,
+}
+
+impl World {
+    /// The world of `cfg`, and the random stream positioned where its train split begins.
+    pub fn new(cfg: &SynthConfig) -> Result<(World, ChaCha8Rng), Error> {
+        let k = cfg.modalities.len();
+        let anchor = cfg
+            .modalities
+            .iter()
+            .position(|m| *m == cfg.anchor)
+            .ok_or_else(|| Error::config("anchor must be one of the modalities"))?;
+        if cfg.dims.len() != k || k < 2 {
+            return Err(Error::config(format!(
+                "need one dimension per modality and at least 2 modalities ({} dims for {k})",
+                cfg.dims.len()
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let latent = cfg.shared + cfg.private + cfg.unique;
+        let maps: Vec<FeatureMap> = cfg
+            .dims
+            .iter()
+            .map(|&d| FeatureMap::new(&mut rng, latent, d, cfg.depth))
+            .collect();
+        let mixers: Vec<Vec<f64>> = (0..k)
+            .map(|_| {
+                gaussian(
+                    &mut rng,
+                    cfg.private * cfg.private,
+                    (1.0 / (k - 1) as f64 / cfg.private as f64).sqrt(),
+                )
+            })
+            .collect();
+        let world = World {
+            cfg: cfg.clone(),
+            anchor,
+            maps,
+            mixers,
+        };
+        Ok((world, rng))
     }
-    for (m, f) in &cfg.missing {
-        missing::parse(&format!("{m}={f}"), &cfg.modalities, &cfg.anchor)?;
-    }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let latent = cfg.shared + cfg.private + cfg.unique;
-    let maps: Vec<FeatureMap> = cfg
-        .dims
-        .iter()
-        .map(|&d| FeatureMap::new(&mut rng, latent, d, cfg.depth))
-        .collect();
-    let mixers: Vec<Vec<f64>> = (0..k)
-        .map(|_| {
-            gaussian(
-                &mut rng,
-                cfg.private * cfg.private,
-                (1.0 / (k - 1) as f64 / cfg.private as f64).sqrt(),
-            )
-        })
-        .collect();
-    for (split, n) in [("train", cfg.train), ("val", cfg.val), ("test", cfg.test)] {
+
+    /// `n` samples drawn from `rng`: one row-major [n, dims[t]] feature matrix per modality.
+    pub fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> Vec<Vec<f32>> {
+        let (cfg, k, a) = (&self.cfg, self.cfg.modalities.len(), self.anchor);
         let mut feats: Vec<Vec<f32>> = cfg
             .dims
             .iter()
             .map(|&d| Vec::with_capacity(n * d))
             .collect();
         for _ in 0..n {
-            let c = gaussian(&mut rng, cfg.shared, 1.0);
-            let s: Vec<Vec<f64>> = (0..k)
-                .map(|_| gaussian(&mut rng, cfg.private, 1.0))
-                .collect();
+            let c = gaussian(rng, cfg.shared, 1.0);
+            let s: Vec<Vec<f64>> = (0..k).map(|_| gaussian(rng, cfg.private, 1.0)).collect();
             let mut mix = vec![0.0; cfg.private];
             for t in (0..k).filter(|&t| t != a) {
-                for (m, v) in mix.iter_mut().zip(apply(&mixers[t], &s[t], cfg.private)) {
+                for (m, v) in mix
+                    .iter_mut()
+                    .zip(apply(&self.mixers[t], &s[t], cfg.private))
+                {
                     *m += v;
                 }
             }
             for t in 0..k {
                 let mut z = c.clone();
                 z.extend(if t == a { &mix } else { &s[t] });
-                z.extend(gaussian(&mut rng, cfg.unique, 1.0));
-                let x = maps[t].forward(&z);
-                let noise = gaussian(&mut rng, x.len(), cfg.noise);
+                z.extend(gaussian(rng, cfg.unique, 1.0));
+                let x = self.maps[t].forward(&z);
+                let noise = gaussian(rng, x.len(), cfg.noise);
                 feats[t].extend(x.iter().zip(noise).map(|(v, e)| (v + e) as f32));
             }
         }
+        feats
+    }
+}
+
+/// Write the dataset described by `cfg` into `out` (dataset.json + one .npy per split and
+/// modality, each written atomically).
+pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<(), Error> {
+    let (world, mut rng) = World::new(cfg)?;
+    for (m, f) in &cfg.missing {
+        missing::parse(&format!("{m}={f}"), &cfg.modalities, &cfg.anchor)?;
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    for (split, n) in [("train", cfg.train), ("val", cfg.val), ("test", cfg.test)] {
+        let mut feats = world.sample(&mut rng, n);
         for (m, fraction) in &cfg.missing {
             let t = cfg.modalities.iter().position(|x| x == m).expect("checked");
             let d = cfg.dims[t];

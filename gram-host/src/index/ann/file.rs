@@ -16,7 +16,7 @@ pub fn write_ann(stage: &Path, s: usize, data: &AnnData) -> Result<AnnEntry, Err
     let path = stage.join(&file);
     let fail =
         |e: safetensors::SafeTensorError| Error::io(path.display(), format!("cannot write: {e}"));
-    let (n, m, d) = (data.n, data.m, data.dim);
+    let (d, e) = (data.dim, data.list_ids.len());
     let f32s: [(&str, &[f32], Vec<usize>); 6] = [
         ("coarse", &data.coarse, vec![data.coarse_gamma.len(), d]),
         (
@@ -26,8 +26,8 @@ pub fn write_ann(stage: &Path, s: usize, data: &AnnData) -> Result<AnnEntry, Err
         ),
         ("fine", &data.fine, vec![data.fine_gamma.len(), d]),
         ("fine_gamma", &data.fine_gamma, vec![data.fine_gamma.len()]),
-        ("code_scale", &data.code_scale, vec![n, m]),
-        ("code_err", &data.code_err, vec![n, m]),
+        ("list_scale", &data.list_scale, vec![e]),
+        ("list_err", &data.list_err, vec![e]),
     ];
     let u32s: [(&str, &[u32]); 4] = [
         ("fine_offsets", &data.fine_offsets),
@@ -45,11 +45,18 @@ pub fn write_ann(stage: &Path, s: usize, data: &AnnData) -> Result<AnnEntry, Err
             TensorView::new(Dtype::U32, vec![x.len()], bytemuck::cast_slice(x)).map_err(fail)?;
         tensors.push((name.to_string(), t));
     }
-    let w = TensorView::new(Dtype::F64, vec![n], bytemuck::cast_slice(&data.w)).map_err(fail)?;
-    tensors.push(("w".to_string(), w));
-    let codes = TensorView::new(Dtype::I8, vec![n, m * d], bytemuck::cast_slice(&data.codes))
-        .map_err(fail)?;
-    tensors.push(("codes".to_string(), codes));
+    for (name, x) in [("w", &data.w), ("list_w", &data.list_w)] {
+        let t =
+            TensorView::new(Dtype::F64, vec![x.len()], bytemuck::cast_slice(x)).map_err(fail)?;
+        tensors.push((name.to_string(), t));
+    }
+    let codes = TensorView::new(
+        Dtype::I8,
+        vec![e, d],
+        bytemuck::cast_slice(&data.list_codes),
+    )
+    .map_err(fail)?;
+    tensors.push(("list_codes".to_string(), codes));
     let (bytes, xxh3_64) = crate::index::write_checked(&path, tensors)?;
     Ok(AnnEntry {
         file,
@@ -69,7 +76,7 @@ pub struct AnnFile {
 }
 
 /// The tensors of the file and their types, in the order [`AnnFile::view`] reads them.
-const NAMES: [(&str, Dtype); 12] = [
+const NAMES: [(&str, Dtype); 13] = [
     ("coarse", Dtype::F32),
     ("coarse_gamma", Dtype::F32),
     ("fine", Dtype::F32),
@@ -77,9 +84,10 @@ const NAMES: [(&str, Dtype); 12] = [
     ("fine_offsets", Dtype::U32),
     ("list_offsets", Dtype::U32),
     ("list_ids", Dtype::U32),
-    ("codes", Dtype::I8),
-    ("code_scale", Dtype::F32),
-    ("code_err", Dtype::F32),
+    ("list_codes", Dtype::I8),
+    ("list_scale", Dtype::F32),
+    ("list_err", Dtype::F32),
+    ("list_w", Dtype::F64),
     ("w", Dtype::F64),
     ("by_w", Dtype::U32),
 ];
@@ -159,11 +167,12 @@ impl AnnFile {
             fine_offsets: u32s(4),
             list_offsets: u32s(5),
             list_ids: u32s(6),
-            codes: bytemuck::cast_slice(bytes(7)),
-            code_scale: f32s(8),
-            code_err: f32s(9),
-            w: bytemuck::cast_slice(bytes(10)),
-            by_w: u32s(11),
+            list_codes: bytemuck::cast_slice(bytes(7)),
+            list_scale: f32s(8),
+            list_err: f32s(9),
+            list_w: bytemuck::cast_slice(bytes(10)),
+            w: bytemuck::cast_slice(bytes(11)),
+            by_w: u32s(12),
         }
     }
 }

@@ -69,8 +69,10 @@ pub fn train(points: &[f32], d: usize, c: usize, iters: usize, seed: u64) -> Vec
 }
 
 /// k-means++ seeding: each next centroid is a row drawn with probability ∝ its distance
-/// 1 − (x·c)² to the nearest centroid so far.
+/// 1 − (x·c)² to the nearest centroid so far; over the first 8·c rows only (the rows come
+/// shuffled), which spreads the seeds as well at a fraction of the c passes' cost.
 fn plus_plus(points: &[f32], d: usize, c: usize, rng: &mut SplitMix64) -> Vec<f32> {
+    let points = &points[..(8 * c * d).min(points.len())];
     let n = points.len() / d;
     let mut cent = Vec::with_capacity(c * d);
     let mut far = vec![1.0f64; n];
@@ -81,7 +83,7 @@ fn plus_plus(points: &[f32], d: usize, c: usize, rng: &mut SplitMix64) -> Vec<f3
         far.par_iter_mut()
             .zip(points.par_chunks_exact(d))
             .for_each(|(f, x)| {
-                let dot: f64 = x.iter().zip(p).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let dot = x.iter().zip(p).map(|(a, b)| a * b).sum::<f32>() as f64;
                 *f = f.min((1.0 - dot * dot).max(0.0));
             });
         let total: f64 = far.iter().sum();

@@ -11,21 +11,25 @@
 //! so a candidate ranks high when some (a·u_t)² is large or when w is small. Each shard keeps:
 //! - the **basis vectors in cells**: a two-level sign-invariant k-means ([`kmeans`]) over every
 //!   candidate's u_t (≈ [`LIST_TARGET`] per cell), and the cells' inverted lists of candidates;
-//! - **int8 codes** of every u_t (scale and an upper bound on the coding error), so that a
-//!   candidate's score is estimated from ~m·D bytes without touching its f32 vectors;
+//! - the basis chosen **principal**: the singular vectors of the candidate's normalised vectors
+//!   (for k = 3, u ∝ m̂₁ + m̂₂ and m̂₁ − m̂₂), so that an anchor aligned with the candidate (as
+//!   training makes it) lies close to one u_t and is found by probing the cells nearest ±a;
+//! - **int8 codes** of every u_t (scale and an upper bound on the coding error), stored in list
+//!   order, so that a probe estimates scores from a sequential scan of D bytes an entry without
+//!   touching the f32 vectors;
 //! - **w**, and the candidates **sorted by w** (those rank high for every anchor: a list of
 //!   them is part of any candidate generator).
 //!
 //! A search ([`search`]) probes the cells whose centroids are closest to ±a, estimates the
-//! score of every candidate listed there and of the `low_w` smallest-w candidates, and scores
-//! the best `rerank` estimates exactly with the CPU backend's kernel (the volumes are those of
-//! the exact search, bit for bit). What it did not score exactly, it bounds from below:
-//! - a candidate estimated but not re-scored: |a·u_t| ≤ |a·û_t| + ‖a‖·e_t, with û_t its code
-//!   and e_t the code's error bound (plus the dot's rounding);
-//! - a candidate never seen: each of its u_t lies in a cell that was not probed, and a cell
-//!   whose centroid f makes angle α with a, holding members within angle φ of ±f (φ stored
-//!   per cell), bounds |a·u| ≤ ‖a‖·cos(max(0, α − φ)); its w is at least the w of the first
-//!   candidate after the `low_w` list.
+//! score of every candidate listed there from the codes of its vectors found there, and scores
+//! exactly, with the CPU backend's kernel (the volumes of the exact search, bit for bit), the
+//! best `rerank` estimates and the `low_w` smallest-w candidates. What it did not score
+//! exactly, it bounds from below, through a bound on each (a·u_t)²:
+//! - u_t seen in a probed cell: |a·u_t| ≤ |a·û_t| + ‖a‖·e_t, with û_t its code and e_t the
+//!   code's error bound (plus the dot's rounding);
+//! - u_t in a cell not probed: a cell whose centroid f makes angle α with a, holding members
+//!   within angle φ of ±f (φ stored per cell), bounds |a·u| ≤ ‖a‖·cos(max(0, α − φ)); and a
+//!   candidate never seen has w at least the w of the first candidate after the `low_w` list.
 //!
 //! The query is **certified exact** when that lower bound exceeds the k-th volume found, with
 //! margin for the exact kernel's accuracy contract ([`certified`]): no candidate left out can
@@ -60,27 +64,15 @@ pub struct AnnData {
     pub fine_offsets: Vec<u32>,
     pub list_offsets: Vec<u32>,
     pub list_ids: Vec<u32>,
-    pub codes: Vec<i8>,
-    pub code_scale: Vec<f32>,
-    pub code_err: Vec<f32>,
+    pub list_codes: Vec<i8>,
+    pub list_scale: Vec<f32>,
+    pub list_err: Vec<f32>,
+    pub list_w: Vec<f64>,
     pub w: Vec<f64>,
     pub by_w: Vec<u32>,
 }
 
 impl AnnData {
-    fn empty(n: usize, m: usize, dim: usize) -> AnnData {
-        AnnData {
-            n,
-            m,
-            dim,
-            codes: vec![0; n * m * dim],
-            code_scale: vec![0.0; n * m],
-            code_err: vec![0.0; n * m],
-            w: vec![0.0; n],
-            ..AnnData::default()
-        }
-    }
-
     pub fn view(&self) -> AnnView<'_> {
         AnnView {
             n: self.n,
@@ -93,9 +85,10 @@ impl AnnData {
             fine_offsets: &self.fine_offsets,
             list_offsets: &self.list_offsets,
             list_ids: &self.list_ids,
-            codes: &self.codes,
-            code_scale: &self.code_scale,
-            code_err: &self.code_err,
+            list_codes: &self.list_codes,
+            list_scale: &self.list_scale,
+            list_err: &self.list_err,
+            list_w: &self.list_w,
             w: &self.w,
             by_w: &self.by_w,
         }
@@ -118,14 +111,16 @@ pub struct AnnView<'a> {
     pub fine: &'a [f32],
     pub fine_gamma: &'a [f32],
     pub fine_offsets: &'a [u32],
-    /// The candidates listed in fine cell c: `list_ids[list_offsets[c]..list_offsets[c + 1]]`.
+    /// The entries of fine cell c are `list_offsets[c]..list_offsets[c + 1]`; entry e is basis
+    /// vector u of candidate `list_ids[e]`, stored where a probe reads it in sequence: its int8
+    /// code `list_codes[e·dim..]`, scale and error bound (‖u − scale·code‖ ≤ err), and the
+    /// candidate's w.
     pub list_offsets: &'a [u32],
     pub list_ids: &'a [u32],
-    /// int8 codes [n, m·dim] of every candidate's basis, their scales [n, m] and error bounds
-    /// [n, m] (‖u − scale·code‖ ≤ err).
-    pub codes: &'a [i8],
-    pub code_scale: &'a [f32],
-    pub code_err: &'a [f32],
+    pub list_codes: &'a [i8],
+    pub list_scale: &'a [f32],
+    pub list_err: &'a [f32],
+    pub list_w: &'a [f64],
     /// w = vol(M)² [n], and the candidates in ascending w (ties by index).
     pub w: &'a [f64],
     pub by_w: &'a [u32],
@@ -135,7 +130,7 @@ impl AnnView<'_> {
     /// Checks the invariants the search relies on (sizes, offsets, ids in range, finite
     /// values), so that a damaged file is refused instead of searched.
     pub fn check(&self) -> Result<(), String> {
-        let (n, m, d) = (self.n, self.m, self.dim);
+        let (n, d, e) = (self.n, self.dim, self.list_ids.len());
         let c1 = self.coarse_gamma.len();
         let cells = self.fine_gamma.len();
         let sizes = [
@@ -143,12 +138,19 @@ impl AnnView<'_> {
             ("fine", self.fine.len(), cells * d),
             ("fine_offsets", self.fine_offsets.len(), c1 + 1),
             ("list_offsets", self.list_offsets.len(), cells + 1),
-            ("codes", self.codes.len(), n * m * d),
-            ("code_scale", self.code_scale.len(), n * m),
-            ("code_err", self.code_err.len(), n * m),
+            ("list_codes", self.list_codes.len(), e * d),
+            ("list_scale", self.list_scale.len(), e),
+            ("list_err", self.list_err.len(), e),
+            ("list_w", self.list_w.len(), e),
             ("w", self.w.len(), n),
             ("by_w", self.by_w.len(), n),
         ];
+        if e > n * self.m {
+            return Err(format!(
+                "{e} list entries for {n} candidates of {} vectors",
+                self.m
+            ));
+        }
         for (name, got, want) in sizes {
             if got != want {
                 return Err(format!("`{name}` holds {got} values, expected {want}"));
@@ -180,8 +182,9 @@ impl AnnView<'_> {
             return Err("`by_w` is not in ascending order of w".into());
         }
         let finite = |x: &[f32]| x.iter().all(|v| v.is_finite());
-        let ok = finite(self.coarse) && finite(self.fine) && finite(self.code_scale);
-        if !(ok && finite(self.code_err) && self.w.iter().all(|w| w.is_finite() && *w >= 0.0)) {
+        let ok = finite(self.coarse) && finite(self.fine) && finite(self.list_scale);
+        let ws = self.w.iter().chain(self.list_w);
+        if !(ok && finite(self.list_err) && ws.into_iter().all(|w| w.is_finite() && *w >= 0.0)) {
             return Err("a non-finite or negative value".into());
         }
         Ok(())

@@ -91,13 +91,13 @@ pub fn search(
     let per_query = anchor
         .data
         .par_chunks(dim)
-        .map(|a| {
+        .map_init(Scratch::default, |scratch, a| {
             let t = Instant::now();
             let mut keys = Vec::new();
             let mut bound = f64::INFINITY;
             let (mut est, mut exact) = (0u64, 0u64);
             for (shard, view) in index.shards.iter().zip(&views) {
-                let (ids, b, seen) = candidates(view, a, k, opts);
+                let (ids, b, seen) = candidates(view, a, k, opts, scratch);
                 let new = rescore(shard, a, &ids, k, dim)
                     .map_err(|e| Error::data(shard.path.display(), format!("re-scoring: {e}")))?;
                 keys = topk::merge([keys, new], k);
@@ -125,57 +125,112 @@ pub fn search(
     Ok((hits, report))
 }
 
+/// Buffers a thread reuses from query to query.
+#[derive(Default)]
+struct Scratch {
+    /// (estimate of vol², candidate) per entry seen.
+    fast: Vec<(f32, u32)>,
+    /// (candidate, a·û, |a·û| + ‖a‖·err) per entry seen, for the certificate.
+    full: Vec<(u32, f64, f64)>,
+}
+
 /// One shard, one anchor: the candidates to score exactly (ascending ids), a lower bound on
-/// vol² of every other candidate, and how many were estimated.
-fn candidates(v: &AnnView, a: &[f32], k: usize, opts: ApproxOptions) -> (Vec<u32>, f64, usize) {
+/// vol² of every other candidate, and how many entries were estimated.
+///
+/// The bound needs every seen candidate's entries together; it can only be positive when
+/// the cells not probed bound |a·u|/‖a‖ below 1/√m (else an unseen candidate may hold `a` in
+/// its span). Otherwise each entry is ranked on its own (its estimate ignores the candidate's
+/// other vectors, which lie in cells far from ±a) and the bound is 0.
+fn candidates(
+    v: &AnnView,
+    a: &[f32],
+    k: usize,
+    opts: ApproxOptions,
+    scratch: &mut Scratch,
+) -> (Vec<u32>, f64, usize) {
     simd::vectorised_at(simd::level_or(Level::Avx512), || {
         let aa: f64 = a.iter().map(|x| *x as f64 * *x as f64).sum();
         let norm = aa.sqrt();
         let (cells, bmax) = probe(v, a, norm, opts.probe);
         let low = opts.low_w.min(v.n);
-        let mut ids: Vec<u32> = v.by_w[..low].to_vec();
-        for &c in &cells {
-            let (s, e) = (v.list_offsets[c] as usize, v.list_offsets[c + 1] as usize);
-            ids.extend_from_slice(&v.list_ids[s..e]);
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        let sl = slack(v.dim) as f64;
-        // (estimate of vol², its lower bound, id) of every candidate seen.
-        let mut scored: Vec<(f64, f64, u32)> = ids
-            .iter()
-            .map(|&j| {
-                let (mut p2, mut hi2) = (0.0f64, 0.0f64);
-                for t in 0..v.m {
-                    let e = j as usize * v.m + t;
-                    let code = &v.codes[e * v.dim..(e + 1) * v.dim];
-                    let p = (v.code_scale[e] * dot_code(a, code)) as f64;
-                    let err = v.code_err[e] as f64 + sl * (1.0 + v.code_err[e] as f64);
-                    p2 += p * p;
-                    hi2 += (p.abs() + norm * err).powi(2);
-                }
-                let w = v.w[j as usize];
-                (w * (aa - p2), w * (aa - hi2.min(aa)).max(0.0), j)
-            })
-            .collect();
-        let seen = scored.len();
-        let r = opts.rerank.max(k).min(seen);
-        let by_estimate =
-            |x: &(f64, f64, u32), y: &(f64, f64, u32)| x.0.total_cmp(&y.0).then(x.2.cmp(&y.2));
-        if r < seen {
-            scored.select_nth_unstable_by(r, by_estimate);
-        }
-        let seen_bound = scored[r..].iter().fold(f64::INFINITY, |b, s| b.min(s.1));
-        let unseen_bound = if low < v.n {
-            let w_next = v.w[v.by_w[low] as usize];
-            w_next * aa * (1.0 - v.m as f64 * bmax * bmax).max(0.0)
-        } else {
-            f64::INFINITY
+        let entries = |c: &usize| v.list_offsets[*c] as usize..v.list_offsets[*c + 1] as usize;
+        let projection = |e: usize| {
+            let code = &v.list_codes[e * v.dim..(e + 1) * v.dim];
+            v.list_scale[e] * dot_code(a, code)
         };
-        let mut best: Vec<u32> = scored[..r].iter().map(|s| s.2).collect();
+        let mut best: Vec<u32>;
+        let (bound, seen);
+        if (v.m as f64) * bmax * bmax >= 1.0 && low < v.n {
+            let fast = &mut scratch.fast;
+            fast.clear();
+            let aa32 = aa as f32;
+            for e in cells.iter().flat_map(entries) {
+                let p = projection(e);
+                fast.push(((v.list_w[e] as f32) * (aa32 - p * p), v.list_ids[e]));
+            }
+            seen = fast.len();
+            let r = opts.rerank.max(k).min(seen);
+            if r < seen {
+                fast.select_nth_unstable_by(r, |x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+            }
+            best = fast[..r].iter().map(|s| s.1).collect();
+            bound = 0.0;
+        } else {
+            let sl = slack(v.dim) as f64;
+            let full = &mut scratch.full;
+            full.clear();
+            for e in cells.iter().flat_map(entries) {
+                let p = projection(e) as f64;
+                let err = v.list_err[e] as f64 + sl * (1.0 + v.list_err[e] as f64);
+                full.push((v.list_ids[e], p, p.abs() + norm * err));
+            }
+            seen = full.len();
+            let (ids, seen_bound) = grouped(v, full, aa, bmax, opts.rerank.max(k));
+            best = ids;
+            let unseen_bound = if low < v.n {
+                let w_next = v.w[v.by_w[low] as usize];
+                w_next * aa * (1.0 - v.m as f64 * bmax * bmax).max(0.0)
+            } else {
+                f64::INFINITY
+            };
+            bound = seen_bound.min(unseen_bound);
+        }
+        best.extend_from_slice(&v.by_w[..low]);
         best.sort_unstable();
-        (best, seen_bound.min(unseen_bound), seen)
+        best.dedup();
+        (best, bound, seen)
     })
+}
+
+/// The entries of each seen candidate together: the `r` best estimates of vol², and a lower
+/// bound on vol² of the others — each vector seen bounded by its code, each not seen (in a cell
+/// not probed) by ‖a‖·`bmax`.
+fn grouped(
+    v: &AnnView,
+    full: &mut [(u32, f64, f64)],
+    aa: f64,
+    bmax: f64,
+    r: usize,
+) -> (Vec<u32>, f64) {
+    full.sort_unstable_by_key(|s| s.0);
+    let unseen_sq = aa * bmax * bmax;
+    let mut scored: Vec<(f64, f64, u32)> = full
+        .chunk_by(|x, y| x.0 == y.0)
+        .map(|g| {
+            let j = g[0].0;
+            let w = v.w[j as usize];
+            let p2: f64 = g.iter().map(|s| s.1 * s.1).sum();
+            let hi2: f64 =
+                g.iter().map(|s| s.2 * s.2).sum::<f64>() + (v.m - g.len()) as f64 * unseen_sq;
+            (w * (aa - p2), w * (aa - hi2.min(aa)).max(0.0), j)
+        })
+        .collect();
+    let r = r.min(scored.len());
+    if r < scored.len() {
+        scored.select_nth_unstable_by(r, |x, y| x.0.total_cmp(&y.0).then(x.2.cmp(&y.2)));
+    }
+    let bound = scored[r..].iter().fold(f64::INFINITY, |b, s| b.min(s.1));
+    (scored[..r].iter().map(|s| s.2).collect(), bound)
 }
 
 /// The `probe` cells whose centroids are nearest ±a (two levels: the nearest coarse cells
@@ -191,32 +246,41 @@ fn probe(v: &AnnView, a: &[f32], norm: f64, probe: usize) -> (Vec<usize>, f64) {
             0.0
         }
     };
-    let mut coarse: Vec<(f32, usize)> = v
+    // Cells in order of |a·f| (largest first), their centroids' cosine to ±a.
+    let priority = |dot: f32| -dot as f64;
+    let mut coarse: Vec<(f64, f32, usize)> = v
         .coarse
         .chunks_exact(d)
         .enumerate()
-        .map(|(i, c)| (dot(a, c).abs(), i))
+        .map(|(i, c)| {
+            let dt = dot(a, c).abs();
+            (priority(dt), dt, i)
+        })
         .collect();
-    coarse.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+    let by_priority =
+        |x: &(f64, f32, usize), y: &(f64, f32, usize)| x.0.total_cmp(&y.0).then(x.2.cmp(&y.2));
     let open = probe.min(coarse.len());
-    let mut bmax = coarse[open..].iter().fold(0.0f64, |b, &(dt, i)| {
+    if open < coarse.len() {
+        coarse.select_nth_unstable_by(open, by_priority);
+    }
+    let mut bmax = coarse[open..].iter().fold(0.0f64, |b, &(_, dt, i)| {
         b.max(cell_bound(cos(dt), v.coarse_gamma[i]))
     });
-    let mut fine: Vec<(f32, usize)> = Vec::new();
-    for &(_, i) in &coarse[..open] {
+    let mut fine: Vec<(f64, f32, usize)> = Vec::new();
+    for &(_, _, i) in &coarse[..open] {
         for f in v.fine_offsets[i] as usize..v.fine_offsets[i + 1] as usize {
-            fine.push((dot(a, &v.fine[f * d..(f + 1) * d]).abs(), f));
+            let dt = dot(a, &v.fine[f * d..(f + 1) * d]).abs();
+            fine.push((priority(dt), dt, f));
         }
     }
-    let by_dot = |x: &(f32, usize), y: &(f32, usize)| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1));
     let take = probe.min(fine.len());
     if take < fine.len() {
-        fine.select_nth_unstable_by(take, by_dot);
+        fine.select_nth_unstable_by(take, by_priority);
     }
-    bmax = fine[take..].iter().fold(bmax, |b, &(dt, f)| {
+    bmax = fine[take..].iter().fold(bmax, |b, &(_, dt, f)| {
         b.max(cell_bound(cos(dt), v.fine_gamma[f]))
     });
-    (fine[..take].iter().map(|x| x.1).collect(), bmax)
+    (fine[..take].iter().map(|x| x.2).collect(), bmax)
 }
 
 /// The largest cos(a, u) for u within angle φ (cos φ = `gamma`) of a centroid at angle α
