@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python package end to end, as CI runs it: build the wheel with maturin (release, abi3),
-# install it into a fresh venv with numpy, pytest and PyTorch (CPU use; PyPI's wheel), and run
+# install it into a fresh venv with numpy, pytest, Dask's distributed (the local-cluster tests of
+# gram.distributed) and PyTorch (CPU use; PyPI's wheel), and run
 # gram-host/python/tests against the `gram` CLI built from the same tree.
 # Usage: scripts/python-check.sh   (GRAM_PY_TORCH="" leaves PyTorch out: its tests then skip)
 set -euo pipefail
@@ -15,7 +16,7 @@ echo "==> maturin build (gram-host/python)"
 rm -rf "$work/wheels"
 "$work/build/bin/maturin" build --release -m gram-host/python/Cargo.toml -o "$work/wheels"
 
-echo "==> fresh venv: the wheel, numpy, pytest ${GRAM_PY_TORCH-torch}"
+echo "==> fresh venv: the wheel, numpy, pytest, Dask's distributed ${GRAM_PY_TORCH-torch}"
 rm -rf "$work/test"
 # PyPI's torch wheel brings CUDA libraries: the venv takes ~5 GiB, so it goes when the check ends
 # (pip's own download cache keeps the next run fast).
@@ -23,9 +24,9 @@ trap 'rm -rf "$work/test"' EXIT
 df -h --output=avail,target "$PWD" | tail -n 1 | sed 's/^/free disk: /'
 python3 -m venv "$work/test"
 # shellcheck disable=SC2086 # GRAM_PY_TORCH is a list of requirements (or empty)
-"$work/test/bin/pip" install -q "$work/wheels"/gram-*.whl pytest ${GRAM_PY_TORCH-torch}
+"$work/test/bin/pip" install -q "$work/wheels"/gram-*.whl pytest distributed ${GRAM_PY_TORCH-torch}
 
 echo "==> pytest"
 cargo build -q -p gram-host
-GRAM_BIN="$CARGO_TARGET_DIR/debug/gram" GRAM_REQUIRE_CLI=1 \
+GRAM_BIN="$CARGO_TARGET_DIR/debug/gram" GRAM_REQUIRE_CLI=1 GRAM_REQUIRE_DASK=1 \
   "$work/test/bin/python" -m pytest -q -p no:cacheprovider gram-host/python/tests

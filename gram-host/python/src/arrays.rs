@@ -5,8 +5,8 @@
 //! 2. Its dtype must be floating (float16, float32, float64): anything else is a `TypeError`.
 //!    It must be 2-D: anything else is a `ValueError`.
 //! 3. Matrices (`volume_matrix`, `search`, `evaluate`, `loss`) are scored in float32, like the
-//!    CLI's files: a C-contiguous float32 array is read in place (no copy); any other array is
-//!    converted once by `numpy.ascontiguousarray(x, dtype=numpy.float32)`.
+//!    CLI's files: a C-contiguous, aligned float32 array is read in place (no copy); any other
+//!    array is converted once by `numpy.require(x, numpy.float32, "CA")`.
 //!    One tuple (`volume`, `log_volume`) is read in place when it is C-contiguous float32 or
 //!    float64 (gram-nostd takes both); anything else is converted once to float64.
 //! 4. Every value must be finite; the first NaN or infinity is named by row and column.
@@ -54,11 +54,22 @@ fn floating_2d<'py, T: Element>(
             arr.shape()
         )));
     }
-    let native = dtype.is_equiv_to(&numpy::dtype::<T>(py)) && arr.is_c_contiguous();
+    let native = dtype.is_equiv_to(&numpy::dtype::<T>(py)) && in_place(&arr)?;
     Ok((arr, native))
 }
 
-/// Step 3's conversion, or the array itself when it is already C-contiguous `T`.
+/// C-contiguous and aligned (an array unpickled from a byte buffer, as Dask sends one, may be
+/// contiguous but not aligned): readable in place.
+fn in_place(arr: &Bound<'_, PyUntypedArray>) -> PyResult<bool> {
+    Ok(arr.is_c_contiguous()
+        && arr
+            .getattr("flags")?
+            .getattr("aligned")?
+            .extract::<bool>()?)
+}
+
+/// Step 3's conversion (`numpy.require(x, T, "CA")`: C-contiguous and aligned, copied only if
+/// it is not), or the array itself when it already is.
 fn as_c_array<'py, T: Element>(
     py: Python<'py>,
     arr: Bound<'py, PyUntypedArray>,
@@ -68,7 +79,7 @@ fn as_c_array<'py, T: Element>(
         arr.into_any()
     } else {
         let np = py.import("numpy")?;
-        np.call_method1("ascontiguousarray", (arr, numpy::dtype::<T>(py)))?
+        np.call_method1("require", (arr, numpy::dtype::<T>(py), "CA"))?
     };
     Ok(arr.cast_into::<PyArray2<T>>()?.readonly())
 }
@@ -141,7 +152,7 @@ impl<'py> Input64<'py> {
                 array: as_c_array(py, arr, true)?,
             }));
         }
-        let native64 = arr.dtype().is_equiv_to(&numpy::dtype::<f64>(py)) && arr.is_c_contiguous();
+        let native64 = arr.dtype().is_equiv_to(&numpy::dtype::<f64>(py)) && in_place(&arr)?;
         Ok(Input64::F64(Tuple {
             name,
             array: as_c_array(py, arr, native64)?,

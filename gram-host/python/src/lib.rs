@@ -13,7 +13,8 @@ use gram_host::error::{Arg, Error};
 use gram_host::pair_gram::{self, PairDims};
 use numpy::ndarray::Array2;
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -158,14 +159,7 @@ fn search_index<'py>(
     backend: &str,
 ) -> PyResult<(Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>)> {
     let backend = self::backend(backend)?;
-    let dirs: Vec<std::path::PathBuf> = match index.extract::<std::path::PathBuf>() {
-        Ok(one) => vec![one],
-        Err(_) => index.extract().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(
-                "index: must be a path or a list of paths (index directories)",
-            )
-        })?,
-    };
+    let dirs = index_dirs(index)?;
     let anchor = Input::new(py, "anchor", anchor)?;
     let view = anchor.view()?;
     let keys = py
@@ -179,6 +173,138 @@ fn search_index<'py>(
         .map(|r| r.into_iter().map(gram_host::cpu::topk::unkey).collect())
         .collect();
     Ok(hit_arrays(py, rows, k))
+}
+
+/// An index argument: one directory or a list of them.
+fn index_dirs(index: &Bound<'_, PyAny>) -> PyResult<Vec<std::path::PathBuf>> {
+    match index.extract::<std::path::PathBuf>() {
+        Ok(one) => Ok(vec![one]),
+        Err(_) => index.extract().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(
+                "index: must be a path or a list of paths (index directories)",
+            )
+        }),
+    }
+}
+
+type ApproxArrays<'py> = (
+    Bound<'py, PyArray2<u32>>,
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<bool>>,
+);
+
+/// Hits and their certificate as arrays: bound.npy's volumes (sqrt of the bound on vol²).
+fn approx_arrays<'py>(
+    py: Python<'py>,
+    keys: Vec<Vec<u64>>,
+    bound_sq: &[f64],
+    k: usize,
+) -> ApproxArrays<'py> {
+    let certified: Vec<bool> = keys
+        .iter()
+        .zip(bound_sq)
+        .map(|(r, &b)| gram_host::index::ann::certified(r, k, b))
+        .collect();
+    let bound: Vec<f64> = bound_sq.iter().map(|b| b.sqrt()).collect();
+    let rows = keys
+        .into_iter()
+        .map(|r| r.into_iter().map(gram_host::cpu::topk::unkey).collect())
+        .collect();
+    let (idx, vol) = hit_arrays(py, rows, k);
+    (idx, vol, bound.into_pyarray(py), certified.into_pyarray(py))
+}
+
+/// See `gram.search_index_approx`.
+#[pyfunction]
+#[pyo3(signature = (anchor, index, k, probe = None, low_w = None, rerank = None))]
+fn search_index_approx<'py>(
+    py: Python<'py>,
+    anchor: &Bound<'py, PyAny>,
+    index: &Bound<'py, PyAny>,
+    k: usize,
+    probe: Option<usize>,
+    low_w: Option<usize>,
+    rerank: Option<usize>,
+) -> PyResult<ApproxArrays<'py>> {
+    let d = gram_host::index::ann::ApproxOptions::default();
+    let opts = gram_host::index::ann::ApproxOptions {
+        probe: probe.unwrap_or(d.probe),
+        low_w: low_w.unwrap_or(d.low_w),
+        rerank: rerank.unwrap_or(d.rerank),
+    };
+    let dirs = index_dirs(index)?;
+    let anchor = Input::new(py, "anchor", anchor)?;
+    let view = anchor.view()?;
+    let hits = py
+        .detach(|| {
+            let idx = gram_host::index::Index::open(&dirs)?;
+            let anns = gram_host::index::ann::open(&idx)?;
+            gram_host::index::ann::search(&idx, &anns, view, k, opts).map(|(h, _)| h)
+        })
+        .map_err(cli_error)?;
+    Ok(approx_arrays(py, hits.keys, &hits.bound_sq, k))
+}
+
+/// See `gram.merge_hits`: the k best of hit arrays of disjoint candidates, by `gram merge`'s
+/// rule; `bounds` (one per part, None for an exact part) combine by their minimum.
+#[pyfunction]
+#[pyo3(signature = (indices, volumes, k, bounds))]
+fn merge_hits<'py>(
+    py: Python<'py>,
+    indices: Vec<PyReadonlyArray2<'py, u32>>,
+    volumes: Vec<PyReadonlyArray2<'py, f32>>,
+    k: usize,
+    bounds: Vec<Option<PyReadonlyArray1<'py, f64>>>,
+) -> PyResult<ApproxArrays<'py>> {
+    let n = indices.first().map_or(0, |a| a.shape()[0]);
+    if indices.is_empty() || indices.len() != volumes.len() || indices.len() != bounds.len() {
+        return Err(PyValueError::new_err(
+            "merge_hits: one indices, volumes and bound per part, at least one part",
+        ));
+    }
+    let mut available = 0;
+    for (p, (i, v)) in indices.iter().zip(&volumes).enumerate() {
+        if i.shape() != v.shape() || i.shape()[0] != n {
+            return Err(PyValueError::new_err(format!(
+                "part {p}: indices {:?} and volumes {:?} must have the same shape, with {n} rows like part 0",
+                i.shape(),
+                v.shape()
+            )));
+        }
+        available += i.shape()[1];
+    }
+    if k == 0 || k > available {
+        return Err(PyValueError::new_err(format!(
+            "k = {k}: must be between 1 and the hits per row ({available})"
+        )));
+    }
+    let mut bound_sq = vec![f64::INFINITY; n];
+    for (p, b) in bounds.iter().enumerate() {
+        if let Some(b) = b {
+            let b = b.as_slice()?;
+            if b.len() != n || b.iter().any(|x| x.is_nan() || *x < 0.0) {
+                return Err(PyValueError::new_err(format!(
+                    "part {p}: bound must be {n} non-negative values"
+                )));
+            }
+            for (o, x) in bound_sq.iter_mut().zip(b) {
+                *o = o.min(x * x);
+            }
+        }
+    }
+    let keys: Vec<Vec<u64>> = (0..n)
+        .map(|r| {
+            let rows = indices.iter().zip(&volumes).map(|(i, v)| {
+                let (i, v) = (i.as_array(), v.as_array());
+                (0..i.shape()[1])
+                    .map(move |c| gram_host::cpu::topk::key(i[[r, c]], v[[r, c]]))
+                    .collect::<Vec<u64>>()
+            });
+            gram_host::cpu::topk::merge(rows, k)
+        })
+        .collect();
+    Ok(approx_arrays(py, keys, &bound_sq, k))
 }
 
 fn summary<'py>(py: Python<'py>, s: &gram_nostd::RankSummary) -> PyResult<Bound<'py, PyDict>> {
@@ -376,6 +502,8 @@ fn _gram(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(volume_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(search, m)?)?;
     m.add_function(wrap_pyfunction!(search_index, m)?)?;
+    m.add_function(wrap_pyfunction!(search_index_approx, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_hits, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(loss, m)?)?;
     m.add_function(wrap_pyfunction!(_pair_volumes, m)?)?;

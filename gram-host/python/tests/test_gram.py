@@ -284,3 +284,28 @@ def test_search_index_equals_search_and_refuses_a_damaged_index(gram_cli, tmp_pa
     shard.unlink()
     with pytest.raises(OSError, match="shard-00001.safetensors: cannot open"):
         gram.search_index(q, [tmp_path / "p0", tmp_path / "p1"], 7)
+
+
+def test_search_index_approx_certifies_and_refuses_an_index_without_ann(gram_cli, tmp_path):
+    rng = np.random.default_rng(8)
+    v = rng.standard_normal((400, 8)).astype(np.float32)
+    a = rng.standard_normal((400, 8)).astype(np.float32)
+    q = rng.standard_normal((15, 8)).astype(np.float32)
+    np.save(tmp_path / "v.npy", v)
+    np.save(tmp_path / "a.npy", a)
+    for name, extra in [("plain", []), ("ann", ["--ann"])]:
+        r = _run_cli(gram_cli, ["index", "build", "--modality", "v.npy", "--modality", "a.npy",
+                                "--out", name] + extra, tmp_path)
+        assert r.returncode == 0, r.stderr
+    want = gram.search_index(q, tmp_path / "ann", 4)
+    idx, vol, bound, certified = gram.search_index_approx(q, tmp_path / "ann", 4, probe=10**6,
+                                                          low_w=10**6, rerank=10**6)
+    np.testing.assert_array_equal(idx, want[0])
+    np.testing.assert_array_equal(vol, want[1])
+    assert certified.dtype == np.bool_ and certified.all() and np.isinf(bound).all()
+    idx, vol, bound, certified = gram.search_index_approx(q, tmp_path / "ann", 4, probe=1, rerank=4)
+    assert idx.shape == (15, 4) and bound.shape == (15,)
+    # A certified row is the exact one.
+    np.testing.assert_array_equal(idx[certified], want[0][certified])
+    with pytest.raises(ValueError, match="built without --ann"):
+        gram.search_index_approx(q, tmp_path / "plain", 4)

@@ -12,8 +12,8 @@ Arrays (one rule for every function):
 2. The dtype must be floating (float16/32/64), else ``TypeError``; the array must be 2-D, else
    ``ValueError``.
 3. Matrices (``volume_matrix``, ``search``, ``evaluate``, ``loss``) are scored in float32 like
-   the CLI's files: a C-contiguous float32 array is read in place (no copy); any other array
-   is converted once with ``numpy.ascontiguousarray(x, dtype=numpy.float32)``. One tuple
+   the CLI's files: a C-contiguous, aligned float32 array is read in place (no copy); any
+   other array is converted once with ``numpy.require(x, numpy.float32, "CA")``. One tuple
    (``volume``, ``log_volume``) is read in place when C-contiguous float32 or float64, and
    converted once to float64 otherwise.
 4. Every value must be finite: the first NaN or infinity raises ``ValueError`` naming the
@@ -24,7 +24,7 @@ Errors carry the text of the ``gram`` CLI's ``error:`` line, with the argument's
 
 ``gram.torch`` (needs PyTorch) has a differentiable volume matrix.
 """
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,6 +36,8 @@ __all__ = [
     "volume_matrix",
     "search",
     "search_index",
+    "search_index_approx",
+    "merge_hits",
     "evaluate",
     "loss",
     "MAX_K",
@@ -94,6 +96,43 @@ def search_index(anchor, index, k: int, backend: str = "cpu") -> Tuple[np.ndarra
     the CLI's message (``OSError`` for a shard that cannot be opened). The shards are memory-mapped, not read into memory.
     """
     return _gram.search_index(anchor, index, k, backend)
+
+
+def search_index_approx(
+    anchor, index, k: int, probe: Optional[int] = None, low_w: Optional[int] = None, rerank: Optional[int] = None
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate :func:`search_index` over an index built with ``gram index build --ann``
+    (``gram search --approx``): ``(indices, volumes, bound, certified)``.
+
+    Per shard, ``probe`` cells of the candidates' span bases are scanned, their int8 codes
+    estimate the volumes, and the ``rerank`` best estimates and the ``low_w`` candidates of
+    smallest vol(modalities) are scored exactly (the volumes are the exact search's, bit for
+    bit). ``bound`` [N1] (float64) is a lower bound on the volume of every candidate not scored
+    exactly; ``certified`` [N1] (bool) is True where it proves the row's top-k exact.
+    Defaults are the CLI's. An index without ``--ann`` raises ``ValueError``.
+    """
+    return _gram.search_index_approx(anchor, index, k, probe, low_w, rerank)
+
+
+def merge_hits(parts: Sequence[tuple], k: int) -> tuple:
+    """The ``k`` best hits of each row over the hits of searches of disjoint candidates (the
+    same queries), by the rule of ``gram merge``: volume, then the smaller index.
+
+    Each part is ``(indices, volumes)`` from :func:`search_index` or ``(indices, volumes,
+    bound, certified)`` from :func:`search_index_approx`. Returns ``(indices, volumes)`` when
+    every part is exact; else ``(indices, volumes, bound, certified)``, the bound being the
+    parts' minimum and ``certified`` recomputed from it.
+    """
+    if not parts:
+        raise ValueError("merge_hits: no parts")
+    approx = any(len(p) > 2 for p in parts)
+    out = _gram.merge_hits(
+        [np.require(p[0], np.uint32, "CA") for p in parts],
+        [np.require(p[1], np.float32, "CA") for p in parts],
+        k,
+        [np.require(p[2], np.float64, "CA") if len(p) > 2 else None for p in parts],
+    )
+    return out if approx else out[:2]
 
 
 def evaluate(anchor, modalities: Sequence, ties: str = "pessimistic") -> Dict[str, Dict[str, float]]:

@@ -1,5 +1,5 @@
 import os
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,20 @@ def search(
 def search_index(
     anchor: npt.ArrayLike, index: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]], k: int, backend: str = "cpu"
 ) -> Tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]: ...
+def search_index_approx(
+    anchor: npt.ArrayLike,
+    index: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+    k: int,
+    probe: Optional[int] = None,
+    low_w: Optional[int] = None,
+    rerank: Optional[int] = None,
+) -> Tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.bool_]]: ...
+def merge_hits(
+    indices: List[npt.NDArray[np.uint32]],
+    volumes: List[npt.NDArray[np.float32]],
+    k: int,
+    bounds: List[Optional[npt.NDArray[np.float64]]],
+) -> Tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.bool_]]: ...
 def evaluate(
     anchor: npt.ArrayLike, modalities: List[npt.ArrayLike], ties: str = "pessimistic"
 ) -> Dict[str, Dict[str, float]]: ...
