@@ -1,7 +1,7 @@
 //! Search hits on disk — `DIR/indices.npy` (uint32 [N1, k]) and `DIR/volumes.npy` (float32
 //! [N1, k]), each row ascending by volume, ties by the smaller index; an approximate search
-//! adds `DIR/bound.npy` (float64 [N1]: a lower bound on the volume of every candidate it did not
-//! score exactly) and `DIR/certified.npy` (uint8 [N1]) — and the merge of hit directories that
+//! adds `DIR/bound.npy` (float64 \[N1\]: a lower bound on the volume of every candidate it did not
+//! score exactly) and `DIR/certified.npy` (uint8 \[N1\]) — and the merge of hit directories that
 //! searched disjoint candidates (shards on several machines).
 
 use crate::cpu::topk;
@@ -26,7 +26,7 @@ pub fn write(out: &Path, rows: &[Vec<u64>], k: usize) -> Result<(), Error> {
         .map_err(|e| fail("volumes.npy", e))
 }
 
-/// [`write`], then the approximate search's per-row lower bounds on vol² (`bound_sq`) as
+/// [`write()`], then the approximate search's per-row lower bounds on vol² (`bound_sq`) as
 /// `bound.npy` (volumes) and whether each row is certified exact ([`crate::index::ann::certified`])
 /// as `certified.npy`. Returns the number certified.
 pub fn write_approx(

@@ -3,8 +3,8 @@
 //!
 //! - `ann_bench corpus SYNTH CHECKPOINT OUT N Q`: N candidates and Q held-out queries drawn
 //!   from the world of the synthetic dataset SYNTH (`gram-train synth`; its synth.json), passed
-//!   through the model of CHECKPOINT (`gram-train fit`): OUT/cand<t>.npy for each non-anchor
-//!   modality t ([N, D] unit rows) and OUT/q.npy (the anchor's, [Q, D]). Written in blocks at
+//!   through the model of CHECKPOINT (`gram-train fit`): `OUT/cand<t>.npy` for each non-anchor
+//!   modality t (\[N, D\] unit rows) and `OUT/q.npy` (the anchor's, \[Q, D\]). Written in blocks at
 //!   their offsets, never the whole corpus in memory.
 //! - `ann_bench search INDEX QUERIES K ROUNDS P:L:R[,…]`: the exact search of every query
 //!   (ground truth and the reference speed) and the approximate search at each setting

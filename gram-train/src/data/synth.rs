@@ -172,7 +172,7 @@ impl World {
         Ok((world, rng))
     }
 
-    /// `n` samples drawn from `rng`: one row-major [n, dims[t]] feature matrix per modality.
+    /// `n` samples drawn from `rng`: one row-major `[n, dims[t]]` feature matrix per modality.
     pub fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> Vec<Vec<f32>> {
         let (cfg, k, a) = (&self.cfg, self.cfg.modalities.len(), self.anchor);
         let mut feats: Vec<Vec<f32>> = cfg

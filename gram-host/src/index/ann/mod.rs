@@ -121,7 +121,7 @@ pub struct AnnView<'a> {
     pub list_scale: &'a [f32],
     pub list_err: &'a [f32],
     pub list_w: &'a [f64],
-    /// w = vol(M)² [n], and the candidates in ascending w (ties by index).
+    /// w = vol(M)² \[n\], and the candidates in ascending w (ties by index).
     pub w: &'a [f64],
     pub by_w: &'a [u32],
 }
