@@ -329,6 +329,47 @@ mod tests {
     }
 
     #[test]
+    fn the_volume_is_w_times_the_anchor_off_the_span() {
+        // vol(a, M)² = w·(‖a‖² − Σ_t (a·u_t)²), against gram-nostd's volume, k = 2 … 5.
+        let mut rng = SplitMix64(3);
+        let d = 9;
+        let mut vector = || -> Vec<f32> {
+            (0..d)
+                .map(|_| (rng.below(2001) as f32 - 1000.0) / 500.0)
+                .collect()
+        };
+        for m in 1..5 {
+            for _ in 0..50 {
+                let a = vector();
+                let mods: Vec<Vec<f32>> = (0..m).map(|_| vector()).collect();
+                let rows: Vec<&[f32]> = mods.iter().map(Vec::as_slice).collect();
+                let mut u = vec![0.0f64; m * d];
+                let w = span_basis(&rows, &mut u).unwrap();
+                principal(&rows, &mut u, d);
+                let aa: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+                let along: f64 = u
+                    .chunks_exact(d)
+                    .map(|ut| {
+                        ut.iter()
+                            .zip(&a)
+                            .map(|(x, y)| x * *y as f64)
+                            .sum::<f64>()
+                            .powi(2)
+                    })
+                    .sum();
+                let mut all = vec![&a[..]];
+                all.extend(rows.iter().copied());
+                let want = gram_nostd::volume(&all).unwrap().powi(2);
+                let got = w * (aa - along);
+                assert!(
+                    (got - want).abs() <= 1e-9 * (w * aa),
+                    "m = {m}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn jacobi_matches_a_known_spectrum_and_codes_bound_their_error() {
         // Q·diag(5, 2, 1)·Qᵀ for a rotation Q: eigenvectors are Q's columns, in that order.
         let (c, s) = (0.8f64, 0.6f64);
