@@ -79,7 +79,7 @@ const BATCH: usize = 1024;
 /// For every row of `anchor`: the `k` best candidates found (as [`topk::key`]s, volumes
 /// exactly as the exact search computes them, ascending, ties by the smaller row) and a lower
 /// bound on vol² of every candidate not scored exactly ([`super::certified`] says whether the
-/// top-k is thereby exact). Queries run in batches of [`BATCH`], each over every shard in
+/// top-k is thereby exact). Queries run in batches of 1,024, each over every shard in
 /// turn; the result does not depend on the batching or the thread count.
 pub fn search(
     index: &Index,
