@@ -75,6 +75,28 @@ impl Clustered {
         out
     }
 
+    /// `gram index build` of v.npy and a.npy into `out`, with `extra` arguments.
+    fn cli_build(&self, out: &str, extra: &[&str]) -> String {
+        let (v, a, out) = (
+            s(&self.path("v.npy")),
+            s(&self.path("a.npy")),
+            s(&self.path(out)),
+        );
+        let mut args = vec![
+            "index",
+            "build",
+            "--modality",
+            &v,
+            "--modality",
+            &a,
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        ok(gram(&args));
+        out
+    }
+
     fn view(&self) -> View<'_> {
         View {
             name: "q.npy",
@@ -205,29 +227,9 @@ fn s(p: &Path) -> String {
 #[test]
 fn the_cli_writes_certificates_and_merges_approximate_parts() {
     let c = Clustered::new(4000, 50, 16, 4);
-    let (v, a, q) = (
-        s(&c.path("v.npy")),
-        s(&c.path("a.npy")),
-        s(&c.path("q.npy")),
-    );
-    let build = |out: &str, rows: &str| {
-        let out = s(&c.path(out));
-        ok(gram(&[
-            "index",
-            "build",
-            "--modality",
-            &v,
-            "--modality",
-            &a,
-            "--out",
-            &out,
-            "--rows",
-            rows,
-            "--ann",
-        ]));
-    };
-    build("p0", "0:1500");
-    build("p1", "1500:4000");
+    let q = s(&c.path("q.npy"));
+    c.cli_build("p0", &["--rows", "0:1500", "--ann"]);
+    c.cli_build("p1", &["--rows", "1500:4000", "--ann"]);
     let search = |out: &str, parts: &[&str], extra: &[&str]| {
         let out = s(&c.path(out));
         let mut args = vec![
@@ -263,22 +265,8 @@ fn the_cli_writes_certificates_and_merges_approximate_parts() {
 #[test]
 fn approximate_searches_refuse_what_they_cannot_do() {
     let c = Clustered::new(500, 10, 8, 5);
-    let (v, a, q) = (
-        s(&c.path("v.npy")),
-        s(&c.path("a.npy")),
-        s(&c.path("q.npy")),
-    );
-    let plain = s(&c.path("plain"));
-    ok(gram(&[
-        "index",
-        "build",
-        "--modality",
-        &v,
-        "--modality",
-        &a,
-        "--out",
-        &plain,
-    ]));
+    let q = s(&c.path("q.npy"));
+    let plain = c.cli_build("plain", &[]);
     let out = c.path("out");
     let search = |idx: &str, extra: &[&str]| {
         let mut args = vec![
