@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-/tmp/gram-ann-bench}; n=${2:-1000000}; d=${3:-512}; q=${4:-1000}; rounds=${5:-5}
-settings=${6:-8:32:64,16:32:64,32:32:100,64:32:200,128:32:300,256:32:400}
+settings=${6:-32:32:50,64:32:100,128:32:100,128:32:200,192:32:200,256:32:300}
 cargo build -q --release -p gram-host --bin gram -p gram-train --bin gram-train -p gram-benches --bin ann_bench
 rel="${CARGO_TARGET_DIR:-target}/release"
 echo "machine: $(bash scripts/cpu-name.sh 2>/dev/null || grep -m1 'model name' /proc/cpuinfo), $(nproc) threads; $(date -u +%F)"
