@@ -3,7 +3,7 @@
 # on this machine:
 #   bash scripts/ann-bench.sh [DIR] [N] [D] [Q] [ROUNDS] [P:L:R,…]
 #   (defaults: /tmp/gram-ann-bench 1000000 512 1000 5 and a sweep of --probe; BUILD_ROUNDS=R
-#   times the builds R times instead of ROUNDS)
+#   times the builds R times instead of ROUNDS; SEARCH=0 stops after the builds)
 # 1. A model: `gram-train synth` (noise 0.25, unique 4: a model that ranks its own sample first
 #    among 8,192 about 30 % of the time) and `gram-train fit` to D dimensions.
 # 2. A corpus drawn from the same world through that model (`ann_bench corpus`): N candidates
@@ -50,6 +50,7 @@ echo "| build | wall s, median (range) of ${BUILD_ROUNDS:-$rounds} | peak RSS GB
 echo "|---|---|---|---|"
 echo "| exact | $(printf '%s\n' "${exact[@]}" | median) | $exact_rss | $(awk -v s="$exact_size" 'BEGIN{printf "%.2f", s/1e9}') |"
 echo "| --ann | $(printf '%s\n' "${ann[@]}" | median) | $(rss_gb "$dir/build-ann.log") | $(awk -v s="$ann_size" 'BEGIN{printf "%.2f", s/1e9}') |"
+[ "${SEARCH:-1}" = 0 ] && exit 0
 "$rel/ann_bench" search "$c/idx" "$c/q.npy" 10 "$rounds" "$settings"
 # Peak RSS of whole processes (the index mapped, the codes read), exact and at the middle setting.
 mid=$(tr ',' '\n' <<<"$settings" | awk '{a[NR]=$0} END{print a[int((NR+1)/2)]}')
